@@ -1,0 +1,327 @@
+//! Finding sessions and project memory under `projects/`.
+//!
+//! A session is `projects/<ENC>/<id>.jsonl`. What belongs to it travels with it:
+//! everything under `projects/<ENC>/<id>/` (subagent transcripts `subagents/agent-*.jsonl` and
+//! their `.meta.json`, `tool-results/`, future additions), and legacy `agent-*.jsonl` files beside
+//! the sessions, attached through the `sessionId` of their first line. Project memory is
+//! `projects/<ENC>/memory/**`.
+//!
+//! Discovery only lists and stats; it reads a file only to attach a legacy agent transcript.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::ClaudeDir;
+use super::jsonscan::{TopScanner, Want};
+
+/// A file that belongs to a session, with its path relative to the session folder
+/// (`subagents/agent-1.jsonl`) or, for a legacy agent, its file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub rel: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+/// A session found on disk.
+#[derive(Debug, Clone)]
+pub struct LocalSession {
+    pub id: String,
+    /// Name of the folder under `projects/` holding it.
+    pub project_folder: String,
+    pub transcript: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i128,
+    /// Files under `<id>/`, sorted by `rel`.
+    pub attachments: Vec<Attachment>,
+    /// Legacy `agent-*.jsonl` files beside the sessions whose `sessionId` is this session.
+    pub legacy_agents: Vec<Attachment>,
+}
+
+impl LocalSession {
+    /// Subagent transcripts (new and legacy layouts).
+    pub fn subagent_count(&self) -> usize {
+        let new = self
+            .attachments
+            .iter()
+            .filter(|a| a.rel.starts_with("subagents/") && a.rel.ends_with(".jsonl"))
+            .count();
+        new + self.legacy_agents.len()
+    }
+}
+
+/// A folder under `projects/` and its memory files.
+#[derive(Debug, Clone)]
+pub struct ProjectFolder {
+    pub name: String,
+    pub path: PathBuf,
+    /// Files under `memory/`, relative to it, sorted.
+    pub memory: Vec<Attachment>,
+}
+
+/// Everything discovery found.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    pub sessions: Vec<LocalSession>,
+    pub projects: Vec<ProjectFolder>,
+    /// Legacy agent transcripts whose parent session is not on disk.
+    pub orphan_agents: Vec<PathBuf>,
+}
+
+impl Discovery {
+    pub fn session(&self, id: &str) -> Option<&LocalSession> {
+        self.sessions.iter().find(|s| s.id == id)
+    }
+}
+
+/// Whether a file name is a session transcript name (`<id>.jsonl`, not a legacy agent).
+pub fn session_id_from_file_name(name: &str) -> Option<&str> {
+    let id = name.strip_suffix(".jsonl")?;
+    if id.is_empty() || id.starts_with("agent-") || id.starts_with('.') {
+        return None;
+    }
+    Some(id)
+}
+
+/// List all sessions and project folders. A missing `projects/` is an empty result.
+pub fn discover(claude: &ClaudeDir) -> io::Result<Discovery> {
+    let root = claude.projects();
+    let rd = match fs::read_dir(&root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Discovery::default()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Discovery::default();
+    let mut legacy: Vec<(String, Attachment)> = Vec::new();
+    for entry in rd {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let Some(folder) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let dir = entry.path();
+        let mut memory = Vec::new();
+        let mut sessions: Vec<LocalSession> = Vec::new();
+        let mut session_dirs: HashMap<String, PathBuf> = HashMap::new();
+        for e in fs::read_dir(&dir)? {
+            let e = e?;
+            let ft = e.file_type()?;
+            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if ft.is_dir() {
+                if name == "memory" {
+                    walk_files(&e.path(), "", &mut memory)?;
+                } else {
+                    session_dirs.insert(name, e.path());
+                }
+                continue;
+            }
+            if !ft.is_file() {
+                continue;
+            }
+            let meta = e.metadata()?;
+            if let Some(id) = session_id_from_file_name(&name) {
+                sessions.push(LocalSession {
+                    id: id.to_string(),
+                    project_folder: folder.clone(),
+                    transcript: e.path(),
+                    size: meta.len(),
+                    mtime_ns: crate::os::mtime_ns(&meta),
+                    attachments: Vec::new(),
+                    legacy_agents: Vec::new(),
+                });
+            } else if name.starts_with("agent-") && name.ends_with(".jsonl") {
+                let att = Attachment {
+                    rel: name,
+                    path: e.path(),
+                    size: meta.len(),
+                    mtime_ns: crate::os::mtime_ns(&meta),
+                };
+                match first_session_id(&att.path) {
+                    Some(parent) => legacy.push((parent, att)),
+                    None => out.orphan_agents.push(att.path),
+                }
+            }
+        }
+        for s in &mut sessions {
+            if let Some(d) = session_dirs.get(&s.id) {
+                walk_files(d, "", &mut s.attachments)?;
+            }
+        }
+        memory.sort_by(|a, b| a.rel.cmp(&b.rel));
+        out.projects.push(ProjectFolder {
+            name: folder,
+            path: dir,
+            memory,
+        });
+        out.sessions.extend(sessions);
+    }
+    let index: HashMap<String, usize> = out
+        .sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
+    for (parent, att) in legacy {
+        match index.get(&parent) {
+            Some(&i) => out.sessions[i].legacy_agents.push(att),
+            None => out.orphan_agents.push(att.path),
+        }
+    }
+    for s in &mut out.sessions {
+        s.attachments.sort_by(|a, b| a.rel.cmp(&b.rel));
+        s.legacy_agents.sort_by(|a, b| a.rel.cmp(&b.rel));
+    }
+    out.sessions
+        .sort_by(|a, b| (&a.project_folder, &a.id).cmp(&(&b.project_folder, &b.id)));
+    out.projects.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Every regular file below `dir`, with `/`-separated paths relative to it. Symbolic links are
+/// not followed.
+pub fn walk_files(dir: &Path, prefix: &str, out: &mut Vec<Attachment>) -> io::Result<()> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let e = e?;
+        let ft = e.file_type()?;
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name.starts_with(".ccsync-tmp-") {
+            continue;
+        }
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if ft.is_dir() {
+            walk_files(&e.path(), &rel, out)?;
+        } else if ft.is_file() {
+            let meta = e.metadata()?;
+            out.push(Attachment {
+                rel,
+                path: e.path(),
+                size: meta.len(),
+                mtime_ns: crate::os::mtime_ns(&meta),
+            });
+        }
+    }
+    Ok(())
+}
+
+static SID_WANTS: &[Want] = &[Want {
+    key: "sessionId",
+    cap: 256,
+}];
+
+/// The `sessionId` of the first line of a transcript (reads at most 1 MB).
+pub fn first_session_id(path: &Path) -> Option<String> {
+    let mut f = File::open(path).ok()?;
+    let mut scanner = TopScanner::new(SID_WANTS);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut read = 0usize;
+    while read < 1024 * 1024 && !scanner.done() {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        let end = memchr::memchr(b'\n', chunk);
+        scanner.feed(&chunk[..end.unwrap_or(n)]);
+        if end.is_some() {
+            break;
+        }
+        read += n;
+    }
+    scanner.get_str("sessionId")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn finds_sessions_attachments_legacy_agents_and_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let claude = ClaudeDir::new(dir.path());
+        let p = "projects/-home-a-my-app";
+        put(dir.path(), &format!("{p}/s1.jsonl"), "{}\n");
+        put(dir.path(), &format!("{p}/s2.jsonl"), "");
+        put(
+            dir.path(),
+            &format!("{p}/s1/subagents/agent-x.jsonl"),
+            "{}\n",
+        );
+        put(
+            dir.path(),
+            &format!("{p}/s1/subagents/agent-x.meta.json"),
+            "{}",
+        );
+        put(dir.path(), &format!("{p}/s1/tool-results/t1.txt"), "out");
+        put(
+            dir.path(),
+            &format!("{p}/agent-old.jsonl"),
+            "{\"sessionId\":\"s2\",\"type\":\"user\"}\n",
+        );
+        put(
+            dir.path(),
+            &format!("{p}/agent-lost.jsonl"),
+            "{\"sessionId\":\"nope\"}\n",
+        );
+        put(dir.path(), &format!("{p}/memory/MEMORY.md"), "# m");
+        put(dir.path(), &format!("{p}/memory/topics/a.md"), "a");
+        put(dir.path(), "projects/-other/s3.jsonl", "{}\n");
+        put(dir.path(), "projects/stray-file.txt", "x");
+
+        let d = discover(&claude).unwrap();
+        let ids: Vec<_> = d.sessions.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["s1", "s2", "s3"]);
+        let s1 = d.session("s1").unwrap();
+        let rels: Vec<_> = s1.attachments.iter().map(|a| a.rel.as_str()).collect();
+        assert_eq!(
+            rels,
+            [
+                "subagents/agent-x.jsonl",
+                "subagents/agent-x.meta.json",
+                "tool-results/t1.txt"
+            ]
+        );
+        assert_eq!(s1.subagent_count(), 1);
+        let s2 = d.session("s2").unwrap();
+        assert_eq!(s2.legacy_agents.len(), 1);
+        assert_eq!(s2.subagent_count(), 1);
+        assert_eq!(d.orphan_agents.len(), 1);
+        let proj = d
+            .projects
+            .iter()
+            .find(|p| p.name == "-home-a-my-app")
+            .unwrap();
+        let mem: Vec<_> = proj.memory.iter().map(|a| a.rel.as_str()).collect();
+        assert_eq!(mem, ["MEMORY.md", "topics/a.md"]);
+    }
+
+    #[test]
+    fn missing_projects_dir_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = discover(&ClaudeDir::new(dir.path().join("nope"))).unwrap();
+        assert!(d.sessions.is_empty() && d.projects.is_empty());
+    }
+}

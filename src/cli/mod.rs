@@ -1,0 +1,139 @@
+//! The command line: argument parsing, then one file per command. Commands read like the user
+//! story they implement; the work happens in the library modules.
+
+mod list;
+mod output;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::claude::ClaudeDir;
+use crate::config::{Config, Home};
+
+/// Keep Claude Code conversations in step across your machines through a git repository you own.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ccsync",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// More detail on stderr (-v, -vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List sessions: id, project, last activity, size, title.
+    List(list::ListArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Output format of commands that report data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+/// `--format` for commands whose human output is not a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum TextFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct FormatArg {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = TextFormat::Text)]
+    pub format: TextFormat,
+}
+
+/// What every command may need: where Claude Code and the tool keep their files.
+pub struct Env {
+    pub claude: ClaudeDir,
+    pub home: Home,
+    pub quiet: bool,
+}
+
+impl Env {
+    fn from_process(quiet: bool) -> Result<Self> {
+        Ok(Env {
+            claude: ClaudeDir::from_env()?,
+            home: Home::from_env()?,
+            quiet,
+        })
+    }
+
+    /// The configuration if this machine was set up.
+    pub fn config(&self) -> Result<Option<Config>> {
+        self.home.load_config()
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CCSYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ccsync={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_ansi(crate::os::stderr_is_tty())
+        .try_init();
+}
+
+/// Run the program: parse arguments, run the command, map the outcome to an exit code
+/// (0 success, 1 failure explained on stderr, 2 bad usage).
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", output::error_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Completions { shell } = cli.command {
+        let mut cmd = Cli::command();
+        clap_complete::generate(shell, &mut cmd, "ccsync", &mut std::io::stdout());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let env = Env::from_process(cli.quiet)?;
+    match cli.command {
+        Command::List(args) => list::run(&env, args),
+        Command::Completions { .. } => Ok(ExitCode::SUCCESS),
+    }
+}

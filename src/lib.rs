@@ -1,0 +1,18 @@
+//! ccsync: keep Claude Code conversations in step across machines through a git repository.
+//!
+//! The data flows one way: [`cli`] → [`sync`] → ([`claude`], [`paths`], [`store`], [`lock`]).
+//!
+//! * [`claude`] — Claude Code's on-disk model (read-only).
+//! * [`paths`] — placeholder path mapping (pure).
+//! * [`config`] — this machine's configuration and the tool home.
+//! * [`catalog`] — local sessions with their metadata, cached.
+//! * [`os`] — everything platform-specific.
+//! * [`cli`] — argument parsing and output, one file per command.
+
+pub mod catalog;
+pub mod claude;
+pub mod cli;
+pub mod config;
+pub mod os;
+pub mod paths;
+pub mod util;

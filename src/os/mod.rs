@@ -1,0 +1,203 @@
+//! Everything that depends on the operating system: process liveness, host name, home directory,
+//! private file permissions, terminal facts and atomic file replacement.
+//!
+//! The rest of the crate never uses `cfg(unix)`/`cfg(windows)`; it asks this module.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The path style of the machine this binary runs on.
+pub fn native_is_windows() -> bool {
+    cfg!(windows)
+}
+
+/// The user's home directory: `$HOME` (or `%USERPROFILE%` on Windows).
+pub fn home_dir() -> Option<PathBuf> {
+    let var = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// This machine's host name, without any domain part; `machine` when it cannot be read.
+pub fn hostname() -> String {
+    let raw = read_hostname().unwrap_or_default();
+    let short = raw.split('.').next().unwrap_or("").trim().to_string();
+    if short.is_empty() {
+        "machine".to_string()
+    } else {
+        short
+    }
+}
+
+#[cfg(unix)]
+fn read_hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length; gethostname writes at most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+#[cfg(not(unix))]
+fn read_hostname() -> Option<String> {
+    std::env::var("COMPUTERNAME").ok()
+}
+
+/// Whether a process with this pid exists. A process we may not signal still exists.
+#[cfg(unix)]
+pub fn pid_alive(pid: u32) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: signal 0 performs only the existence and permission check.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    if rc == 0 {
+        return true;
+    }
+    io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Whether a process with this pid exists. Without a way to ask, assume it does (the safe answer:
+/// a live transcript is left alone).
+#[cfg(not(unix))]
+pub fn pid_alive(pid: u32) -> bool {
+    pid != 0
+}
+
+/// Restrict a file or directory to its owner (0600 / 0700 on Unix).
+pub fn make_private(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::metadata(path)?;
+        let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Create a directory (and its parents) readable only by its owner.
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(path)?;
+    make_private(path)
+}
+
+/// Width of the terminal on stdout, if stdout is a terminal.
+pub fn terminal_width() -> Option<usize> {
+    terminal_size::terminal_size_of(io::stdout()).map(|(w, _)| w.0 as usize)
+}
+
+/// Whether stdin is an interactive terminal.
+pub fn stdin_is_tty() -> bool {
+    use std::io::IsTerminal;
+    io::stdin().is_terminal()
+}
+
+/// Whether stdout is an interactive terminal.
+pub fn stdout_is_tty() -> bool {
+    use std::io::IsTerminal;
+    io::stdout().is_terminal()
+}
+
+/// Whether stderr is an interactive terminal.
+pub fn stderr_is_tty() -> bool {
+    use std::io::IsTerminal;
+    io::stderr().is_terminal()
+}
+
+/// Write `data` to `path` atomically: a temporary file in the same directory, flushed, then
+/// renamed over the target. A crash leaves either the old file or the new one, never a torn one.
+pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> io::Result<()> {
+    write_atomic_with(path, private, |f| f.write_all(data))
+}
+
+/// Like [`write_atomic`], with the content produced by a closure writing into the temporary file.
+pub fn write_atomic_with(
+    path: &Path,
+    private: bool,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ccsync-tmp-")
+        .tempfile_in(dir)?;
+    if private {
+        make_private(tmp.path())?;
+    }
+    fill(tmp.as_file_mut())?;
+    tmp.as_file_mut().sync_data()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Set a file's modification time (seconds since the epoch, UTC).
+pub fn set_mtime(path: &Path, unix_secs: i64) -> io::Result<()> {
+    let t = if unix_secs >= 0 {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs as u64)
+    } else {
+        std::time::UNIX_EPOCH
+    };
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_modified(t)
+}
+
+/// Modification time of file metadata in nanoseconds since the epoch (0 when unknown).
+pub fn mtime_ns(meta: &fs::Metadata) -> i128 {
+    match meta.modified() {
+        Ok(t) => match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        },
+        Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_pid_is_alive_and_absurd_pid_is_not() {
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(0));
+        assert!(!pid_alive(u32::MAX));
+    }
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.txt");
+        write_atomic(&p, b"one", true).unwrap();
+        write_atomic(&p, b"two", true).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+
+    #[test]
+    fn hostname_is_never_empty() {
+        assert!(!hostname().is_empty());
+        assert!(!hostname().contains('.'));
+    }
+}

@@ -1,0 +1,207 @@
+//! Simulated machines for end-to-end tests: each has its own HOME, Claude Code dir and tool home
+//! under one temporary root, and runs the real binary with a cleared environment.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+pub struct World {
+    pub root: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new() -> Self {
+        World {
+            root: tempfile::Builder::new()
+                .prefix("ccsync-e2e-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// A machine named `name` with HOME at `<root>/<name>/home`.
+    pub fn machine(&self, name: &str) -> Machine {
+        let base = self.root.path().join(name);
+        let home = base.join("home");
+        let claude = home.join(".claude");
+        let tool = home.join(".claude-session-sync");
+        let bin = base.join("bin");
+        std::fs::create_dir_all(&claude).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        Machine {
+            name: name.to_string(),
+            home,
+            claude,
+            tool,
+            bin,
+            columns: None,
+        }
+    }
+}
+
+pub struct Machine {
+    pub name: String,
+    pub home: PathBuf,
+    pub claude: PathBuf,
+    pub tool: PathBuf,
+    /// Put first on PATH: fake `claude`, fake `gh`.
+    pub bin: PathBuf,
+    pub columns: Option<usize>,
+}
+
+pub fn bin_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ccsync"))
+}
+
+impl Machine {
+    /// The ccsync command for this machine, with a cleared, hermetic environment.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin_path());
+        c.env_clear();
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        c.env("PATH", path)
+            .env("HOME", &self.home)
+            .env("CLAUDE_CONFIG_DIR", &self.claude)
+            .env("CCSYNC_HOME", &self.tool)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env("LANG", "C.UTF-8")
+            .env("TZ", "UTC");
+        if let Some(w) = self.columns {
+            c.env("COLUMNS", w.to_string());
+        }
+        c
+    }
+
+    /// Run ccsync with `args`, returning its output whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Run ccsync and insist on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "ccsync {args:?} on {} failed ({}):\nstdout: {}\nstderr: {}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run ccsync with `--format json` appended and parse stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["--format", "json"]);
+        let s = self.ok(&a);
+        serde_json::from_str(&s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+    }
+
+    /// `projects/<ENC(cwd)>/<id>.jsonl` on this machine.
+    pub fn transcript_path(&self, cwd: &str, id: &str) -> PathBuf {
+        self.claude
+            .join("projects")
+            .join(enc(cwd))
+            .join(format!("{id}.jsonl"))
+    }
+
+    /// Write a transcript (raw bytes) for session `id` in `cwd`.
+    pub fn write_transcript(&self, cwd: &str, id: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.transcript_path(cwd, id);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+/// Claude Code's folder name for a short cwd.
+pub fn enc(cwd: &str) -> String {
+    cwd.encode_utf16()
+        .map(|u| {
+            if u < 0x80 && (u as u8).is_ascii_alphanumeric() {
+                u as u8 as char
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// A user line as Claude Code writes it.
+pub fn user_line(
+    sid: &str,
+    cwd: &str,
+    uuid: &str,
+    parent: Option<&str>,
+    ts: &str,
+    text: &str,
+) -> String {
+    serde_json::to_string(&json!({
+        "parentUuid": parent, "isSidechain": false, "userType": "external", "cwd": cwd,
+        "sessionId": sid, "version": "2.1.81", "gitBranch": "main", "type": "user",
+        "message": {"role": "user", "content": text}, "uuid": uuid, "timestamp": ts
+    }))
+    .unwrap()
+}
+
+/// An assistant line that mentions a file under `cwd` in a tool call.
+pub fn assistant_line(
+    sid: &str,
+    cwd: &str,
+    uuid: &str,
+    parent: &str,
+    ts: &str,
+    file: &str,
+) -> String {
+    serde_json::to_string(&json!({
+        "parentUuid": parent, "isSidechain": false, "userType": "external", "cwd": cwd,
+        "sessionId": sid, "version": "2.1.81", "gitBranch": "main", "type": "assistant",
+        "message": {"role": "assistant", "content": [
+            {"type": "tool_use", "id": format!("toolu_{uuid}"), "name": "Read", "input": {"file_path": file}}
+        ]},
+        "uuid": uuid, "timestamp": ts
+    }))
+    .unwrap()
+}
+
+/// A small conversation of `turns` user/assistant pairs, newline-terminated.
+pub fn conversation(sid: &str, cwd: &str, sep: &str, turns: usize, start_minute: u32) -> String {
+    let mut out = String::new();
+    let mut parent: Option<String> = None;
+    for t in 0..turns {
+        let m = start_minute + t as u32;
+        let ts = format!("2026-11-20T{:02}:{:02}:00.000Z", 10 + m / 60, m % 60);
+        let u = format!("{sid}-u{t}");
+        let a = format!("{sid}-a{t}");
+        out += &user_line(
+            sid,
+            cwd,
+            &u,
+            parent.as_deref(),
+            &ts,
+            &format!("prompt {t} about {cwd}{sep}src"),
+        );
+        out.push('\n');
+        out += &assistant_line(sid, cwd, &a, &u, &ts, &format!("{cwd}{sep}src{sep}main.rs"));
+        out.push('\n');
+        parent = Some(a);
+    }
+    out
+}
