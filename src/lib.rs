@@ -15,4 +15,5 @@ pub mod cli;
 pub mod config;
 pub mod os;
 pub mod paths;
+pub mod store;
 pub mod util;

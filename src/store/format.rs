@@ -1,0 +1,262 @@
+//! The layout of the sync repository (documented in `docs/FORMAT.md`) and the small shared
+//! files at its root: the format marker, the placeholder table, machine records.
+//!
+//! The repository is not trusted: every path read from it goes through [`check_rel_path`] and
+//! every placeholder value through [`crate::paths::normalize_path`] before it is used.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, anyhow};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::paths::PathStyle;
+
+/// The format marker at the root of the repository.
+pub const FORMAT_FILE: &str = "ccsync.json";
+/// The version this build writes. Repositories with a higher version are refused.
+pub const FORMAT_VERSION: u32 = 1;
+pub const SHARED_PLACEHOLDERS: &str = "shared_placeholders.json";
+pub const MACHINES_DIR: &str = "machines";
+pub const LOCKS_DIR: &str = "locks";
+pub const SESSIONS_DIR: &str = "sessions";
+pub const PROJECTS_DIR: &str = "projects";
+pub const GLOBAL_DIR: &str = "global";
+pub const HISTORY_DIR: &str = "history";
+
+/// `ccsync.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FormatMarker {
+    pub format: String,
+    pub version: u32,
+    #[serde(default)]
+    pub created_by: String,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl FormatMarker {
+    pub fn new(machine: &str) -> Self {
+        FormatMarker {
+            format: "ccsync".to_string(),
+            version: FORMAT_VERSION,
+            created_by: machine.to_string(),
+            created_at: Some(Utc::now()),
+        }
+    }
+
+    /// Refuse a repository this build cannot read.
+    pub fn check(&self) -> Result<()> {
+        if self.format != "ccsync" {
+            return Err(anyhow!(
+                "{FORMAT_FILE} names format {:?}, not ccsync",
+                self.format
+            ));
+        }
+        if self.version > FORMAT_VERSION {
+            return Err(anyhow!(
+                "the sync repository uses format version {} and this ccsync reads up to {FORMAT_VERSION}: upgrade ccsync",
+                self.version
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `shared_placeholders.json`: `{"placeholders": {NAME: {MACHINE: PATH}}}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SharedPlaceholders {
+    #[serde(default)]
+    pub placeholders: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl SharedPlaceholders {
+    /// Set one machine's path for a placeholder; returns whether anything changed.
+    pub fn set(&mut self, name: &str, machine: &str, path: &str) -> bool {
+        let slot = self.placeholders.entry(name.to_string()).or_default();
+        slot.insert(machine.to_string(), path.to_string())
+            .as_deref()
+            != Some(path)
+    }
+
+    /// The placeholders one machine has a path for.
+    pub fn for_machine(&self, machine: &str) -> BTreeMap<String, String> {
+        self.placeholders
+            .iter()
+            .filter_map(|(n, m)| m.get(machine).map(|p| (n.clone(), p.clone())))
+            .collect()
+    }
+
+    /// Placeholder names some machine defines but `machine` does not.
+    pub fn missing_for(&self, machine: &str) -> Vec<String> {
+        self.placeholders
+            .iter()
+            .filter(|(_, m)| !m.contains_key(machine))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+/// `machines/<id>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MachineRecord {
+    pub machine_id: String,
+    #[serde(default)]
+    pub hostname: String,
+    pub path_style: PathStyle,
+    #[serde(default)]
+    pub registered_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_seen: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub ccsync_version: String,
+}
+
+pub fn machine_path(id: &str) -> String {
+    format!("{MACHINES_DIR}/{id}.json")
+}
+
+/// Serialise a shared file: pretty, keys in a stable order, trailing newline.
+pub fn to_json_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    let mut b = serde_json::to_vec_pretty(v)?;
+    b.push(b'\n');
+    Ok(b)
+}
+
+/// Whether a machine id is acceptable: letters, digits, `.`, `_`, `-`; 1 to 64 characters;
+/// not starting with `.` or `-`.
+pub fn valid_machine_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && !id.starts_with('-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Turn a host name into a valid machine id.
+pub fn machine_id_from_hostname(host: &str) -> String {
+    let s: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches(['.', '-'])
+        .chars()
+        .take(64)
+        .collect();
+    if s.is_empty() {
+        "machine".to_string()
+    } else {
+        s
+    }
+}
+
+/// Check a path read from the repository before it names anything on disk: relative,
+/// `/`-separated, no empty, `.` or `..` components, no NUL, backslash, colon or control
+/// characters, no Windows device names, no component ending in a dot or space.
+pub fn check_rel_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("empty path".into());
+    }
+    if path.starts_with('/') || path.starts_with('\\') {
+        return Err("absolute path".into());
+    }
+    for comp in path.split('/') {
+        if comp.is_empty() || comp == "." || comp == ".." {
+            return Err(format!("path component {comp:?} is not allowed"));
+        }
+        if comp.len() > 255 {
+            return Err("path component longer than 255 bytes".into());
+        }
+        if comp
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|'))
+        {
+            return Err(format!(
+                "path component {comp:?} has a character that is not allowed"
+            ));
+        }
+        if comp.ends_with('.') || comp.ends_with(' ') {
+            return Err(format!("path component {comp:?} ends with a dot or space"));
+        }
+        let stem = comp.split('.').next().unwrap_or("").to_ascii_uppercase();
+        let device = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+            || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+                && stem.len() == 4
+                && stem.as_bytes()[3].is_ascii_digit());
+        if device {
+            return Err(format!("path component {comp:?} is a Windows device name"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rel_path_checks() {
+        for ok in [
+            "a",
+            "a/b.jsonl",
+            "sessions/PROJECTS-my_app-1234/abc/transcript/000001.jsonl",
+            "日本/x",
+        ] {
+            assert!(check_rel_path(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a/./b",
+            "a\\b",
+            "C:/x",
+            "a/\u{0}",
+            "a/CON",
+            "a/nul.txt",
+            "a/com1",
+            "x/lpt9.log",
+            "a/b.",
+            "a/b ",
+            "a\nb",
+        ] {
+            assert!(check_rel_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_rel_path("a/console").is_ok());
+    }
+
+    #[test]
+    fn machine_ids() {
+        assert!(valid_machine_id("linux-a") && valid_machine_id("mac_b.local"));
+        for bad in ["", "a b", "a/b", "-x", ".x", &"x".repeat(65)] {
+            assert!(!valid_machine_id(bad), "{bad}");
+        }
+        assert_eq!(machine_id_from_hostname("My Laptop"), "My-Laptop");
+        assert_eq!(machine_id_from_hostname("--"), "machine");
+    }
+
+    #[test]
+    fn shared_placeholders_edit() {
+        let mut s = SharedPlaceholders::default();
+        assert!(s.set("HOME", "a", "/home/a"));
+        assert!(!s.set("HOME", "a", "/home/a"));
+        assert!(s.set("PROJECTS", "b", "/p"));
+        assert_eq!(s.missing_for("a"), ["PROJECTS"]);
+        assert_eq!(
+            s.for_machine("a").get("HOME").map(String::as_str),
+            Some("/home/a")
+        );
+        let json = String::from_utf8(to_json_bytes(&s).unwrap()).unwrap();
+        assert!(json.contains("\"placeholders\""));
+    }
+}

@@ -1,0 +1,709 @@
+//! Running `git`: one-shot commands, a long-lived `cat-file --batch` reader, and `fast-import`
+//! transactions that build a commit without any working tree.
+//!
+//! Git is always driven through the `git` executable, so the user's credential helpers, SSH
+//! configuration and `gh` authentication apply to network operations.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+/// A git object id (hex).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct Oid(pub String);
+
+impl fmt::Display for Oid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Oid {
+    pub fn parse(s: &str) -> Option<Oid> {
+        let s = s.trim();
+        (s.len() >= 40 && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Oid(s.to_string()))
+    }
+    pub fn short(&self) -> &str {
+        &self.0[..self.0.len().min(10)]
+    }
+}
+
+/// A git repository directory (bare), driven through the `git` command.
+#[derive(Debug, Clone)]
+pub struct Git {
+    pub dir: PathBuf,
+}
+
+/// The result of a push attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    Pushed,
+    /// The remote branch moved since we built our commit (the compare-and-swap failed).
+    Rejected,
+}
+
+/// The git executable: `$CCSYNC_GIT` (tests) or `git`.
+pub fn git_exe() -> std::ffi::OsString {
+    std::env::var_os("CCSYNC_GIT")
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "git".into())
+}
+
+/// `git --version` as (major, minor), or an error saying git is missing.
+pub fn git_version() -> Result<(u32, u32, String)> {
+    let out = Command::new(git_exe())
+        .arg("--version")
+        .output()
+        .map_err(|e| {
+            anyhow!("git is not installed or not on PATH ({e}): install git 2.20 or newer")
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let ver = text.split_whitespace().nth(2).unwrap_or("");
+    let mut it = ver.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    Ok((it.next().unwrap_or(0), it.next().unwrap_or(0), text))
+}
+
+impl Git {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Git { dir: dir.into() }
+    }
+
+    /// A `git` command on this repository. Network prompts are disabled unless a person can
+    /// answer them.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(git_exe());
+        c.arg("--git-dir").arg(&self.dir);
+        c.env("GIT_ASKPASS_REQUIRE", "never");
+        if !crate::os::stdin_is_tty() {
+            c.env("GIT_TERMINAL_PROMPT", "0");
+            c.env("GIT_SSH_COMMAND", ssh_batch_command());
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Run git with `args`; fail with its stderr when it fails.
+    pub fn run<I, S>(&self, args: I) -> Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let out = self
+            .cmd()
+            .args(&args)
+            .output()
+            .map_err(|e| anyhow!("cannot run git: {e}"))?;
+        check(&args, out)
+    }
+
+    /// Run git, giving up after `timeout` (the process is killed).
+    pub fn run_timeout<I, S>(&self, args: I, timeout: Duration) -> Result<String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let child = self
+            .cmd()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| anyhow!("cannot run git: {e}"))?;
+        let out = wait_with_timeout(child, timeout).with_context(|| describe(&args))?;
+        check(&args, out)
+    }
+
+    /// Whether the directory is a usable git repository.
+    pub fn is_valid(&self) -> bool {
+        self.dir.is_dir()
+            && self
+                .cmd()
+                .args(["rev-parse", "--git-dir"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    }
+
+    /// `git init --bare` at `dir`.
+    pub fn init_bare(dir: &Path) -> Result<Git> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let out = Command::new(git_exe())
+            .arg("init")
+            .arg("--bare")
+            .arg("--quiet")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| anyhow!("cannot run git ({e}): install git"))?;
+        check(&["init".into(), "--bare".into()], out)?;
+        Ok(Git::new(dir))
+    }
+
+    /// The commit a ref points to, if it exists.
+    pub fn resolve(&self, refname: &str) -> Result<Option<Oid>> {
+        let out = self
+            .cmd()
+            .args([
+                "rev-parse",
+                "--verify",
+                "-q",
+                &format!("{refname}^{{commit}}"),
+            ])
+            .output()
+            .map_err(|e| anyhow!("cannot run git: {e}"))?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        Ok(Oid::parse(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Point a local ref at a commit (or delete it with `None`).
+    pub fn set_ref(&self, refname: &str, oid: Option<&Oid>) -> Result<()> {
+        match oid {
+            Some(o) => self.run(["update-ref", refname, &o.0])?,
+            None => self.run(["update-ref", "-d", refname])?,
+        };
+        Ok(())
+    }
+
+    /// Whether `ancestor` is an ancestor of (or equal to) `descendant`.
+    pub fn is_ancestor(&self, ancestor: &Oid, descendant: &Oid) -> bool {
+        self.cmd()
+            .args(["merge-base", "--is-ancestor", &ancestor.0, &descendant.0])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Push `commit` to `branch` of `remote` without force: the remote accepts it only if it is
+    /// a descendant of what the branch holds, which makes every push a compare-and-swap.
+    pub fn push(
+        &self,
+        remote: &str,
+        commit: &Oid,
+        branch: &str,
+        timeout: Duration,
+    ) -> Result<PushOutcome> {
+        let spec = format!("{}:refs/heads/{branch}", commit.0);
+        let args: Vec<std::ffi::OsString> = vec![
+            "-c".into(),
+            "pack.window=0".into(),
+            "-c".into(),
+            "pack.compression=1".into(),
+            "push".into(),
+            "--porcelain".into(),
+            "--quiet".into(),
+            remote.into(),
+            spec.into(),
+        ];
+        let child = self
+            .cmd()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| anyhow!("cannot run git: {e}"))?;
+        let out = wait_with_timeout(child, timeout).context("git push")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            return Ok(PushOutcome::Pushed);
+        }
+        let rejected = stdout.lines().any(|l| {
+            l.starts_with('!')
+                && (l.contains("non-fast-forward")
+                    || l.contains("fetch first")
+                    || l.contains("stale info")
+                    || l.contains("rejected"))
+        }) && !stdout.contains("remote rejected");
+        if rejected {
+            return Ok(PushOutcome::Rejected);
+        }
+        let why = first_error_line(&stderr).unwrap_or_else(|| stdout.trim().to_string());
+        bail!("git push to {remote} failed: {why}")
+    }
+
+    /// Start a `cat-file --batch` reader.
+    pub fn reader(&self) -> Result<BlobReader> {
+        let mut child = self
+            .cmd()
+            .args(["cat-file", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow!("cannot run git cat-file: {e}"))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow!("git cat-file has no stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("git cat-file has no stdout"))?;
+        Ok(BlobReader {
+            child,
+            stdin: BufWriter::new(stdin),
+            stdout: BufReader::with_capacity(256 * 1024, stdout),
+        })
+    }
+
+    /// Start a `fast-import` transaction.
+    pub fn transaction(&self) -> Result<Txn> {
+        let mut child = self
+            .cmd()
+            .args([
+                "-c",
+                "core.compression=1",
+                "-c",
+                "pack.compression=1",
+                "fast-import",
+                "--quiet",
+                "--force",
+                "--done",
+                "--depth=0",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| anyhow!("cannot run git fast-import: {e}"))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow!("git fast-import has no stdin"))?;
+        Ok(Txn {
+            git: self.clone(),
+            child,
+            stdin: Some(BufWriter::with_capacity(1 << 20, stdin)),
+            next_mark: 1,
+            ops: Vec::new(),
+        })
+    }
+
+    /// Every file of a commit's tree (or of the subtree at `prefix`).
+    pub fn ls_tree(&self, commit: &Oid, prefix: Option<&str>) -> Result<Vec<TreeEntry>> {
+        let mut args = vec![
+            "ls-tree".to_string(),
+            "-r".into(),
+            "-z".into(),
+            "--long".into(),
+            "--full-tree".into(),
+            commit.0.clone(),
+        ];
+        if let Some(p) = prefix {
+            args.push("--".into());
+            args.push(p.to_string());
+        }
+        let out = self
+            .cmd()
+            .args(&args)
+            .output()
+            .map_err(|e| anyhow!("cannot run git ls-tree: {e}"))?;
+        if !out.status.success() {
+            bail!(
+                "git ls-tree {} failed: {}",
+                commit.short(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        parse_ls_tree(&out.stdout)
+    }
+}
+
+/// One entry of `ls-tree -r --long`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub mode: String,
+    pub kind: String,
+    pub oid: Oid,
+    pub size: Option<u64>,
+    /// Raw path bytes (may be anything in a hostile repository).
+    pub path: Vec<u8>,
+}
+
+impl TreeEntry {
+    /// The path when it is UTF-8.
+    pub fn path_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.path).ok()
+    }
+    pub fn is_regular_file(&self) -> bool {
+        self.kind == "blob" && (self.mode == "100644" || self.mode == "100755")
+    }
+}
+
+fn parse_ls_tree(raw: &[u8]) -> Result<Vec<TreeEntry>> {
+    let mut out = Vec::new();
+    for rec in raw.split(|&b| b == 0).filter(|r| !r.is_empty()) {
+        let tab = memchr::memchr(b'\t', rec).ok_or_else(|| anyhow!("unexpected ls-tree output"))?;
+        let head = String::from_utf8_lossy(&rec[..tab]);
+        let mut f = head.split_whitespace();
+        let (Some(mode), Some(kind), Some(oid), Some(size)) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            bail!("unexpected ls-tree output: {head}");
+        };
+        out.push(TreeEntry {
+            mode: mode.to_string(),
+            kind: kind.to_string(),
+            oid: Oid::parse(oid)
+                .ok_or_else(|| anyhow!("bad object id in ls-tree output: {oid}"))?,
+            size: size.parse().ok(),
+            path: rec[tab + 1..].to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+fn ssh_batch_command() -> String {
+    match std::env::var("GIT_SSH_COMMAND") {
+        Ok(c) if !c.is_empty() => c,
+        _ => "ssh -o BatchMode=yes".to_string(),
+    }
+}
+
+fn describe(args: &[std::ffi::OsString]) -> String {
+    let words: Vec<String> = args
+        .iter()
+        .take(3)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    format!("git {}", words.join(" "))
+}
+
+fn first_error_line(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+        .collect();
+    lines
+        .iter()
+        .find(|l| l.starts_with("fatal:") || l.starts_with("error:") || l.starts_with("ERROR"))
+        .or(lines.first())
+        .map(|l| {
+            l.trim_start_matches("fatal: ")
+                .trim_start_matches("error: ")
+                .to_string()
+        })
+}
+
+fn check(args: &[std::ffi::OsString], out: Output) -> Result<String> {
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let why = first_error_line(&stderr).unwrap_or_else(|| format!("exit status {}", out.status));
+    bail!("{} failed: {why}", describe(args))
+}
+
+/// Wait for a child, killing it after `timeout`.
+pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<Output> {
+    let start = Instant::now();
+    // Drain pipes in threads so a chatty child cannot block on a full pipe.
+    let mut so = child.stdout.take();
+    let mut se = child.stderr.take();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = so.as_mut() {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(s) = se.as_mut() {
+            let _ = s.read_to_end(&mut v);
+        }
+        v
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("timed out after {} s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = t_out.join().unwrap_or_default();
+    let stderr = t_err.join().unwrap_or_default();
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// A long-lived `git cat-file --batch`.
+pub struct BlobReader {
+    child: Child,
+    stdin: BufWriter<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl BlobReader {
+    /// Read a whole blob.
+    pub fn read(&mut self, oid: &Oid) -> Result<Vec<u8>> {
+        let mut v = Vec::new();
+        self.read_into(oid, &mut v)?;
+        Ok(v)
+    }
+
+    /// Stream a blob into `out`; returns its size.
+    pub fn read_into(&mut self, oid: &Oid, out: &mut impl Write) -> Result<u64> {
+        writeln!(self.stdin, "{}", oid.0)?;
+        self.stdin.flush()?;
+        let mut header = String::new();
+        self.stdout.read_line(&mut header)?;
+        let mut parts = header.split_whitespace();
+        let (_, kind, size) = (parts.next(), parts.next(), parts.next());
+        if kind == Some("missing") || kind.is_none() {
+            bail!("object {} is missing from the local clone", oid.short());
+        }
+        let size: u64 = size
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("bad cat-file header: {header}"))?;
+        let copied = std::io::copy(&mut (&mut self.stdout).take(size), out)?;
+        if copied != size {
+            bail!("object {} was cut short", oid.short());
+        }
+        let mut nl = [0u8; 1];
+        self.stdout.read_exact(&mut nl)?;
+        Ok(size)
+    }
+}
+
+impl Drop for BlobReader {
+    fn drop(&mut self) {
+        let _ = self.stdin.flush();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A mark naming a blob written in a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark(u64);
+
+/// A `fast-import` transaction: write blobs, record tree changes, then commit.
+pub struct Txn {
+    git: Git,
+    child: Child,
+    stdin: Option<BufWriter<ChildStdin>>,
+    next_mark: u64,
+    ops: Vec<u8>,
+}
+
+const TXN_REF: &str = "refs/ccsync/txn";
+
+impl Txn {
+    fn w(&mut self) -> Result<&mut BufWriter<ChildStdin>> {
+        self.stdin
+            .as_mut()
+            .ok_or_else(|| anyhow!("fast-import already finished"))
+    }
+
+    /// Write a blob; returns its mark.
+    pub fn blob(&mut self, data: &[u8]) -> Result<Mark> {
+        let mark = self.next_mark;
+        self.next_mark += 1;
+        let w = self.w()?;
+        write!(w, "blob\nmark :{mark}\ndata {}\n", data.len())?;
+        w.write_all(data)?;
+        w.write_all(b"\n")?;
+        Ok(Mark(mark))
+    }
+
+    /// Set `path` to a blob written in this transaction.
+    pub fn put(&mut self, path: &str, mark: Mark) {
+        self.ops
+            .extend_from_slice(format!("M 100644 :{} {}\n", mark.0, quote_path(path)).as_bytes());
+    }
+
+    /// Set `path` to an existing blob.
+    pub fn put_oid(&mut self, path: &str, oid: &Oid) {
+        self.ops
+            .extend_from_slice(format!("M 100644 {} {}\n", oid.0, quote_path(path)).as_bytes());
+    }
+
+    /// Remove `path` (a file or a whole directory).
+    pub fn delete(&mut self, path: &str) {
+        self.ops
+            .extend_from_slice(format!("D {}\n", quote_path(path)).as_bytes());
+    }
+
+    /// Whether any tree change was recorded.
+    pub fn has_changes(&self) -> bool {
+        !self.ops.is_empty()
+    }
+
+    /// Commit the recorded changes on top of `parent` (or as a first commit).
+    pub fn commit(mut self, parent: Option<&Oid>, author: &str, message: &str) -> Result<Oid> {
+        let now = chrono::Utc::now().timestamp();
+        let ops = std::mem::take(&mut self.ops);
+        {
+            let w = self.w()?;
+            write!(
+                w,
+                "commit {TXN_REF}\ncommitter {author} {now} +0000\ndata {}\n{message}\n",
+                message.len()
+            )?;
+            // Without `from`, fast-import makes a commit with no parent.
+            if let Some(p) = parent {
+                writeln!(w, "from {}", p.0)?;
+            }
+            w.write_all(&ops)?;
+            w.write_all(b"\ndone\n")?;
+            w.flush()?;
+        }
+        self.finish()?;
+        self.git
+            .resolve(TXN_REF)?
+            .ok_or_else(|| anyhow!("git fast-import produced no commit"))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        drop(self.stdin.take());
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let st = self.child.wait()?;
+        if !st.success() {
+            bail!(
+                "git fast-import failed: {}",
+                first_error_line(&err).unwrap_or_else(|| st.to_string())
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            // Abandoned: end the stream without a commit.
+            if let Some(w) = self.stdin.as_mut() {
+                let _ = w.write_all(b"done\n");
+                let _ = w.flush();
+            }
+            drop(self.stdin.take());
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Quote a path for fast-import when it needs it.
+fn quote_path(p: &str) -> String {
+    if !p.starts_with('"') && !p.contains('\n') && !p.contains(' ') {
+        return p.to_string();
+    }
+    let mut s = String::with_capacity(p.len() + 2);
+    s.push('"');
+    for c in p.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git_available() -> bool {
+        git_version().is_ok()
+    }
+
+    #[test]
+    fn transaction_read_back_and_compare_and_swap() {
+        if !git_available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Git::init_bare(&dir.path().join("remote.git")).unwrap();
+        let local = Git::init_bare(&dir.path().join("local.git")).unwrap();
+        let remote_path = remote.dir.to_string_lossy().into_owned();
+
+        let mut t = local.transaction().unwrap();
+        let m = t.blob(b"hello\n").unwrap();
+        t.put("a/b with space/\"x.txt", m);
+        t.put("c.txt", m);
+        let c1 = t.commit(None, "ccsync <ccsync@test>", "first").unwrap();
+        let tree = local.ls_tree(&c1, None).unwrap();
+        assert_eq!(tree.len(), 2);
+        assert_eq!(tree[0].path, b"a/b with space/\"x.txt");
+        assert_eq!(tree[0].size, Some(6));
+        let mut r = local.reader().unwrap();
+        assert_eq!(r.read(&tree[1].oid).unwrap(), b"hello\n");
+        assert!(r.read(&Oid("0".repeat(40))).is_err());
+
+        let timeout = Duration::from_secs(30);
+        assert_eq!(
+            local.push(&remote_path, &c1, "main", timeout).unwrap(),
+            PushOutcome::Pushed
+        );
+        // A second commit on c1 is accepted; a sibling built on c1 afterwards is rejected.
+        let mut t = local.transaction().unwrap();
+        t.delete("c.txt");
+        let c2 = t
+            .commit(Some(&c1), "ccsync <ccsync@test>", "second")
+            .unwrap();
+        let mut t = local.transaction().unwrap();
+        let m = t.blob(b"other").unwrap();
+        t.put("d.txt", m);
+        let c2b = t
+            .commit(Some(&c1), "ccsync <ccsync@test>", "sibling")
+            .unwrap();
+        assert_eq!(
+            local.push(&remote_path, &c2, "main", timeout).unwrap(),
+            PushOutcome::Pushed
+        );
+        assert_eq!(
+            local.push(&remote_path, &c2b, "main", timeout).unwrap(),
+            PushOutcome::Rejected
+        );
+        assert!(local.is_ancestor(&c1, &c2));
+        assert!(!local.is_ancestor(&c2b, &c2));
+        let e = local
+            .push("/nonexistent/remote.git", &c2, "main", timeout)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("git push"), "{e}");
+    }
+
+    #[test]
+    fn ls_tree_parsing() {
+        let raw = b"100644 blob 0123456789012345678901234567890123456789      12\tp/a\0120000 blob 0123456789012345678901234567890123456789       3\tlink\0";
+        let e = parse_ls_tree(raw).unwrap();
+        assert_eq!(e.len(), 2);
+        assert!(e[0].is_regular_file() && !e[1].is_regular_file());
+        assert_eq!(e[1].path_str(), Some("link"));
+    }
+}
