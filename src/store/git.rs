@@ -700,7 +700,7 @@ mod tests {
 
     #[test]
     fn ls_tree_parsing() {
-        let raw = b"100644 blob 0123456789012345678901234567890123456789      12\tp/a\0120000 blob 0123456789012345678901234567890123456789       3\tlink\0";
+        let raw = b"100644 blob 0123456789012345678901234567890123456789      12\tp/a\x00120000 blob 0123456789012345678901234567890123456789       3\tlink\0";
         let e = parse_ls_tree(raw).unwrap();
         assert_eq!(e.len(), 2);
         assert!(e[0].is_regular_file() && !e[1].is_regular_file());
