@@ -129,6 +129,21 @@ pub fn load(claude: &ClaudeDir, cache: Option<&Path>) -> Result<Catalog> {
     Ok(catalog)
 }
 
+/// The first `max` bytes of a file, cut at the last complete line.
+pub fn read_head(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?
+        .take(max as u64)
+        .read_to_end(&mut buf)?;
+    if buf.len() == max
+        && let Some(nl) = memchr::memrchr(b'\n', &buf)
+    {
+        buf.truncate(nl + 1);
+    }
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

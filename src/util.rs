@@ -3,6 +3,29 @@
 use chrono::{DateTime, Utc};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
+/// A random-enough hex string of `n` bytes (not for cryptography): time, pid, a counter and
+/// stack addresses, hashed.
+pub fn random_hex(n: usize) -> String {
+    use sha2::{Digest, Sha256};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = Sha256::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.update(now.as_nanos().to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let local = 0u8;
+    h.update((&local as *const u8 as usize).to_le_bytes());
+    h.update(crate::os::hostname().as_bytes());
+    let d = h.finalize();
+    d.iter()
+        .take(n.min(32))
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// `1.2K`, `34M`, `2.0G` (powers of 1024).
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];

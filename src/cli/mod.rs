@@ -1,8 +1,12 @@
 //! The command line: argument parsing, then one file per command. Commands read like the user
 //! story they implement; the work happens in the library modules.
 
+mod config_cmd;
+mod doctor;
+mod init;
 mod list;
 mod output;
+mod status;
 
 use std::process::ExitCode;
 
@@ -33,8 +37,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Register this machine and connect it to a sync repository.
+    Init(init::InitArgs),
     /// List sessions: id, project, last activity, size, title.
     List(list::ListArgs),
+    /// This machine's set-up, last push and pull, pending changes.
+    Status(FormatArg),
+    /// Show or edit the configuration.
+    Config(config_cmd::ConfigArgs),
+    /// Check git, the remote, gh, claude and placeholder coverage.
+    Doctor,
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -133,7 +145,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     let env = Env::from_process(cli.quiet)?;
     match cli.command {
+        Command::Init(args) => init::run(&env, args),
         Command::List(args) => list::run(&env, args),
+        Command::Status(args) => status::run(&env, args),
+        Command::Config(args) => config_cmd::run(&env, args),
+        Command::Doctor => doctor::run(&env),
         Command::Completions { .. } => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// After this machine moved to another remote: send it what this machine has.
+pub(crate) fn after_remote_change(_env: &Env) -> Result<()> {
+    Ok(())
+}
+
+/// The daemon's state for `status`, when one runs.
+pub(crate) fn daemon_state(_env: &Env) -> Option<serde_json::Value> {
+    None
 }

@@ -5,6 +5,9 @@
 //! user. The shared half of the configuration (placeholders of every machine) lives in the sync
 //! repository; see [`crate::store`].
 
+pub mod setup;
+pub mod shared;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +31,17 @@ pub enum SecretMode {
     Warn,
     /// Do not scan.
     Off,
+}
+
+impl std::fmt::Display for SecretMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SecretMode::Redact => "redact",
+            SecretMode::Block => "block",
+            SecretMode::Warn => "warn",
+            SecretMode::Off => "off",
+        })
+    }
 }
 
 impl std::str::FromStr for SecretMode {
@@ -99,6 +113,9 @@ pub struct Config {
     /// The quick pull before `resume` gives up after this many seconds.
     #[serde(default = "default_pull_timeout")]
     pub pull_timeout_secs: u64,
+    /// A random id of this installation, so that a machine id is never taken over by accident.
+    #[serde(default)]
+    pub install_id: String,
     /// `owner/repo` when the remote was set up with `--github`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub github_repo: Option<String>,
@@ -119,6 +136,7 @@ impl Config {
             daemon_interval_secs: default_interval(),
             daemon_debounce_secs: default_debounce(),
             pull_timeout_secs: default_pull_timeout(),
+            install_id: crate::util::random_hex(16),
             github_repo: None,
         }
     }

@@ -25,6 +25,8 @@
 //! (see [`is_terminator`]); spaces end it, so a name with a space keeps its separators after
 //! the space.
 
+pub mod coverage;
+
 use std::collections::BTreeSet;
 use std::fmt;
 

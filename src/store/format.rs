@@ -110,6 +110,9 @@ pub struct MachineRecord {
     pub last_seen: Option<DateTime<Utc>>,
     #[serde(default)]
     pub ccsync_version: String,
+    /// The installation that registered this id (see `Config::install_id`).
+    #[serde(default)]
+    pub install_id: String,
 }
 
 pub fn machine_path(id: &str) -> String {

@@ -154,7 +154,10 @@ impl Git {
             .output()
             .map_err(|e| anyhow!("cannot run git ({e}): install git"))?;
         check(&["init".into(), "--bare".into()], out)?;
-        Ok(Git::new(dir))
+        let git = Git::new(dir);
+        // So that people browsing the repository see the sync branch.
+        git.run(["symbolic-ref", "HEAD", "refs/heads/main"])?;
+        Ok(git)
     }
 
     /// The commit a ref points to, if it exists.

@@ -11,6 +11,7 @@
 
 pub mod format;
 pub mod git;
+pub mod github;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -271,6 +272,7 @@ fn lock_clone(path: &Path) -> Result<File> {
         .write(true)
         .open(path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    crate::os::make_private(path).ok();
     let start = Instant::now();
     let mut said = false;
     loop {

@@ -41,6 +41,7 @@ impl World {
             tool,
             bin,
             columns: None,
+            git_config: None,
         }
     }
 }
@@ -53,6 +54,8 @@ pub struct Machine {
     /// Put first on PATH: fake `claude`, fake `gh`.
     pub bin: PathBuf,
     pub columns: Option<usize>,
+    /// A global git config file (default: none).
+    pub git_config: Option<PathBuf>,
 }
 
 pub fn bin_path() -> PathBuf {
@@ -73,7 +76,10 @@ impl Machine {
             .env("HOME", &self.home)
             .env("CLAUDE_CONFIG_DIR", &self.claude)
             .env("CCSYNC_HOME", &self.tool)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env(
+                "GIT_CONFIG_GLOBAL",
+                self.git_config.as_deref().unwrap_or(Path::new("/dev/null")),
+            )
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_AUTHOR_NAME", "test")
             .env("GIT_AUTHOR_EMAIL", "test@example.com")
@@ -204,4 +210,73 @@ pub fn conversation(sid: &str, cwd: &str, sep: &str, turns: usize, start_minute:
         parent = Some(a);
     }
     out
+}
+
+impl Machine {
+    /// `init` with these extra arguments on a local bare remote.
+    pub fn init(&self, remote: &Path, extra: &[&str]) -> String {
+        let mut args = vec![
+            "init",
+            "--yes",
+            "--machine-id",
+            &self.name,
+            "--remote",
+            remote.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
+    /// Write an executable script into this machine's bin folder.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        p
+    }
+
+    pub fn config(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.tool.join("config.json")).unwrap()).unwrap()
+    }
+}
+
+/// The text of a file on the branch `main` of a bare repository.
+pub fn repo_file(repo: &Path, path: &str) -> Option<String> {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["show", &format!("main:{path}")])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8(out.stdout).unwrap())
+}
+
+/// Every file path on `main` of a bare repository.
+pub fn repo_paths(repo: &Path) -> Vec<String> {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["ls-tree", "-r", "--name-only", "main"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
