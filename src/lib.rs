@@ -16,6 +16,7 @@ pub mod config;
 pub mod migrate;
 pub mod os;
 pub mod paths;
+pub mod secrets;
 pub mod store;
 pub mod sync;
 pub mod util;

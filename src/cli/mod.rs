@@ -7,6 +7,7 @@ mod init;
 mod list;
 mod output;
 mod status;
+mod sync_cmd;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Send local changes to the sync repository.
+    Push(sync_cmd::PushArgs),
+    /// Bring changes from the sync repository.
+    Pull(sync_cmd::PullArgs),
+    /// Pull, then push.
+    Sync(sync_cmd::SyncArgs),
     /// Register this machine and connect it to a sync repository.
     Init(init::InitArgs),
     /// List sessions: id, project, last activity, size, title.
@@ -145,6 +152,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     let env = Env::from_process(cli.quiet)?;
     match cli.command {
+        Command::Push(args) => sync_cmd::push(&env, args),
+        Command::Pull(args) => sync_cmd::pull(&env, args),
+        Command::Sync(args) => sync_cmd::sync(&env, args),
         Command::Init(args) => init::run(&env, args),
         Command::List(args) => list::run(&env, args),
         Command::Status(args) => status::run(&env, args),
@@ -155,7 +165,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// After this machine moved to another remote: send it what this machine has.
-pub(crate) fn after_remote_change(_env: &Env) -> Result<()> {
+pub(crate) fn after_remote_change(env: &Env) -> Result<()> {
+    let config = env.home.require_config()?;
+    let engine = crate::sync::Engine::new(&env.claude, &env.home, &config)?;
+    let r = crate::sync::push(&engine, &crate::sync::PushOptions::default())?;
+    println!(
+        "Pushed {} sessions to the new remote.",
+        r.sessions_new + r.sessions_updated
+    );
     Ok(())
 }
 

@@ -12,6 +12,7 @@
 pub mod format;
 pub mod git;
 pub mod github;
+pub mod layout;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

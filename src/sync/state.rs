@@ -67,3 +67,91 @@ impl State {
         Ok(())
     }
 }
+
+/// What one local log looked like when it was last in step with the repository.
+///
+/// Invariant: the first `local_len` bytes of the local file are lines all present in the
+/// stored log `segs`. With `equal`, they are exactly the stored lines (as a multiset).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LogRecord {
+    /// Folder of the log's segments in the repository.
+    pub repo_dir: String,
+    pub segs: Vec<crate::sync::log::Seg>,
+    pub local_len: u64,
+    pub local_fp: u64,
+    /// Lines in the first `local_len` bytes (for line numbers in reports).
+    #[serde(default)]
+    pub local_lines: u64,
+    pub equal: bool,
+    /// `stat` of the local file when recorded.
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+/// What one plain file (memory, CLAUDE.md, plans, subagent meta, tool-results) looked like
+/// when last in step: the stored version (the base of three-way merges) and the local content.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FileRecord {
+    pub repo_path: String,
+    /// The stored blob at the last sync (`None`: it did not exist).
+    pub base: Option<crate::store::Oid>,
+    /// SHA-256 (hex) of the local content at the last sync (`None`: the file did not exist).
+    pub local_hash: Option<String>,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+/// Where a session lives on both sides.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SessionRecord {
+    /// `projects/<slug>/sessions/<id>` in the repository.
+    pub repo_dir: String,
+    /// The transcript relative to the Claude Code dir.
+    pub local: String,
+}
+
+/// `state/index.json`: the local state index. Keys of `logs` and `files` are paths relative
+/// to the Claude Code dir, with `/` separators.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Index {
+    pub version: u32,
+    #[serde(default)]
+    pub remote: String,
+    #[serde(default)]
+    pub logs: std::collections::BTreeMap<String, LogRecord>,
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<String, FileRecord>,
+    #[serde(default)]
+    pub sessions: std::collections::BTreeMap<String, SessionRecord>,
+    /// Local project folder name → portable cwd (to place memory of folders without sessions).
+    #[serde(default)]
+    pub projects: std::collections::BTreeMap<String, String>,
+}
+
+pub const INDEX_VERSION: u32 = 1;
+
+impl Index {
+    fn path(home: &Home) -> std::path::PathBuf {
+        home.state_dir().join("index.json")
+    }
+
+    /// The index for `remote` (empty when missing, unreadable, or made for another remote).
+    pub fn load(home: &Home, remote: &str) -> Index {
+        let idx = std::fs::read(Self::path(home))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Index>(&b).ok())
+            .filter(|i| i.version == INDEX_VERSION && i.remote == remote);
+        idx.unwrap_or_else(|| Index {
+            version: INDEX_VERSION,
+            remote: remote.to_string(),
+            ..Index::default()
+        })
+    }
+
+    pub fn save(&self, home: &Home) -> Result<()> {
+        crate::os::create_private_dir(&home.state_dir())?;
+        let p = Self::path(home);
+        crate::os::write_atomic(&p, &serde_json::to_vec(self)?, true)
+            .with_context(|| format!("cannot write {}", p.display()))
+    }
+}

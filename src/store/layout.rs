@@ -1,0 +1,177 @@
+//! Where things live in the sync repository (see `docs/FORMAT.md`):
+//!
+//! ```text
+//! projects/<slug>/project.json                      {"cwd": portable cwd}
+//! projects/<slug>/memory/<rel>                      project memory (portable text)
+//! projects/<slug>/sessions/<id>/meta.json           per-session metadata
+//! projects/<slug>/sessions/<id>/transcript/NNNNNN.jsonl   the transcript, as segments
+//! projects/<slug>/sessions/<id>/<rel>.jsonl/NNNNNN.jsonl  other logs (subagents, legacy agents)
+//! projects/<slug>/sessions/<id>/<rel>               other files (subagent meta, tool-results)
+//! global/CLAUDE.md, global/plans/<rel>              global instructions and plans
+//! history/NNNNNN.jsonl                              prompt history entries of synced sessions
+//! ```
+//!
+//! `<slug>` is derived from Claude Code's own folder name of the portable cwd, so two cwds that
+//! Claude Code keeps in one folder (`my_app`, `my-app`) share one project folder here too.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::format::{GLOBAL_DIR, HISTORY_DIR, PROJECTS_DIR};
+use crate::claude::encode::encode_project_dir;
+
+/// The folder of a transcript's segments inside a session folder.
+pub const TRANSCRIPT_LOG: &str = "transcript";
+/// Legacy `agent-*.jsonl` files that sat beside the sessions.
+pub const LEGACY_DIR: &str = "legacy";
+pub const META_FILE: &str = "meta.json";
+pub const PROJECT_FILE: &str = "project.json";
+
+/// Largest segment written; a single line longer than this is split across segments.
+pub const SEGMENT_MAX: usize = 16 << 20;
+
+/// The project folder name for a portable cwd: a readable part and a short hash, both from
+/// Claude Code's folder name of that cwd.
+pub fn project_slug(portable_cwd: &str) -> String {
+    let enc = encode_project_dir(portable_cwd);
+    let mut readable = String::new();
+    for c in enc.chars() {
+        if c == '-' {
+            if !readable.is_empty() && !readable.ends_with('-') {
+                readable.push('-');
+            }
+        } else {
+            readable.push(c);
+        }
+    }
+    let readable: String = readable.trim_end_matches('-').chars().take(80).collect();
+    let hash = Sha256::digest(enc.as_bytes());
+    let hex: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    if readable.is_empty() {
+        hex
+    } else {
+        format!("{readable}-{hex}")
+    }
+}
+
+pub fn project_dir(slug: &str) -> String {
+    format!("{PROJECTS_DIR}/{slug}")
+}
+
+pub fn session_dir(slug: &str, id: &str) -> String {
+    format!("{PROJECTS_DIR}/{slug}/sessions/{id}")
+}
+
+pub fn memory_dir(slug: &str) -> String {
+    format!("{PROJECTS_DIR}/{slug}/memory")
+}
+
+pub fn claude_md_path() -> String {
+    format!("{GLOBAL_DIR}/CLAUDE.md")
+}
+
+pub fn plans_dir() -> String {
+    format!("{GLOBAL_DIR}/plans")
+}
+
+pub fn history_log() -> &'static str {
+    HISTORY_DIR
+}
+
+/// Segment file name for sequence number `n`.
+pub fn segment_name(n: u64) -> String {
+    format!("{n:06}.jsonl")
+}
+
+/// The sequence number of a segment file name.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".jsonl")?;
+    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Whether a session id is acceptable as a file name everywhere.
+pub fn valid_session_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `meta.json` of a session.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SessionMeta {
+    pub session_id: String,
+    /// Portable working directory.
+    pub cwd: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Whether the title is a custom title (`/rename`), which wins over others.
+    #[serde(default)]
+    pub custom_title: bool,
+    #[serde(default)]
+    pub first_activity: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_activity: Option<DateTime<Utc>>,
+    /// The machine that last added lines.
+    #[serde(default)]
+    pub last_machine: String,
+    /// Bytes and lines of the stored (portable) transcript.
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub lines: u64,
+    /// Subagent ids (`agent-<id>`).
+    #[serde(default)]
+    pub subagents: Vec<String>,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// `project.json` of a project folder.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProjectRecord {
+    /// A portable cwd of the project.
+    pub cwd: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_follow_claude_folder_identity() {
+        let a = project_slug("{{PROJECTS}}/my_app");
+        assert_eq!(
+            a,
+            project_slug("{{PROJECTS}}/my-app"),
+            "one Claude folder, one project"
+        );
+        assert!(a.starts_with("PROJECTS-my-app-"), "{a}");
+        assert_ne!(a, project_slug("{{PROJECTS}}/other"));
+        assert!(
+            crate::store::format::check_rel_path(&project_dir(&project_slug("C:\\x\\日本")))
+                .is_ok()
+        );
+        let long = project_slug(&format!("{{{{HOME}}}}/{}", "deep/".repeat(60)));
+        assert!(long.len() <= 80 + 9);
+    }
+
+    #[test]
+    fn segment_names_and_ids() {
+        assert_eq!(segment_name(1), "000001.jsonl");
+        assert_eq!(parse_segment_name("000001.jsonl"), Some(1));
+        assert_eq!(parse_segment_name("1234567.jsonl"), Some(1234567));
+        for bad in ["1.jsonl", "00000a.jsonl", "000001.json", "../000001.jsonl"] {
+            assert_eq!(parse_segment_name(bad), None, "{bad}");
+        }
+        assert!(valid_session_id("b30a37a1-f12d-44db-8d99-50e415d59f66"));
+        for bad in ["", "../x", "a.b", "a/b", &"x".repeat(129)] {
+            assert!(!valid_session_id(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! `history.jsonl`, the prompt history behind Claude Code's `/resume` picker: entries of synced
+//! sessions are union-merged (paths mapped), so every machine's picker knows every session.
+//!
+//! Claude Code appends to this file while it runs, so pull never replaces it: missing entries
+//! are appended in one write. Entries are identified by their portable bytes.
+
+use std::io::Write;
+
+use anyhow::{Context as _, Result};
+
+use super::Engine;
+use super::log::{self, IdentBag, SegmentWriter};
+use super::push::{LogDraft, PushReport, split_lines};
+use super::snapshot::Snapshot;
+use super::state::LogRecord;
+use crate::claude::jsonscan::{TopScanner, Want};
+use crate::store::{BlobReader, Txn};
+
+/// The key of `history.jsonl` in the state index.
+pub const KEY: &str = "history.jsonl";
+
+static PROJECT_WANT: &[Want] = &[Want {
+    key: "project",
+    cap: 8192,
+}];
+
+/// Whether a local history line belongs to a synced project.
+fn is_synced(engine: &Engine, line: &[u8], all: bool) -> bool {
+    let mut s = TopScanner::new(PROJECT_WANT);
+    s.feed(log::strip_nl(line));
+    if !s.done() || !s.valid() {
+        return false;
+    }
+    match s.get_str("project") {
+        Some(p) => all || engine.config.in_sync_dirs(&p),
+        None => false,
+    }
+}
+
+/// Append the local entries the stored history lacks.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn push(
+    engine: &Engine,
+    snap: &Snapshot,
+    size: u64,
+    mtime_ns: i128,
+    all: bool,
+    txn: &mut Txn,
+    reader: &mut BlobReader,
+    report: &mut PushReport,
+) -> Result<Option<LogDraft>> {
+    let path = engine.claude.history();
+    let data = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let complete = memchr::memrchr(b'\n', &data).map_or(0, |i| i + 1);
+    let mut bag = IdentBag::default();
+    log::for_each_repo_line(reader, &snap.history.segs, |l| {
+        bag.add(log::identity(l));
+        Ok(())
+    })?;
+    let mut writer = SegmentWriter::new(snap.history.clone());
+    let mut n = 0u64;
+    for (i, line) in split_lines(&data[..complete]).enumerate() {
+        if !is_synced(engine, line, all) {
+            continue;
+        }
+        let mut out = Vec::with_capacity(line.len());
+        engine.outbound(line, &mut out, KEY, i as u64 + 1, &mut report.secrets);
+        if bag.take(&log::identity(&out)) {
+            continue;
+        }
+        writer.push(&out);
+        n += 1;
+    }
+    report.history_lines += n;
+    let segs = if writer.is_empty() {
+        snap.history
+            .segs
+            .iter()
+            .map(|s| (s.name.clone(), Some(s.oid.clone()), s.size))
+            .collect()
+    } else {
+        report.bytes += writer.appended;
+        writer.finish(txn, reader)?
+    };
+    Ok(Some(LogDraft {
+        key: KEY.to_string(),
+        repo_dir: snap.history.dir.clone(),
+        segs,
+        local_len: complete as u64,
+        local_fp: 0,
+        local_lines: 0,
+        equal: false,
+        size,
+        mtime_ns,
+    }))
+}
+
+/// Append the stored entries this machine lacks to `history.jsonl`; returns how many.
+pub fn pull(
+    engine: &Engine,
+    snap: &Snapshot,
+    record: Option<&LogRecord>,
+    reader: &mut BlobReader,
+    dry_run: bool,
+) -> Result<(u64, Option<LogRecord>)> {
+    if snap.history.segs.is_empty() || record.is_some_and(|r| r.segs == snap.history.segs) {
+        return Ok((0, None));
+    }
+    let path = engine.claude.history();
+    let before = std::fs::metadata(&path)
+        .ok()
+        .map(|m| (m.len(), crate::os::mtime_ns(&m)));
+    // Entries added here since the last push must still look changed to the next push.
+    let pushed_all = record.is_some_and(|r| before == Some((r.size, r.mtime_ns)));
+    let local = match std::fs::read(&path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut have = IdentBag::default();
+    let mut ignored = Vec::new();
+    for line in split_lines(&local) {
+        let mut out = Vec::with_capacity(line.len());
+        engine.outbound(line, &mut out, KEY, 0, &mut ignored);
+        have.add(log::identity(&out));
+    }
+    let mut add: Vec<u8> = Vec::new();
+    let mut n = 0u64;
+    log::for_each_repo_line(reader, &snap.history.segs, |l| {
+        if have.take(&log::identity(l)) {
+            return Ok(());
+        }
+        engine.inbound(l, &mut add);
+        if !add.ends_with(b"\n") {
+            add.push(b'\n');
+        }
+        n += 1;
+        Ok(())
+    })?;
+    if n > 0 && !dry_run {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        if !local.is_empty() && !local.ends_with(b"\n") {
+            add.insert(0, b'\n');
+        }
+        // One write: Claude Code may be appending to the same file.
+        f.write_all(&add)
+            .with_context(|| format!("cannot append to {}", path.display()))?;
+    }
+    let after = std::fs::metadata(&path)
+        .ok()
+        .map(|m| (m.len(), crate::os::mtime_ns(&m)));
+    let (size, mtime_ns) = if pushed_all {
+        after.unwrap_or((0, 0))
+    } else {
+        (0, 0)
+    };
+    let rec = LogRecord {
+        repo_dir: snap.history.dir.clone(),
+        segs: snap.history.segs.clone(),
+        local_len: 0,
+        local_fp: 0,
+        local_lines: 0,
+        equal: false,
+        size,
+        mtime_ns,
+    };
+    Ok((n, Some(rec)))
+}

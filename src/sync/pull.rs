@@ -1,0 +1,664 @@
+//! `pull`: bring remote changes into the Claude Code dir.
+//!
+//! For every stored session that changed since this machine last saw it: place it under
+//! `projects/<ENC(mapped cwd)>/`, merge the stored lines into the local transcript (a union:
+//! never shrinking it), merge subagent logs and files the same way, and give the file the
+//! session's last-activity time. A session a live Claude Code process is writing is deferred;
+//! one Claude Code would delete at once (older than `cleanupPeriodDays`), or that was deleted
+//! here and not changed since, is not brought back unless asked for. Memory, CLAUDE.md and
+//! plans are merged three-way; history entries are appended.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use chrono::Utc;
+use serde::Serialize;
+
+use super::files::{self, Base, Direction, FileSides};
+use super::log::{self, StoredLog};
+use super::push::Skipped;
+use super::snapshot::{RepoSession, Snapshot};
+use super::state::{Event, FileRecord, Index, LogRecord, SessionRecord, State};
+use super::{Engine, history};
+use crate::claude::discover::{self, LocalSession};
+use crate::claude::encode::project_dir_for;
+use crate::config::shared::{self, RepoKind};
+use crate::paths::normalize_path;
+use crate::store::layout::{self, PROJECT_FILE, ProjectRecord, SessionMeta, TRANSCRIPT_LOG};
+use crate::store::{BlobReader, Store};
+
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    pub dry_run: bool,
+    /// Merge every session again, ignoring what the index says, and bring back sessions deleted
+    /// here (a union still: local lines are never dropped).
+    pub force: bool,
+    /// Ignore the sync directories.
+    pub all: bool,
+    /// Only these sessions (and no memory, global files or history); they are brought even when
+    /// old, with a fresh modification time.
+    pub only: Option<BTreeSet<String>>,
+    /// Do not fetch; use what the last fetch brought.
+    pub no_fetch: bool,
+    pub timeout: Option<Duration>,
+}
+
+/// An entry of the repository that was not used.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Refused {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PullReport {
+    pub up_to_date: bool,
+    pub dry_run: bool,
+    pub sessions_new: usize,
+    pub sessions_updated: usize,
+    pub lines: u64,
+    pub files: usize,
+    pub history_lines: u64,
+    pub deferred: Vec<String>,
+    pub skipped: Vec<Skipped>,
+    pub conflicts: Vec<String>,
+    pub refused: Vec<Refused>,
+    pub head: Option<String>,
+    pub seconds: f64,
+}
+
+/// Bring remote changes.
+pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
+    let started = Instant::now();
+    let cfg = engine.config;
+    let mut report = PullReport {
+        dry_run: opts.dry_run,
+        ..PullReport::default()
+    };
+    let store = Store::open(engine.home, &cfg.remote, &cfg.branch, &cfg.machine_id)?;
+    let timeout = opts.timeout.unwrap_or(Duration::from_secs(300));
+    let mut head = if opts.no_fetch {
+        store.known_head()?
+    } else {
+        store.fetch(timeout)?
+    };
+    match shared::classify(&store, head.as_ref())? {
+        RepoKind::Empty => {
+            report.up_to_date = true;
+            report.seconds = started.elapsed().as_secs_f64();
+            return Ok(report);
+        }
+        RepoKind::Ccsync(m) => m.check()?,
+        RepoKind::Legacy => {
+            crate::migrate::migrate(&store, head.as_ref(), &cfg.machine_id, timeout)?;
+            head = store.known_head()?;
+        }
+        RepoKind::Foreign(n) => bail!(
+            "the remote {} is not a ccsync repository ({n} entries at its root)",
+            cfg.remote
+        ),
+    }
+    let snap = Snapshot::load(&store, head.as_ref())?;
+    report.head = head.as_ref().map(|h| h.0.clone());
+    report.refused = snap
+        .refused
+        .iter()
+        .map(|(p, r)| Refused {
+            path: p.clone(),
+            reason: r.clone(),
+        })
+        .collect();
+    let mut index = Index::load(engine.home, &cfg.remote);
+    let disc = discover::discover(engine.claude)
+        .with_context(|| format!("cannot list {}", engine.claude.projects().display()))?;
+    let local: HashMap<&str, &LocalSession> =
+        disc.sessions.iter().map(|s| (s.id.as_str(), s)).collect();
+    let live = crate::claude::live::live_ids(engine.claude);
+    let cutoff = Utc::now() - chrono::Duration::days(engine.claude.cleanup_period_days() as i64);
+    let mut reader = store.git.reader()?;
+
+    let mut ids: Vec<&String> = snap.sessions.keys().collect();
+    ids.sort();
+    for sid in ids {
+        if let Some(only) = &opts.only
+            && !only.contains(sid)
+        {
+            continue;
+        }
+        let rs = &snap.sessions[sid];
+        let loc = local.get(sid.as_str()).copied();
+        if !opts.force && opts.only.is_none() && loc.is_some() && unchanged(engine, rs, loc, &index)
+        {
+            continue;
+        }
+        pull_session(
+            engine,
+            opts,
+            rs,
+            loc,
+            &live,
+            cutoff,
+            &mut index,
+            &mut reader,
+            &mut report,
+        )?;
+    }
+
+    if opts.only.is_none() {
+        pull_memory(
+            engine,
+            opts,
+            &snap,
+            &disc,
+            &mut index,
+            &mut reader,
+            &mut report,
+        )?;
+        pull_global(engine, opts, &snap, &mut index, &mut reader, &mut report)?;
+        let (n, rec) = history::pull(
+            engine,
+            &snap,
+            index.logs.get(history::KEY),
+            &mut reader,
+            opts.dry_run,
+        )?;
+        report.history_lines = n;
+        if let Some(r) = rec
+            && !opts.dry_run
+        {
+            index.logs.insert(history::KEY.to_string(), r);
+        }
+    }
+    if !opts.dry_run {
+        index.save(engine.home)?;
+        let mut status = State::load_status(engine.home);
+        status.remote = Some(cfg.remote.clone());
+        status.last_pull = Some(Event {
+            at: Utc::now(),
+            commit: report.head.clone(),
+            sessions: report.sessions_new + report.sessions_updated,
+        });
+        State::save_status(engine.home, &status)?;
+    }
+    report.up_to_date = report.sessions_new + report.sessions_updated + report.files == 0
+        && report.history_lines == 0;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The key and local path of a session's log named `rel`.
+fn log_target(engine: &Engine, transcript: &Path, sid: &str, rel: &str) -> (String, PathBuf) {
+    let folder = transcript.parent().unwrap_or(Path::new("."));
+    let path = if rel == TRANSCRIPT_LOG {
+        transcript.to_path_buf()
+    } else if let Some(r) = rel.strip_prefix("files/") {
+        let mut p = folder.join(sid);
+        for c in r.split('/') {
+            p.push(c);
+        }
+        p
+    } else if let Some(name) = rel.strip_prefix(&format!("{}/", layout::LEGACY_DIR)) {
+        folder.join(name)
+    } else {
+        folder.join(sid).join(rel)
+    };
+    (engine.key(&path), path)
+}
+
+/// Nothing stored for this session changed since this machine last saw it.
+fn unchanged(engine: &Engine, rs: &RepoSession, loc: Option<&LocalSession>, index: &Index) -> bool {
+    let Some(loc) = loc else { return false };
+    rs.logs.iter().all(|(rel, stored)| {
+        let (key, _) = log_target(engine, &loc.transcript, &rs.id, rel);
+        index
+            .logs
+            .get(&key)
+            .is_some_and(|r| r.equal && r.segs == stored.segs && r.repo_dir == stored.dir)
+    }) && rs.files.iter().all(|(rel, f)| {
+        let (key, _) = log_target(engine, &loc.transcript, &rs.id, rel);
+        index
+            .files
+            .get(&key)
+            .is_some_and(|r| r.base.as_ref() == Some(&f.oid))
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pull_session(
+    engine: &Engine,
+    opts: &PullOptions,
+    rs: &RepoSession,
+    loc: Option<&LocalSession>,
+    live: &std::collections::HashSet<String>,
+    cutoff: chrono::DateTime<Utc>,
+    index: &mut Index,
+    reader: &mut BlobReader,
+    report: &mut PullReport,
+) -> Result<()> {
+    let sid = &rs.id;
+    let skip = |report: &mut PullReport, reason: String| {
+        report.skipped.push(Skipped {
+            session: sid.clone(),
+            reason,
+        })
+    };
+    let Some(meta_file) = &rs.meta else {
+        report.refused.push(Refused {
+            path: rs.dir.clone(),
+            reason: "session folder without meta.json".into(),
+        });
+        return Ok(());
+    };
+    let meta: SessionMeta = match serde_json::from_slice(&reader.read(&meta_file.oid)?) {
+        Ok(m) => m,
+        Err(e) => {
+            report.refused.push(Refused {
+                path: meta_file.path.clone(),
+                reason: format!("not valid: {e}"),
+            });
+            return Ok(());
+        }
+    };
+    if meta.session_id != *sid {
+        report.refused.push(Refused {
+            path: meta_file.path.clone(),
+            reason: "names another session".into(),
+        });
+        return Ok(());
+    }
+    let local_cwd = match engine.mapper.local_path(&meta.cwd) {
+        Ok(c) => c,
+        Err(missing) => {
+            let names: Vec<String> = missing.into_iter().collect();
+            skip(
+                report,
+                format!(
+                    "no path on this machine for {} (ccsync config add-placeholder {}=PATH)",
+                    names.join(", "),
+                    names[0]
+                ),
+            );
+            return Ok(());
+        }
+    };
+    if normalize_path(engine.config.path_style, "cwd", &local_cwd).is_err() && local_cwd.len() > 1 {
+        report.refused.push(Refused {
+            path: meta_file.path.clone(),
+            reason: format!("working directory {local_cwd:?} is not an absolute path here"),
+        });
+        return Ok(());
+    }
+    if !opts.all && opts.only.is_none() && !engine.config.in_sync_dirs(&local_cwd) {
+        return Ok(());
+    }
+    let transcript = match loc {
+        Some(l) => l.transcript.clone(),
+        None => project_dir_for(&engine.claude.projects(), &local_cwd).join(format!("{sid}.jsonl")),
+    };
+    if live.contains(sid) {
+        report.deferred.push(sid.clone());
+        return Ok(());
+    }
+    let tkey = engine.key(&transcript);
+    let stored_t = rs.transcript();
+    let exists = transcript.exists();
+    if !exists && opts.only.is_none() {
+        let old = meta.last_activity.is_some_and(|t| t < cutoff);
+        if old {
+            skip(
+                report,
+                "older than Claude Code's cleanupPeriodDays (ccsync resume ID brings it back)"
+                    .into(),
+            );
+            return Ok(());
+        }
+        let deleted_here = index.sessions.contains_key(sid)
+            && stored_t.is_some_and(|t| index.logs.get(&tkey).is_some_and(|r| r.segs == t.segs));
+        if deleted_here && !opts.force {
+            skip(
+                report,
+                "deleted on this machine (pull --force brings it back)".into(),
+            );
+            return Ok(());
+        }
+    }
+    if opts.dry_run {
+        if exists {
+            report.sessions_updated += 1;
+        } else {
+            report.sessions_new += 1;
+        }
+        return Ok(());
+    }
+    let prior_mtime = super::mtime_secs(&transcript);
+    let mut changed = false;
+    for (rel, stored) in &rs.logs {
+        let (key, path) = log_target(engine, &transcript, sid, rel);
+        let record = index
+            .logs
+            .get(&key)
+            .filter(|r| r.repo_dir == stored.dir && !opts.force)
+            .cloned();
+        let (added, rec) = merge_log(engine, &path, stored, record.as_ref(), reader)?;
+        if added > 0 {
+            changed = true;
+            report.lines += added;
+        }
+        index.logs.insert(key, rec);
+    }
+    for (rel, stored) in &rs.files {
+        let (key, path) = log_target(engine, &transcript, sid, rel);
+        let r = files::reconcile(
+            FileSides {
+                local_key: key.clone(),
+                local_path: path.clone(),
+                repo_path: stored.path.clone(),
+                stored: Some(stored),
+                record: index.files.get(&key),
+            },
+            Direction::Pull,
+            &engine.mapper,
+            reader,
+            false,
+        )?;
+        changed |= r.pulled;
+        apply_records(engine, index, r, report);
+    }
+    if changed && transcript.exists() {
+        let when = if opts.only.is_some() {
+            Utc::now().timestamp()
+        } else {
+            let last = meta
+                .last_activity
+                .map(|t| t.timestamp())
+                .unwrap_or_else(|| Utc::now().timestamp());
+            prior_mtime.map_or(last, |p| p.max(last))
+        };
+        crate::os::set_mtime(&transcript, when)
+            .with_context(|| format!("cannot set the time of {}", transcript.display()))?;
+        // The record's stat must match the file as it is now.
+        if let (Some(r), Ok(m)) = (index.logs.get_mut(&tkey), std::fs::metadata(&transcript))
+            && r.size != 0
+        {
+            r.size = m.len();
+            r.mtime_ns = crate::os::mtime_ns(&m);
+        }
+        if exists {
+            report.sessions_updated += 1;
+        } else {
+            report.sessions_new += 1;
+        }
+    }
+    index.sessions.insert(
+        sid.clone(),
+        SessionRecord {
+            repo_dir: rs.dir.clone(),
+            local: tkey,
+        },
+    );
+    if let Some(folder) = transcript
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+    {
+        index.projects.insert(folder, meta.cwd.clone());
+    }
+    Ok(())
+}
+
+/// Merge a stored log into a local file; returns the lines added and the new record.
+fn merge_log(
+    engine: &Engine,
+    path: &Path,
+    stored: &StoredLog,
+    record: Option<&LogRecord>,
+    reader: &mut BlobReader,
+) -> Result<(u64, LogRecord)> {
+    let mut to_local = |l: &[u8], out: &mut Vec<u8>| engine.inbound(l, out);
+    // Fast path: the local file is exactly what was stored, and the stored log only grew.
+    if let Some(r) = record
+        && r.equal
+        && let Ok(m) = std::fs::metadata(path)
+        && m.len() == r.local_len
+        && log::is_prefix(&r.segs, &stored.segs)
+    {
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if r.local_len == 0 || log::fingerprint(&mut f, r.local_len)? == r.local_fp {
+            let extras = &stored.segs[r.segs.len()..];
+            let mut added = 0;
+            if !extras.is_empty() {
+                let ends_nl = r.local_len == 0 || ends_with_newline(&mut f, r.local_len)?;
+                added = log::append_to_local(path, reader, extras, ends_nl, &mut to_local)?;
+            }
+            return Ok((added, after_write(path, stored, true)?));
+        }
+    }
+    let mut ignored = Vec::new();
+    let key = engine.key(path);
+    let mut to_portable = |l: &[u8]| {
+        let mut out = Vec::with_capacity(l.len());
+        engine.outbound(l, &mut out, &key, 0, &mut ignored);
+        out
+    };
+    let res = log::merge_into_local(path, reader, &stored.segs, &mut to_portable, &mut to_local)?;
+    let mut rec = after_write(path, stored, res.local_only == 0)?;
+    rec.local_len = res.repo_part_len;
+    if res.repo_part_len > 0 {
+        let mut f = std::fs::File::open(path)?;
+        rec.local_fp = log::fingerprint(&mut f, res.repo_part_len)?;
+    }
+    Ok((res.added_lines, rec))
+}
+
+fn ends_with_newline(f: &mut std::fs::File, len: u64) -> Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut b = [0u8; 1];
+    f.read_exact(&mut b)?;
+    Ok(b[0] == b'\n')
+}
+
+/// The record of a log that now holds every stored line. With `all_pushed` false, local lines
+/// the repository lacks remain, and the record's stat is left blank so that push sends them.
+fn after_write(path: &Path, stored: &StoredLog, all_pushed: bool) -> Result<LogRecord> {
+    let m = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut f = std::fs::File::open(path)?;
+    let len = m.len();
+    let fp = if len > 0 {
+        log::fingerprint(&mut f, len)?
+    } else {
+        0
+    };
+    let (size, mtime_ns) = if all_pushed {
+        (len, crate::os::mtime_ns(&m))
+    } else {
+        (0, 0)
+    };
+    Ok(LogRecord {
+        repo_dir: stored.dir.clone(),
+        segs: stored.segs.clone(),
+        local_len: len,
+        local_fp: fp,
+        local_lines: 0,
+        equal: true,
+        size,
+        mtime_ns,
+    })
+}
+
+fn apply_records(
+    engine: &Engine,
+    index: &mut Index,
+    r: files::Reconciled,
+    report: &mut PullReport,
+) {
+    if r.pulled {
+        report.files += 1;
+    }
+    if let Some(c) = &r.conflict {
+        report.conflicts.push(c.display().to_string());
+    }
+    for d in r.records {
+        let base = match d.base {
+            Base::Stored(o) => Some(o),
+            Base::None | Base::Written(_) => None,
+        };
+        let (size, mtime_ns) = std::fs::metadata(engine.local_path(&d.local_key))
+            .map(|m| (m.len(), crate::os::mtime_ns(&m)))
+            .unwrap_or((0, 0));
+        index.files.insert(
+            d.local_key,
+            FileRecord {
+                repo_path: d.repo_path,
+                base,
+                local_hash: d.local_hash,
+                size,
+                mtime_ns,
+            },
+        );
+    }
+    if r.forget {
+        index.files.remove(&r.local_key);
+    }
+}
+
+fn pull_memory(
+    engine: &Engine,
+    opts: &PullOptions,
+    snap: &Snapshot,
+    disc: &discover::Discovery,
+    index: &mut Index,
+    reader: &mut BlobReader,
+    report: &mut PullReport,
+) -> Result<()> {
+    for (slug, p) in &snap.projects {
+        let remembered: Vec<String> = index
+            .files
+            .iter()
+            .filter(|(_, r)| {
+                r.repo_path
+                    .starts_with(&format!("{}/", layout::memory_dir(slug)))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if p.memory.is_empty() && remembered.is_empty() {
+            continue;
+        }
+        let Some(rec_file) = &p.record else { continue };
+        let Ok(rec) = serde_json::from_slice::<ProjectRecord>(&reader.read(&rec_file.oid)?) else {
+            report.refused.push(Refused {
+                path: format!("{}/{PROJECT_FILE}", layout::project_dir(slug)),
+                reason: "not valid".into(),
+            });
+            continue;
+        };
+        let Ok(local_cwd) = engine.mapper.local_path(&rec.cwd) else {
+            continue;
+        };
+        if !opts.all && !engine.config.in_sync_dirs(&local_cwd) {
+            continue;
+        }
+        let folder = disc
+            .projects
+            .iter()
+            .find(|f| crate::claude::encode::folder_matches(&f.name, &local_cwd))
+            .map(|f| f.path.clone())
+            .unwrap_or_else(|| project_dir_for(&engine.claude.projects(), &local_cwd));
+        let mem_root = folder.join("memory");
+        let mut rels: BTreeSet<String> = p.memory.keys().cloned().collect();
+        let prefix = format!("{}/", layout::memory_dir(slug));
+        for k in &remembered {
+            if let Some(r) = index
+                .files
+                .get(k)
+                .and_then(|r| r.repo_path.strip_prefix(&prefix))
+            {
+                rels.insert(r.to_string());
+            }
+        }
+        for rel in rels {
+            let mut local_path = mem_root.clone();
+            for c in rel.split('/') {
+                local_path.push(c);
+            }
+            let key = engine.key(&local_path);
+            let r = files::reconcile(
+                FileSides {
+                    local_key: key.clone(),
+                    local_path,
+                    repo_path: format!("{prefix}{rel}"),
+                    stored: p.memory.get(&rel),
+                    record: index.files.get(&key),
+                },
+                Direction::Pull,
+                &engine.mapper,
+                reader,
+                opts.dry_run,
+            )?;
+            if !opts.dry_run {
+                apply_records(engine, index, r, report);
+            } else if r.pulled {
+                report.files += 1;
+            }
+        }
+        if let Some(name) = folder.file_name() {
+            index
+                .projects
+                .insert(name.to_string_lossy().into_owned(), rec.cwd.clone());
+        }
+    }
+    Ok(())
+}
+
+fn pull_global(
+    engine: &Engine,
+    opts: &PullOptions,
+    snap: &Snapshot,
+    index: &mut Index,
+    reader: &mut BlobReader,
+    report: &mut PullReport,
+) -> Result<()> {
+    let mut rels: BTreeSet<String> = snap.global.keys().cloned().collect();
+    for (k, r) in &index.files {
+        if (k == "CLAUDE.md" || k.starts_with("plans/"))
+            && let Some(rel) = r.repo_path.strip_prefix("global/")
+        {
+            rels.insert(rel.to_string());
+        }
+    }
+    for rel in rels {
+        let (key, local_path) = if rel == "CLAUDE.md" {
+            ("CLAUDE.md".to_string(), engine.claude.claude_md())
+        } else if let Some(p) = rel.strip_prefix("plans/") {
+            let mut lp = engine.claude.plans();
+            for c in p.split('/') {
+                lp.push(c);
+            }
+            (format!("plans/{p}"), lp)
+        } else {
+            continue;
+        };
+        let r = files::reconcile(
+            FileSides {
+                local_key: key.clone(),
+                local_path,
+                repo_path: format!("global/{rel}"),
+                stored: snap.global.get(&rel),
+                record: index.files.get(&key),
+            },
+            Direction::Pull,
+            &engine.mapper,
+            reader,
+            opts.dry_run,
+        )?;
+        if !opts.dry_run {
+            apply_records(engine, index, r, report);
+        } else if r.pulled {
+            report.files += 1;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1072 @@
+//! `push`: send local changes to the sync repository.
+//!
+//! 1. From `stat` alone (against the state index) find what changed; nothing changed means no
+//!    reading and no git at all.
+//! 2. Build one commit on the remote head: for each changed log only the new lines (the bytes
+//!    after what the index says is stored, or a union against the stored lines when the index
+//!    cannot tell), mapped to the portable form, secrets handled; changed plain files merged
+//!    three-way; session metadata refreshed.
+//! 3. Push it as a compare-and-swap; when another machine pushed first, build again on its head.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use chrono::Utc;
+use serde::Serialize;
+
+use super::files::{self, Base, Direction, FileSides, RecordDraft};
+use super::log::{self, IdentBag, SegmentWriter, StoredLog};
+use super::snapshot::{RepoSession, Snapshot};
+use super::state::{Event, FileRecord, Index, LogRecord, SessionRecord, State};
+use super::{Engine, SecretReport, complete_end, for_each_chunk};
+use crate::catalog::{self, Entry};
+use crate::claude::discover::{Attachment, walk_files};
+use crate::config::SecretMode;
+use crate::store::layout::{
+    self, META_FILE, PROJECT_FILE, ProjectRecord, SessionMeta, TRANSCRIPT_LOG,
+};
+use crate::store::{BlobReader, Oid, Store, Txn};
+
+/// Bytes of local transcript read per step.
+const CHUNK: usize = 4 << 20;
+/// A trailing line without a newline is pushed once the file has been quiet this long and no
+/// live Claude Code process has it open.
+const QUIET_NS: i128 = 10_000_000_000;
+
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    pub dry_run: bool,
+    /// Ignore the sync directories.
+    pub all: bool,
+    /// Only these sessions (and no memory, global files or history).
+    pub only: Option<BTreeSet<String>>,
+    pub timeout: Option<Duration>,
+}
+
+/// A session that was not pushed, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Skipped {
+    pub session: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushReport {
+    pub up_to_date: bool,
+    pub dry_run: bool,
+    pub sessions_new: usize,
+    pub sessions_updated: usize,
+    pub files: usize,
+    pub history_lines: u64,
+    pub lines: u64,
+    pub bytes: u64,
+    pub secrets: Vec<SecretReport>,
+    pub blocked: Vec<String>,
+    pub skipped: Vec<Skipped>,
+    pub conflicts: Vec<String>,
+    pub commit: Option<String>,
+    pub seconds: f64,
+}
+
+struct LogItem {
+    key: String,
+    path: PathBuf,
+    /// Name of the log inside the session folder (`transcript`, `files/<rel>`, `legacy/<name>`).
+    rel: String,
+    size: u64,
+    mtime_ns: i128,
+}
+
+struct FileItem {
+    key: String,
+    path: PathBuf,
+    repo_path_rel: String,
+    size: u64,
+    mtime_ns: i128,
+}
+
+struct SessionWork<'e> {
+    entry: &'e Entry,
+    logs: Vec<LogItem>,
+    files: Vec<FileItem>,
+    new: bool,
+}
+
+/// A plain file outside sessions (memory, CLAUDE.md, plans) with its repository path.
+struct LooseFile {
+    key: String,
+    path: PathBuf,
+    repo_path: String,
+    size: u64,
+    mtime_ns: i128,
+    exists: bool,
+}
+
+/// Log record draft: segment objects written in this commit are resolved after the push.
+pub(crate) struct LogDraft {
+    pub key: String,
+    pub repo_dir: String,
+    pub segs: Vec<(String, Option<Oid>, u64)>,
+    pub local_len: u64,
+    pub local_fp: u64,
+    pub local_lines: u64,
+    pub equal: bool,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl LogDraft {
+    fn record(&self, segs: Vec<log::Seg>) -> LogRecord {
+        LogRecord {
+            repo_dir: self.repo_dir.clone(),
+            segs,
+            local_len: self.local_len,
+            local_fp: self.local_fp,
+            local_lines: self.local_lines,
+            equal: self.equal,
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Staged {
+    logs: Vec<LogDraft>,
+    files: Vec<(RecordDraft, u64, i128)>,
+    forget: Vec<String>,
+    sessions: Vec<(String, SessionRecord)>,
+    projects: Vec<(String, String)>,
+    report: PushReport,
+    history: Option<LogDraft>,
+}
+
+fn changed_log(index: &Index, key: &str, size: u64, mtime_ns: i128) -> bool {
+    index
+        .logs
+        .get(key)
+        .is_none_or(|r| r.size != size || r.mtime_ns != mtime_ns)
+}
+
+fn changed_file(index: &Index, key: &str, size: u64, mtime_ns: i128) -> bool {
+    index
+        .files
+        .get(key)
+        .is_none_or(|r| r.size != size || r.mtime_ns != mtime_ns)
+}
+
+/// Send local changes.
+pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
+    let started = Instant::now();
+    let cfg = engine.config;
+    let mut index = Index::load(engine.home, &cfg.remote);
+    let cat = catalog::load(
+        engine.claude,
+        Some(&engine.home.state_dir().join("catalog.json")),
+    )?;
+
+    // 1. What changed, from stat alone.
+    let mut report = PushReport {
+        dry_run: opts.dry_run,
+        ..PushReport::default()
+    };
+    let mut work: Vec<SessionWork> = Vec::new();
+    let mut folder_cwd: BTreeMap<String, String> = BTreeMap::new();
+    for e in &cat.entries {
+        if let Some(only) = &opts.only
+            && !only.contains(&e.session.id)
+        {
+            continue;
+        }
+        let Some(cwd) = e.meta.cwd.as_deref() else {
+            if e.meta.lines > 0 {
+                report.skipped.push(Skipped {
+                    session: e.session.id.clone(),
+                    reason: "no line tells its working directory".into(),
+                });
+            }
+            continue;
+        };
+        if !opts.all && !cfg.in_sync_dirs(cwd) {
+            continue;
+        }
+        folder_cwd
+            .entry(e.session.project_folder.clone())
+            .or_insert_with(|| cwd.to_string());
+        let s = &e.session;
+        let key = engine.key(&s.transcript);
+        let new = !index.logs.contains_key(&key);
+        let mut w = SessionWork {
+            entry: e,
+            logs: Vec::new(),
+            files: Vec::new(),
+            new,
+        };
+        if changed_log(&index, &key, s.size, s.mtime_ns) {
+            w.logs.push(LogItem {
+                key,
+                path: s.transcript.clone(),
+                rel: TRANSCRIPT_LOG.into(),
+                size: s.size,
+                mtime_ns: s.mtime_ns,
+            });
+        }
+        for a in &s.attachments {
+            let k = engine.key(&a.path);
+            let rel = format!("files/{}", a.rel);
+            if a.rel.ends_with(".jsonl") {
+                if changed_log(&index, &k, a.size, a.mtime_ns) {
+                    w.logs.push(LogItem {
+                        key: k,
+                        path: a.path.clone(),
+                        rel,
+                        size: a.size,
+                        mtime_ns: a.mtime_ns,
+                    });
+                }
+            } else if changed_file(&index, &k, a.size, a.mtime_ns) {
+                w.files.push(FileItem {
+                    key: k,
+                    path: a.path.clone(),
+                    repo_path_rel: rel,
+                    size: a.size,
+                    mtime_ns: a.mtime_ns,
+                });
+            }
+        }
+        for a in &s.legacy_agents {
+            let k = engine.key(&a.path);
+            if changed_log(&index, &k, a.size, a.mtime_ns) {
+                w.logs.push(LogItem {
+                    key: k,
+                    path: a.path.clone(),
+                    rel: format!("{}/{}", layout::LEGACY_DIR, a.rel),
+                    size: a.size,
+                    mtime_ns: a.mtime_ns,
+                });
+            }
+        }
+        if !w.logs.is_empty() || !w.files.is_empty() {
+            work.push(w);
+        }
+    }
+    let loose = if opts.only.is_some() {
+        Vec::new()
+    } else {
+        loose_files(engine, &cat, &index, &folder_cwd, opts.all)?
+    };
+    let loose_changed: Vec<&LooseFile> = loose
+        .iter()
+        .filter(|f| {
+            if f.exists {
+                changed_file(&index, &f.key, f.size, f.mtime_ns)
+            } else {
+                index.files.contains_key(&f.key)
+            }
+        })
+        .collect();
+    let history_path = engine.claude.history();
+    let history_stat = if opts.only.is_some() {
+        None
+    } else {
+        std::fs::metadata(&history_path)
+            .ok()
+            .map(|m| (m.len(), crate::os::mtime_ns(&m)))
+    };
+    let history_changed =
+        history_stat.is_some_and(|(sz, mt)| changed_log(&index, super::history::KEY, sz, mt));
+
+    if work.is_empty() && loose_changed.is_empty() && !history_changed {
+        report.up_to_date = true;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    if opts.dry_run {
+        for w in &work {
+            if w.new {
+                report.sessions_new += 1;
+            } else {
+                report.sessions_updated += 1;
+            }
+            for l in &w.logs {
+                report.bytes += l.size
+                    - index
+                        .logs
+                        .get(&l.key)
+                        .map_or(0, |r| r.local_len.min(l.size));
+            }
+            report.files += w.files.len();
+        }
+        report.files += loose_changed.len();
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+
+    // 2 and 3. Build on the remote head and push; rebuilt when the remote moved.
+    let store = Store::open(engine.home, &cfg.remote, &cfg.branch, &cfg.machine_id)?;
+    let live = crate::claude::live::live_ids(engine.claude);
+    let timeout = opts.timeout.unwrap_or(Duration::from_secs(300));
+    let mut staged = Staged::default();
+    let message = format!("{}: push", cfg.machine_id);
+    let commit = store.commit_and_push(&message, false, timeout, |head, txn| {
+        staged = Staged::default();
+        let snap = Snapshot::load(&store, head)?;
+        for (p, why) in snap.refused.iter().take(5) {
+            tracing::warn!("ignoring {p} in the sync repository: {why}");
+        }
+        let mut reader = store.git.reader()?;
+        for w in &work {
+            push_session(
+                engine,
+                w,
+                &snap,
+                &index,
+                &live,
+                txn,
+                &mut reader,
+                &mut staged,
+            )?;
+        }
+        for f in &loose_changed {
+            let stored = stored_loose(&snap, &f.repo_path);
+            let rec = index.files.get(&f.key);
+            let r = files::reconcile(
+                FileSides {
+                    local_key: f.key.clone(),
+                    local_path: f.path.clone(),
+                    repo_path: f.repo_path.clone(),
+                    stored: stored.as_ref(),
+                    record: rec,
+                },
+                Direction::Push,
+                &engine.mapper,
+                &mut reader,
+                false,
+            )?;
+            apply_reconciled(r, txn, &mut staged, f.size, f.mtime_ns)?;
+        }
+        if history_changed && let Some((sz, mt)) = history_stat {
+            staged.history = super::history::push(
+                engine,
+                &snap,
+                sz,
+                mt,
+                opts.all,
+                txn,
+                &mut reader,
+                &mut staged.report,
+            )?;
+        }
+        Ok(())
+    })?;
+
+    let mut report = std::mem::take(&mut staged.report);
+    report.dry_run = false;
+    if let Some(c) = &commit {
+        // Resolve the objects written in this commit, then remember everything.
+        let mut want: Vec<String> = Vec::new();
+        for d in staged.logs.iter().chain(staged.history.iter()) {
+            for (name, oid, _) in &d.segs {
+                if oid.is_none() {
+                    want.push(format!("{}/{name}", d.repo_dir));
+                }
+            }
+        }
+        for (d, _, _) in &staged.files {
+            if let Base::Written(p) = &d.base {
+                want.push(p.clone());
+            }
+        }
+        let resolved = resolve_paths(&store, c, &want)?;
+        for d in staged.logs.iter().chain(staged.history.iter()) {
+            let mut segs = Vec::with_capacity(d.segs.len());
+            for (name, oid, size) in &d.segs {
+                let oid = match oid {
+                    Some(o) => o.clone(),
+                    None => resolved
+                        .get(&format!("{}/{name}", d.repo_dir))
+                        .cloned()
+                        .with_context(|| {
+                            format!(
+                                "segment {}/{name} is missing from the new commit",
+                                d.repo_dir
+                            )
+                        })?,
+                };
+                segs.push(log::Seg {
+                    name: name.clone(),
+                    oid,
+                    size: *size,
+                });
+            }
+            index.logs.insert(d.key.clone(), d.record(segs));
+        }
+        report.commit = Some(c.0.clone());
+    } else {
+        // Nothing new reached the repository; the records of what was read still hold.
+        for d in staged.logs.iter().chain(staged.history.iter()) {
+            if d.segs.iter().all(|(_, o, _)| o.is_some()) {
+                let segs = d
+                    .segs
+                    .iter()
+                    .filter_map(|(n, o, s)| {
+                        o.clone().map(|oid| log::Seg {
+                            name: n.clone(),
+                            oid,
+                            size: *s,
+                        })
+                    })
+                    .collect();
+                index.logs.insert(d.key.clone(), d.record(segs));
+            }
+        }
+        report.up_to_date = report.blocked.is_empty() && report.skipped.is_empty();
+    }
+    let resolved_files = match &commit {
+        Some(c) => {
+            let want: Vec<String> = staged
+                .files
+                .iter()
+                .filter_map(|(d, _, _)| {
+                    if let Base::Written(p) = &d.base {
+                        Some(p.clone())
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            resolve_paths(&store, c, &want)?
+        }
+        None => HashMap::new(),
+    };
+    for (d, size, mtime) in &staged.files {
+        let base = match &d.base {
+            Base::None => None,
+            Base::Stored(o) => Some(o.clone()),
+            Base::Written(p) => resolved_files.get(p).cloned(),
+        };
+        // A file the merge rewrote locally has a new stat.
+        let (size, mtime) = match std::fs::metadata(engine.local_path(&d.local_key)) {
+            Ok(m) if d.local_hash.is_some() => {
+                let now = (m.len(), crate::os::mtime_ns(&m));
+                if now.0 == *size && now.1 == *mtime {
+                    (*size, *mtime)
+                } else {
+                    now
+                }
+            }
+            _ => (*size, *mtime),
+        };
+        index.files.insert(
+            d.local_key.clone(),
+            FileRecord {
+                repo_path: d.repo_path.clone(),
+                base,
+                local_hash: d.local_hash.clone(),
+                size,
+                mtime_ns: mtime,
+            },
+        );
+    }
+    for k in &staged.forget {
+        index.files.remove(k);
+    }
+    for (sid, rec) in staged.sessions.drain(..) {
+        index.sessions.insert(sid, rec);
+    }
+    for (folder, cwd) in staged.projects.drain(..) {
+        index.projects.insert(folder, cwd);
+    }
+    index.save(engine.home)?;
+    if commit.is_some() {
+        let mut status = State::load_status(engine.home);
+        status.remote = Some(cfg.remote.clone());
+        status.last_push = Some(Event {
+            at: Utc::now(),
+            commit: report.commit.clone(),
+            sessions: report.sessions_new + report.sessions_updated,
+        });
+        status.last_error = None;
+        State::save_status(engine.home, &status)?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Object ids of paths in a commit.
+pub fn resolve_paths(
+    store: &Store,
+    commit: &Oid,
+    paths: &[String],
+) -> Result<HashMap<String, Oid>> {
+    let mut out = HashMap::new();
+    for chunk in paths.chunks(256) {
+        let mut args = vec![
+            "ls-tree".to_string(),
+            "-r".into(),
+            "-z".into(),
+            "--full-tree".into(),
+            commit.0.clone(),
+            "--".into(),
+        ];
+        args.extend(chunk.iter().cloned());
+        let text = store.git.run(&args)?;
+        for rec in text.split('\0').filter(|r| !r.is_empty()) {
+            let Some((head, path)) = rec.split_once('\t') else {
+                continue;
+            };
+            if let Some(oid) = head.split_whitespace().nth(2).and_then(Oid::parse) {
+                out.insert(path.to_string(), oid);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn apply_reconciled(
+    r: files::Reconciled,
+    txn: &mut Txn,
+    staged: &mut Staged,
+    size: u64,
+    mtime_ns: i128,
+) -> Result<()> {
+    for (path, data) in &r.repo_put {
+        let m = txn.blob(data)?;
+        txn.put(path, m);
+        staged.report.bytes += data.len() as u64;
+    }
+    for path in &r.repo_delete {
+        txn.delete(path);
+    }
+    if r.pushed {
+        staged.report.files += 1;
+    }
+    if let Some(c) = &r.conflict {
+        staged.report.conflicts.push(c.display().to_string());
+    }
+    if r.forget {
+        staged.forget.push(r.local_key.clone());
+    }
+    for d in r.records {
+        staged.files.push((d, size, mtime_ns));
+    }
+    Ok(())
+}
+
+/// Push one session's changed logs and files, and refresh its metadata.
+#[allow(clippy::too_many_arguments)]
+fn push_session(
+    engine: &Engine,
+    w: &SessionWork,
+    snap: &Snapshot,
+    index: &Index,
+    live: &std::collections::HashSet<String>,
+    txn: &mut Txn,
+    reader: &mut BlobReader,
+    staged: &mut Staged,
+) -> Result<()> {
+    let e = w.entry;
+    let sid = &e.session.id;
+    let cwd = e.meta.cwd.as_deref().unwrap_or_default();
+    let portable_cwd = engine.mapper.portable_path(cwd);
+    let existing: Option<&RepoSession> = snap.sessions.get(sid);
+    let slug = existing
+        .map(|r| r.slug.clone())
+        .unwrap_or_else(|| layout::project_slug(&portable_cwd));
+    let dir = existing
+        .map(|r| r.dir.clone())
+        .unwrap_or_else(|| layout::session_dir(&slug, sid));
+    let is_live = live.contains(sid);
+    let mut secrets_found = Vec::new();
+    let mut drafts = Vec::new();
+    let mut appended_lines = 0u64;
+    let mut transcript_touched = false;
+    for item in &w.logs {
+        let stored = existing
+            .and_then(|r| r.logs.get(&item.rel))
+            .cloned()
+            .unwrap_or_else(|| StoredLog {
+                dir: format!("{dir}/{}", item.rel),
+                segs: vec![],
+            });
+        let record = index
+            .logs
+            .get(&item.key)
+            .filter(|r| r.repo_dir == stored.dir);
+        let out = push_log(
+            engine,
+            item,
+            stored,
+            record,
+            is_live,
+            reader,
+            &mut secrets_found,
+        )?;
+        if item.rel == TRANSCRIPT_LOG {
+            appended_lines = out.lines;
+            transcript_touched = out.writer.as_ref().is_some_and(|w| !w.is_empty());
+        }
+        drafts.push((item, out));
+    }
+    let blocked = engine.config.secret_scan == SecretMode::Block && !secrets_found.is_empty();
+    staged.report.secrets.extend(secrets_found);
+    if blocked {
+        staged.report.blocked.push(sid.clone());
+        return Ok(());
+    }
+    let mut changed = false;
+    let mut transcript_segs: Option<Vec<(String, Option<Oid>, u64)>> = None;
+    for (item, out) in drafts {
+        let LogOut {
+            writer,
+            stored,
+            local_len,
+            local_fp,
+            local_lines,
+            equal,
+            ..
+        } = out;
+        let repo_dir = stored.dir.clone();
+        let segs = match writer {
+            Some(wr) if !wr.is_empty() => {
+                staged.report.bytes += wr.appended;
+                staged.report.lines += wr.lines;
+                changed = true;
+                wr.finish(txn, reader)?
+            }
+            _ => stored
+                .segs
+                .iter()
+                .map(|s| (s.name.clone(), Some(s.oid.clone()), s.size))
+                .collect(),
+        };
+        if item.rel == TRANSCRIPT_LOG {
+            transcript_segs = Some(segs.clone());
+        }
+        staged.logs.push(LogDraft {
+            key: item.key.clone(),
+            repo_dir,
+            segs,
+            local_len,
+            local_fp,
+            local_lines,
+            equal,
+            size: item.size,
+            mtime_ns: item.mtime_ns,
+        });
+    }
+    for f in &w.files {
+        let repo_path = format!("{dir}/{}", f.repo_path_rel);
+        let stored = existing
+            .and_then(|r| r.files.get(&f.repo_path_rel))
+            .cloned();
+        let r = files::reconcile(
+            FileSides {
+                local_key: f.key.clone(),
+                local_path: f.path.clone(),
+                repo_path,
+                stored: stored.as_ref(),
+                record: index.files.get(&f.key),
+            },
+            Direction::Push,
+            &engine.mapper,
+            reader,
+            false,
+        )?;
+        changed |= r.pushed;
+        apply_reconciled(r, txn, staged, f.size, f.mtime_ns)?;
+    }
+    let meta_missing = existing.is_none_or(|r| r.meta.is_none());
+    if changed || meta_missing {
+        let old: Option<SessionMeta> = match existing.and_then(|r| r.meta.as_ref()) {
+            Some(m) => serde_json::from_slice(&reader.read(&m.oid)?).ok(),
+            None => None,
+        };
+        let size = match &transcript_segs {
+            Some(s) => s.iter().map(|x| x.2).sum(),
+            None => existing
+                .and_then(|r| r.transcript())
+                .map_or(0, |t| t.size()),
+        };
+        let meta = merged_meta(
+            engine,
+            old,
+            e,
+            &portable_cwd,
+            size,
+            appended_lines,
+            transcript_touched,
+        );
+        let bytes = crate::store::format::to_json_bytes(&meta)?;
+        let m = txn.blob(&bytes)?;
+        txn.put(&format!("{dir}/{META_FILE}"), m);
+        if snap.projects.get(&slug).is_none_or(|p| p.record.is_none()) {
+            let rec = crate::store::format::to_json_bytes(&ProjectRecord {
+                cwd: portable_cwd.clone(),
+            })?;
+            let m = txn.blob(&rec)?;
+            txn.put(&format!("{}/{PROJECT_FILE}", layout::project_dir(&slug)), m);
+        }
+        if existing.is_none() {
+            staged.report.sessions_new += 1;
+        } else {
+            staged.report.sessions_updated += 1;
+        }
+    }
+    staged.sessions.push((
+        sid.clone(),
+        SessionRecord {
+            repo_dir: dir.clone(),
+            local: engine.key(&e.session.transcript),
+        },
+    ));
+    staged
+        .projects
+        .push((e.session.project_folder.clone(), portable_cwd));
+    Ok(())
+}
+
+/// The metadata of a session after this push.
+fn merged_meta(
+    engine: &Engine,
+    old: Option<SessionMeta>,
+    e: &Entry,
+    portable_cwd: &str,
+    size: u64,
+    appended: u64,
+    touched: bool,
+) -> SessionMeta {
+    let mut m = old.unwrap_or_default();
+    m.session_id = e.session.id.clone();
+    if m.cwd.is_empty() {
+        m.cwd = portable_cwd.to_string();
+    }
+    let local = &e.meta;
+    if local.custom_title.is_some() {
+        m.title = local.custom_title.clone();
+        m.custom_title = true;
+    } else if !m.custom_title && (m.title.is_none() || local.title().is_some()) {
+        m.title = local.title().map(str::to_string).or(m.title);
+    }
+    m.first_activity = match (m.first_activity, local.first_activity) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    m.last_activity = match (m.last_activity, local.last_activity) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    if touched || m.last_machine.is_empty() {
+        m.last_machine = engine.config.machine_id.clone();
+    }
+    m.size = size;
+    m.lines = if m.lines == 0 && !touched {
+        local.lines
+    } else {
+        m.lines + appended
+    };
+    let mut subs: BTreeSet<String> = m.subagents.into_iter().collect();
+    for a in e
+        .session
+        .attachments
+        .iter()
+        .chain(e.session.legacy_agents.iter())
+    {
+        let name = a.rel.rsplit('/').next().unwrap_or(&a.rel);
+        if let Some(id) = name
+            .strip_suffix(".jsonl")
+            .filter(|n| n.starts_with("agent-"))
+        {
+            subs.insert(id.to_string());
+        }
+    }
+    m.subagents = subs.into_iter().collect();
+    m.updated_at = Some(Utc::now());
+    m
+}
+
+struct LogOut {
+    writer: Option<SegmentWriter>,
+    stored: StoredLog,
+    lines: u64,
+    local_len: u64,
+    local_fp: u64,
+    local_lines: u64,
+    equal: bool,
+}
+
+/// Work out what of one local log the stored log lacks, into a segment writer.
+fn push_log(
+    engine: &Engine,
+    item: &LogItem,
+    stored: StoredLog,
+    record: Option<&LogRecord>,
+    live: bool,
+    reader: &mut BlobReader,
+    found: &mut Vec<SecretReport>,
+) -> Result<LogOut> {
+    let mut f =
+        File::open(&item.path).with_context(|| format!("cannot read {}", item.path.display()))?;
+    let size = f.metadata()?.len();
+    let quiet =
+        !live && (Utc::now().timestamp_nanos_opt().unwrap_or(0) as i128 - item.mtime_ns) > QUIET_NS;
+    let end = if quiet {
+        size
+    } else {
+        complete_end(&mut f, size)?
+    };
+    let fp = if end > 0 {
+        log::fingerprint(&mut f, end)?
+    } else {
+        0
+    };
+    let key = &item.key;
+    let mut writer = SegmentWriter::new(stored.clone());
+    let mut lines_out = 0u64;
+
+    // Fast path: the index says what is stored, and the stored log only grew since.
+    if let Some(r) = record
+        && r.local_len <= end
+        && (r.local_len == 0 || log::fingerprint(&mut f, r.local_len)? == r.local_fp)
+        && log::is_prefix(&r.segs, &stored.segs)
+    {
+        let extras = &stored.segs[r.segs.len()..];
+        let mut bag = IdentBag::default();
+        if !extras.is_empty() {
+            log::for_each_repo_line(reader, extras, |l| {
+                bag.add(log::identity(l));
+                Ok(())
+            })?;
+        }
+        let dedupe = !extras.is_empty();
+        let mut dropped = false;
+        let mut line_no = r.local_lines + 1;
+        for_each_chunk(&mut f, r.local_len, end, CHUNK, |chunk, _| {
+            let mut out = Vec::with_capacity(chunk.len());
+            engine.outbound(chunk, &mut out, key, line_no, found);
+            line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
+            if dedupe {
+                for line in split_lines(&out) {
+                    if bag.take(&log::identity(line)) {
+                        dropped = true;
+                    } else {
+                        writer.push(line);
+                        lines_out += 1;
+                    }
+                }
+            } else {
+                lines_out += memchr::memchr_iter(b'\n', &out).count() as u64;
+                writer.push(&out);
+            }
+            writer.maybe_cut();
+            Ok(())
+        })?;
+        let equal = r.equal && extras.is_empty() && !dropped;
+        let local_lines = line_no - 1;
+        return Ok(LogOut {
+            writer: Some(writer),
+            stored,
+            lines: lines_out,
+            local_len: end,
+            local_fp: fp,
+            local_lines,
+            equal,
+        });
+    }
+
+    // Slow path: union against every stored line.
+    let mut bag = IdentBag::default();
+    if !stored.segs.is_empty() {
+        log::for_each_repo_line(reader, &stored.segs, |l| {
+            bag.add(log::identity(l));
+            Ok(())
+        })?;
+    }
+    let mut line_no = 1u64;
+    let stored_ends_nl = stored_ends_with_newline(reader, &stored)?;
+    let mut first = true;
+    for_each_chunk(&mut f, 0, end, CHUNK, |chunk, _| {
+        let mut out = Vec::with_capacity(chunk.len());
+        engine.outbound(chunk, &mut out, key, line_no, found);
+        line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
+        for line in split_lines(&out) {
+            if !stored.segs.is_empty() && bag.take(&log::identity(line)) {
+                continue;
+            }
+            if first && !stored_ends_nl {
+                writer.push(b"\n");
+            }
+            first = false;
+            writer.push(line);
+            lines_out += 1;
+        }
+        writer.maybe_cut();
+        Ok(())
+    })?;
+    let equal = bag.is_empty();
+    let local_lines = line_no - 1;
+    Ok(LogOut {
+        writer: Some(writer),
+        stored,
+        lines: lines_out,
+        local_len: end,
+        local_fp: fp,
+        local_lines,
+        equal,
+    })
+}
+
+/// Whether the stored log is empty or ends with a newline.
+fn stored_ends_with_newline(reader: &mut BlobReader, stored: &StoredLog) -> Result<bool> {
+    match stored.segs.iter().rev().find(|s| s.size > 0) {
+        None => Ok(true),
+        Some(s) => Ok(reader.read(&s.oid)?.ends_with(b"\n")),
+    }
+}
+
+/// The lines of a buffer, each with its newline (the last may lack it).
+pub fn split_lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= buf.len() {
+            return None;
+        }
+        let end = memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |i| start + i + 1);
+        let line = &buf[start..end];
+        start = end;
+        Some(line)
+    })
+}
+
+/// Memory files of project folders, CLAUDE.md and plans, present or remembered.
+fn loose_files(
+    engine: &Engine,
+    cat: &catalog::Catalog,
+    index: &Index,
+    folder_cwd: &BTreeMap<String, String>,
+    all: bool,
+) -> Result<Vec<LooseFile>> {
+    let cfg = engine.config;
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut add = |out: &mut Vec<LooseFile>,
+                   key: String,
+                   path: PathBuf,
+                   repo_path: String,
+                   att: Option<&Attachment>| {
+        if seen.insert(key.clone()) {
+            out.push(LooseFile {
+                key,
+                path,
+                repo_path,
+                size: att.map_or(0, |a| a.size),
+                mtime_ns: att.map_or(0, |a| a.mtime_ns),
+                exists: att.is_some(),
+            });
+        }
+    };
+    for p in &cat.discovery.projects {
+        // The folder's cwd: from one of its sessions, else from what an earlier sync recorded.
+        let portable = match folder_cwd.get(&p.name) {
+            Some(cwd) => Some(engine.mapper.portable_path(cwd)),
+            None => index.projects.get(&p.name).cloned(),
+        };
+        let Some(portable) = portable else {
+            if !p.memory.is_empty() {
+                tracing::info!(
+                    "memory of {} not synced: no session there tells its working directory",
+                    p.name
+                );
+            }
+            continue;
+        };
+        if !all
+            && let Ok(local) = engine.mapper.local_path(&portable)
+            && !cfg.in_sync_dirs(&local)
+        {
+            continue;
+        }
+        let mem_dir = layout::memory_dir(&layout::project_slug(&portable));
+        for a in &p.memory {
+            let key = engine.key(&a.path);
+            add(
+                &mut out,
+                key,
+                a.path.clone(),
+                format!("{mem_dir}/{}", a.rel),
+                Some(a),
+            );
+        }
+        let prefix = format!("projects/{}/memory/", p.name);
+        for (k, r) in index.files.range(prefix.clone()..) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            add(
+                &mut out,
+                k.clone(),
+                engine.local_path(k),
+                r.repo_path.clone(),
+                None,
+            );
+        }
+    }
+    // Global instructions and plans.
+    let claude_md = engine.claude.claude_md();
+    let att = std::fs::metadata(&claude_md)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| Attachment {
+            rel: "CLAUDE.md".into(),
+            path: claude_md.clone(),
+            size: m.len(),
+            mtime_ns: crate::os::mtime_ns(&m),
+        });
+    if att.is_some() || index.files.contains_key("CLAUDE.md") {
+        add(
+            &mut out,
+            "CLAUDE.md".into(),
+            claude_md,
+            layout::claude_md_path(),
+            att.as_ref(),
+        );
+    }
+    let mut plans = Vec::new();
+    walk_files(&engine.claude.plans(), "", &mut plans)?;
+    for a in &plans {
+        add(
+            &mut out,
+            format!("plans/{}", a.rel),
+            a.path.clone(),
+            format!("{}/{}", layout::plans_dir(), a.rel),
+            Some(a),
+        );
+    }
+    for (k, r) in index.files.range("plans/".to_string()..) {
+        if !k.starts_with("plans/") {
+            break;
+        }
+        add(
+            &mut out,
+            k.clone(),
+            engine.local_path(k),
+            r.repo_path.clone(),
+            None,
+        );
+    }
+    Ok(out)
+}
+
+/// The stored version of a loose file.
+fn stored_loose(snap: &Snapshot, repo_path: &str) -> Option<super::snapshot::StoredFile> {
+    if let Some(rest) = repo_path.strip_prefix("global/") {
+        return snap.global.get(rest).cloned();
+    }
+    let rest = repo_path.strip_prefix("projects/")?;
+    let (slug, rest) = rest.split_once('/')?;
+    let rel = rest.strip_prefix("memory/")?;
+    snap.projects.get(slug)?.memory.get(rel).cloned()
+}
