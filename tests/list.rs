@@ -46,7 +46,7 @@ fn lists_sessions_with_true_cwd_subagents_and_titles() {
         "/srv/x",
         "u9",
         None,
-        "2026-11-21T00:00:00.000Z",
+        &ts_at(2000),
         "last",
     ));
     m.write_transcript("/srv/x", "s-odd", odd.as_bytes());
@@ -66,8 +66,8 @@ fn lists_sessions_with_true_cwd_subagents_and_titles() {
     assert_eq!(u["subagents"], 2);
     assert_eq!(u["lines"], 4);
     assert_eq!(u["title"], "prompt 0 about /home/alice/projects/my_app/src");
-    assert_eq!(u["first_activity"], "2026-11-20T10:00:00.000Z");
-    assert_eq!(u["last_activity"], "2026-11-20T10:01:00.000Z");
+    assert_eq!(u["first_activity"], ts_at(0));
+    assert_eq!(u["last_activity"], ts_at(1));
     assert!(u["locked_by"].is_null());
     assert!(u["machine"].as_str().is_some_and(|s| !s.is_empty()));
     assert_eq!(
@@ -77,7 +77,7 @@ fn lists_sessions_with_true_cwd_subagents_and_titles() {
     let odd = find(&rows, "s-odd");
     assert_eq!(odd["malformed_lines"], 2);
     assert_eq!(odd["lines"], 5);
-    assert_eq!(odd["last_activity"], "2026-11-21T00:00:00.000Z");
+    assert_eq!(odd["last_activity"], ts_at(2000));
     assert_eq!(find(&rows, "s-title")["title"], "Named by me");
     let empty = find(&rows, "s-empty");
     assert!(empty["title"].is_null() && empty["project_path"].is_null());

@@ -267,9 +267,13 @@ fn print_pull(r: &PullReport) {
 
 /// Skipped sessions grouped by reason: ids for a few, a count for many.
 fn print_skipped(skipped: &[sync::push::Skipped]) {
-    let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> =
+        std::collections::BTreeMap::new();
     for s in skipped {
-        by_reason.entry(s.reason.as_str()).or_default().push(&s.session[..s.session.len().min(8)]);
+        by_reason
+            .entry(s.reason.as_str())
+            .or_default()
+            .push(&s.session[..s.session.len().min(8)]);
     }
     for (reason, ids) in by_reason {
         if ids.len() <= 3 {

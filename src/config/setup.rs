@@ -96,6 +96,30 @@ pub fn normalize_for(
     Ok(paths::normalize_path(style, name, &expanded)?)
 }
 
+/// A sync directory: like a placeholder path, but the root of a drive or file system is fine.
+pub fn normalize_sync_dir(style: PathStyle, raw: &str, home: Option<&str>) -> Result<String> {
+    let t = raw.trim();
+    let is_root = match style {
+        PathStyle::Posix => t == "/",
+        PathStyle::Windows => {
+            let b = t.as_bytes();
+            b.len() <= 3
+                && b.len() >= 2
+                && b[0].is_ascii_alphabetic()
+                && b[1] == b':'
+                && b.get(2).is_none_or(|c| *c == b'\\' || *c == b'/')
+        }
+    };
+    if is_root {
+        return Ok(match style {
+            PathStyle::Posix => "/".to_string(),
+            PathStyle::Windows => format!("{}\\", &t[..2]),
+        });
+    }
+    normalize_for(style, "sync-dir", raw, home)
+        .map_err(|_| anyhow!("sync directory {raw:?} is not an absolute {style} path"))
+}
+
 /// Resolve a `--remote` value: URLs stay as they are; a local path becomes absolute, and a path
 /// that does not exist (or an empty folder) becomes a new bare repository.
 pub fn prepare_remote(remote: &str) -> Result<String> {
@@ -334,10 +358,7 @@ pub fn init(home: &Home, opts: InitOptions, prompter: &mut dyn Prompter) -> Resu
     if !opts.sync_dirs.is_empty() {
         let mut dirs = Vec::new();
         for d in &opts.sync_dirs {
-            dirs.push(
-                normalize_for(style, "sync-dir", d, Some(&home_value))
-                    .map_err(|_| anyhow!("sync directory {d:?} is not an absolute {style} path"))?,
-            );
+            dirs.push(normalize_sync_dir(style, d, Some(&home_value))?);
         }
         if reinit && dirs != config.sync_directories {
             changes.push(format!("sync directories set to {}", dirs.join(", ")));
@@ -564,16 +585,11 @@ pub fn set_key(home: &Home, key: &str, value: &str) -> Result<Config> {
             };
             let mut dirs = Vec::new();
             for d in items {
-                dirs.push(
-                    normalize_for(config.path_style, "sync-dir", &d, home_dir.as_deref()).map_err(
-                        |_| {
-                            anyhow!(
-                                "sync directory {d:?} is not an absolute {} path",
-                                config.path_style
-                            )
-                        },
-                    )?,
-                );
+                dirs.push(normalize_sync_dir(
+                    config.path_style,
+                    &d,
+                    home_dir.as_deref(),
+                )?);
             }
             config.sync_directories = dirs;
         }

@@ -230,18 +230,28 @@ impl Git {
         if out.status.success() {
             return Ok(PushOutcome::Pushed);
         }
-        let rejected = stdout.lines().any(|l| {
-            l.starts_with('!')
-                && (l.contains("non-fast-forward")
-                    || l.contains("fetch first")
-                    || l.contains("stale info")
-                    || l.contains("rejected"))
-        }) && !stdout.contains("remote rejected");
-        if rejected {
+        // A concurrent update shows as a rejected fast-forward, or, when two pushes meet on the
+        // remote, as a ref that could not be locked or had moved: both mean "build again".
+        let raced = |l: &str| {
+            l.contains("non-fast-forward")
+                || l.contains("fetch first")
+                || l.contains("stale info")
+                || l.contains("cannot lock ref")
+                || l.contains("failed to update ref")
+                || l.contains("incorrect old value")
+                || l.contains("but expected")
+        };
+        if stdout.lines().chain(stderr.lines()).any(|l| raced(l)) {
             return Ok(PushOutcome::Rejected);
         }
+        let detail = stdout
+            .lines()
+            .find(|l| l.starts_with('!'))
+            .and_then(|l| l.split('\t').nth(2))
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
         let why = first_error_line(&stderr).unwrap_or_else(|| stdout.trim().to_string());
-        bail!("git push to {remote} failed: {why}")
+        bail!("git push to {remote} failed: {why}{detail}")
     }
 
     /// Start a `cat-file --batch` reader.

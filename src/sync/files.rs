@@ -134,7 +134,10 @@ pub fn reconcile(
         Some(r) => r.base.as_ref() != stored.map(|s| &s.oid),
         None => stored.is_some(),
     };
-    let mut out = Reconciled { local_key: local_key.clone(), ..Reconciled::default() };
+    let mut out = Reconciled {
+        local_key: local_key.clone(),
+        ..Reconciled::default()
+    };
     let portable = |data: &[u8]| {
         let mut v = Vec::with_capacity(data.len());
         mapper.to_portable(data, ctx, &mut v);

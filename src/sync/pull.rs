@@ -506,9 +506,14 @@ fn apply_records(
             Base::Stored(o) => Some(o),
             Base::None | Base::Written(_) => None,
         };
-        let (size, mtime_ns) = std::fs::metadata(engine.local_path(&d.local_key))
-            .map(|m| (m.len(), crate::os::mtime_ns(&m)))
-            .unwrap_or((0, 0));
+        // When the local file is not what the record says (a merge or a conflict left local
+        // changes to push), a blank stat makes the next push look at it.
+        let path = engine.local_path(&d.local_key);
+        let current = std::fs::read(&path).ok().map(|b| files::sha256_hex(&b));
+        let (size, mtime_ns) = match std::fs::metadata(&path) {
+            Ok(m) if current == d.local_hash => (m.len(), crate::os::mtime_ns(&m)),
+            _ => (0, 0),
+        };
         index.files.insert(
             d.local_key,
             FileRecord {

@@ -187,13 +187,26 @@ pub fn assistant_line(
     .unwrap()
 }
 
+/// The timestamp `minute` minutes after a fixed point one day before now (recent enough that
+/// Claude Code's clean-up would keep it).
+pub fn ts_at(minute: u32) -> String {
+    let base = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        - chrono::Duration::days(1);
+    (base + chrono::Duration::minutes(minute as i64))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// A small conversation of `turns` user/assistant pairs, newline-terminated.
 pub fn conversation(sid: &str, cwd: &str, sep: &str, turns: usize, start_minute: u32) -> String {
     let mut out = String::new();
     let mut parent: Option<String> = None;
     for t in 0..turns {
         let m = start_minute + t as u32;
-        let ts = format!("2026-11-20T{:02}:{:02}:00.000Z", 10 + m / 60, m % 60);
+        let ts = ts_at(m);
         let u = format!("{sid}-u{t}");
         let a = format!("{sid}-a{t}");
         out += &user_line(

@@ -1,0 +1,711 @@
+//! The sync engine end to end: simulated machines (one with Windows paths) sharing a local bare
+//! remote.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::json;
+
+/// How one machine spells the paths of the test projects.
+struct Spec {
+    home: String,
+    projects: String,
+    sep: &'static str,
+}
+
+impl Spec {
+    fn posix(m: &Machine, projects: &str) -> Spec {
+        Spec {
+            home: m.home.to_str().unwrap().to_string(),
+            projects: projects.to_string(),
+            sep: "/",
+        }
+    }
+    fn windows() -> Spec {
+        Spec {
+            home: "C:\\Users\\carol".into(),
+            projects: "C:\\projects".into(),
+            sep: "\\",
+        }
+    }
+    fn p(&self, parts: &[&str]) -> String {
+        let mut s = self.projects.clone();
+        for p in parts {
+            s.push_str(self.sep);
+            s.push_str(p);
+        }
+        s
+    }
+    fn h(&self, parts: &[&str]) -> String {
+        let mut s = self.home.clone();
+        for p in parts {
+            s.push_str(self.sep);
+            s.push_str(p);
+        }
+        s
+    }
+    fn cwd(&self) -> String {
+        self.p(&["my_app"])
+    }
+}
+
+const SID: &str = "5e1f0c2a-0000-4000-8000-000000000001";
+
+/// A transcript with paths in values, keys, commands, tool output and prose, literal braces,
+/// an unmapped path and a line without uuid.
+fn transcript(s: &Spec) -> String {
+    let cwd = s.cwd();
+    let lines = vec![
+        json!({"parentUuid": null, "cwd": cwd, "sessionId": SID, "type": "user", "uuid": "u1", "timestamp": ts_at(0),
+               "message": {"role": "user", "content": format!("fix {} please", s.p(&["my_app", "src", "lib.rs"]))}}),
+        json!({"parentUuid": "u1", "cwd": cwd, "sessionId": SID, "type": "assistant", "uuid": "a1", "timestamp": ts_at(1),
+               "message": {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Bash",
+                  "input": {"command": format!("cd {} && cargo test", cwd), "file_path": s.p(&["my_app", "src", "main.rs"])}}]}}),
+        json!({"type": "file-history-snapshot", "messageId": "u1",
+               "snapshot": {"trackedFileBackups": {s.p(&["my_app", "src", "lib.rs"]): {"version": 1}}}}),
+        json!({"parentUuid": "a1", "cwd": cwd, "sessionId": SID, "type": "user", "uuid": "u2", "timestamp": ts_at(2),
+               "message": {"role": "user", "content": "literal {{PROJECTS}} and {{ x }} and {{HOME}}"}}),
+        json!({"parentUuid": "u2", "cwd": cwd, "sessionId": SID, "type": "user", "uuid": "u3", "timestamp": ts_at(3),
+               "toolUseResult": {"stdout": format!("{}\n{}\n/opt/other/x", s.p(&["my_app", "a.rs"]), s.h(&[".config", "x.toml"]))},
+               "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]}}),
+        json!({"type": "summary", "summary": "Parser work", "leafUuid": "u3"}),
+    ];
+    lines
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap() + "\n")
+        .collect()
+}
+
+fn subagent(s: &Spec) -> String {
+    let l = json!({"parentUuid": null, "isSidechain": true, "cwd": s.cwd(), "sessionId": SID, "agentId": "a1", "type": "user",
+                   "uuid": "sa1", "timestamp": ts_at(1), "message": {"role": "user", "content": format!("look at {}", s.p(&["my_app", "docs"]))}});
+    serde_json::to_string(&l).unwrap() + "\n"
+}
+
+fn subagent_meta(s: &Spec) -> String {
+    serde_json::to_string(
+        &json!({"agentType": "general-purpose", "description": format!("in {}", s.cwd())}),
+    )
+    .unwrap()
+}
+
+fn memory(s: &Spec) -> String {
+    format!(
+        "# Memory\n\n- build with cargo in {}\n- notes in {}\n",
+        s.cwd(),
+        s.h(&["notes"])
+    )
+}
+
+fn folder(m: &Machine, s: &Spec) -> PathBuf {
+    m.claude.join("projects").join(enc(&s.cwd()))
+}
+
+/// Put the whole test session (with subagent, tool result, memory, global files) on a machine.
+fn seed(m: &Machine, s: &Spec) {
+    let f = folder(m, s);
+    std::fs::create_dir_all(f.join(SID).join("subagents")).unwrap();
+    std::fs::create_dir_all(f.join(SID).join("tool-results")).unwrap();
+    std::fs::create_dir_all(f.join("memory")).unwrap();
+    std::fs::write(f.join(format!("{SID}.jsonl")), transcript(s)).unwrap();
+    std::fs::write(f.join(SID).join("subagents/agent-a1.jsonl"), subagent(s)).unwrap();
+    std::fs::write(
+        f.join(SID).join("subagents/agent-a1.meta.json"),
+        subagent_meta(s),
+    )
+    .unwrap();
+    std::fs::write(
+        f.join(SID).join("tool-results/t1.txt"),
+        format!("output of {}\n", s.cwd()),
+    )
+    .unwrap();
+    std::fs::write(f.join("memory/MEMORY.md"), memory(s)).unwrap();
+    std::fs::write(
+        m.claude.join("CLAUDE.md"),
+        format!("Global notes in {}\n", s.h(&["notes"])),
+    )
+    .unwrap();
+    let hist = json!({"display": "fix the parser", "pastedContents": {}, "timestamp": 1_700_000_000_000u64, "project": s.cwd(), "sessionId": SID});
+    std::fs::write(
+        m.claude.join("history.jsonl"),
+        serde_json::to_string(&hist).unwrap() + "\n",
+    )
+    .unwrap();
+}
+
+/// Every file under the Claude Code dir (relative path → bytes), ignoring what ccsync does not
+/// sync.
+fn files(m: &Machine) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&m.claude, &m.claude, &mut out);
+    out.retain(|k, _| !k.starts_with("sessions/") && k != "settings.json");
+    out
+}
+
+fn posix_machine(w: &World, name: &str, remote: &Path) -> (Machine, Spec) {
+    let m = w.machine(name);
+    let projects = format!("{}/projects", m.home.display());
+    m.init(
+        remote,
+        &[
+            "--add-placeholder",
+            &format!("PROJECTS={projects}"),
+            "--sync-dir",
+            "~",
+        ],
+    );
+    let s = Spec::posix(&m, &projects);
+    (m, s)
+}
+
+fn windows_machine(w: &World, name: &str, remote: &Path) -> (Machine, Spec) {
+    let m = w.machine(name);
+    m.init(
+        remote,
+        &[
+            "--path-style",
+            "windows",
+            "--add-placeholder",
+            "HOME=C:\\Users\\carol",
+            "--add-placeholder",
+            "PROJECTS=C:\\projects",
+            "--sync-dir",
+            "C:\\",
+        ],
+    );
+    (m, Spec::windows())
+}
+
+#[test]
+fn a_pushes_b_pulls_every_path_rewritten_and_back_unchanged() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, sa) = posix_machine(&w, "a", &remote);
+    let (b, sb) = posix_machine(&w, "b", &remote);
+    let (c, sc) = windows_machine(&w, "c", &remote);
+    seed(&a, &sa);
+    let before = files(&a);
+    let out = a.ok(&["push"]);
+    assert!(out.contains("Pushed 1 new session"), "{out}");
+
+    for (m, s) in [(&b, &sb), (&c, &sc)] {
+        let out = m.ok(&["pull"]);
+        assert!(out.contains("Pulled 1 new session"), "{}: {out}", m.name);
+        let f = folder(m, s);
+        assert_eq!(
+            std::fs::read_to_string(f.join(format!("{SID}.jsonl"))).unwrap(),
+            transcript(s),
+            "transcript on {}",
+            m.name
+        );
+        assert_eq!(
+            std::fs::read_to_string(f.join(SID).join("subagents/agent-a1.jsonl")).unwrap(),
+            subagent(s)
+        );
+        assert_eq!(
+            std::fs::read_to_string(f.join(SID).join("subagents/agent-a1.meta.json")).unwrap(),
+            subagent_meta(s)
+        );
+        assert_eq!(
+            std::fs::read_to_string(f.join(SID).join("tool-results/t1.txt")).unwrap(),
+            format!("output of {}\n", s.cwd())
+        );
+        assert_eq!(
+            std::fs::read_to_string(f.join("memory/MEMORY.md")).unwrap(),
+            memory(s)
+        );
+        assert_eq!(
+            std::fs::read_to_string(m.claude.join("CLAUDE.md")).unwrap(),
+            format!("Global notes in {}\n", s.h(&["notes"]))
+        );
+        let hist = std::fs::read_to_string(m.claude.join("history.jsonl")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(hist.trim()).unwrap();
+        assert_eq!(v["project"], s.cwd());
+        // The session's last activity becomes the file's time.
+        let mtime = std::fs::metadata(f.join(format!("{SID}.jsonl")))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let want = chrono::DateTime::parse_from_rfc3339(&ts_at(3)).unwrap();
+        let got: chrono::DateTime<chrono::Utc> = mtime.into();
+        assert_eq!(got.timestamp(), want.timestamp());
+        // Nothing new to send back.
+        let out = m.ok(&["push"]);
+        assert!(out.contains("up to date"), "{}: {out}", m.name);
+    }
+    // Windows separators in JSON are escaped backslashes.
+    let on_c = std::fs::read_to_string(folder(&c, &sc).join(format!("{SID}.jsonl"))).unwrap();
+    assert!(on_c.contains(r#""cwd":"C:\\projects\\my_app""#), "{on_c}");
+    assert!(on_c.contains("/opt/other/x"), "unmapped paths stay");
+    assert!(
+        on_c.contains("literal {{PROJECTS}} and {{ x }} and {{HOME}}"),
+        "literal braces survive"
+    );
+
+    a.ok(&["pull"]);
+    assert_eq!(
+        files(&a),
+        before,
+        "A's files are byte-identical after the round trip"
+    );
+    let list = b.json(&["list"]);
+    assert_eq!(list[0]["project_path"], sb.cwd());
+    assert_eq!(list[0]["title"], "Parser work");
+}
+
+fn replace_bytes(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn append_turn(m: &Machine, s: &Spec, uuid: &str, minute: u32) {
+    let p = folder(m, s).join(format!("{SID}.jsonl"));
+    let line = json!({"parentUuid": "u3", "cwd": s.cwd(), "sessionId": SID, "type": "user", "uuid": uuid, "timestamp": ts_at(minute),
+                      "message": {"role": "user", "content": format!("turn {uuid} in {}", s.p(&["my_app", "x.rs"]))}});
+    let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+    use std::io::Write;
+    writeln!(f, "{}", serde_json::to_string(&line).unwrap()).unwrap();
+}
+
+fn lines_of(m: &Machine, s: &Spec) -> Vec<String> {
+    std::fs::read_to_string(folder(m, s).join(format!("{SID}.jsonl")))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A's lines spelled for B.
+fn translate(lines: &[String], from: &Spec, to: &Spec) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| {
+            l.replace(&from.projects, &to.projects)
+                .replace(&from.home, &to.home)
+        })
+        .collect()
+}
+
+#[test]
+fn concurrent_appends_converge_to_the_union_in_either_order() {
+    for a_first in [true, false] {
+        let w = World::new();
+        let remote = w.path().join("sync.git");
+        let (a, sa) = posix_machine(&w, "a", &remote);
+        let (b, sb) = posix_machine(&w, "b", &remote);
+        seed(&a, &sa);
+        a.ok(&["push"]);
+        b.ok(&["pull"]);
+        append_turn(&a, &sa, "a-1", 10);
+        append_turn(&a, &sa, "a-2", 11);
+        append_turn(&b, &sb, "b-1", 12);
+        append_turn(&b, &sb, "b-2", 13);
+        append_turn(&b, &sb, "b-3", 14);
+        if a_first {
+            a.ok(&["push"]);
+            b.ok(&["push"]);
+        } else {
+            b.ok(&["push"]);
+            a.ok(&["push"]);
+        }
+        a.ok(&["pull"]);
+        b.ok(&["pull"]);
+        let la = lines_of(&a, &sa);
+        let lb = lines_of(&b, &sb);
+        assert_eq!(la.len(), 6 + 5, "each line once (a_first={a_first})");
+        assert_eq!(
+            translate(&la, &sa, &sb),
+            lb,
+            "identical files (a_first={a_first})"
+        );
+        for id in ["a-1", "a-2", "b-1", "b-2", "b-3"] {
+            assert_eq!(
+                la.iter()
+                    .filter(|l| l.contains(&format!("\"uuid\":\"{id}\"")))
+                    .count(),
+                1,
+                "{id}"
+            );
+        }
+        // Nothing ping-pongs.
+        assert!(a.ok(&["sync"]).matches("up to date").count() == 2);
+        assert!(b.ok(&["sync"]).matches("up to date").count() == 2);
+    }
+}
+
+#[test]
+fn truncated_copies_deleted_sessions_and_live_transcripts() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, sa) = posix_machine(&w, "a", &remote);
+    let (b, sb) = posix_machine(&w, "b", &remote);
+    seed(&a, &sa);
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    let full_b = lines_of(&b, &sb);
+
+    // A truncated local copy never overwrites the longer one, and is made whole again.
+    let pb = folder(&b, &sb).join(format!("{SID}.jsonl"));
+    let text = std::fs::read_to_string(&pb).unwrap();
+    let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&pb, cut).unwrap();
+    b.ok(&["push"]);
+    a.ok(&["pull"]);
+    assert_eq!(lines_of(&a, &sa).len(), 6, "A keeps every line");
+    b.ok(&["pull", "--force"]);
+    assert_eq!(lines_of(&b, &sb), full_b, "B has every line again");
+
+    // A live transcript is not replaced: the pull defers it.
+    let sessions = b.claude.join("sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let me = std::process::id();
+    std::fs::write(
+        sessions.join(format!("{me}.json")),
+        json!({"pid": me, "sessionId": SID, "cwd": sb.cwd()}).to_string(),
+    )
+    .unwrap();
+    append_turn(&a, &sa, "a-live", 20);
+    a.ok(&["push"]);
+    let before = std::fs::read(&pb).unwrap();
+    let out = b.ok(&["pull"]);
+    assert!(out.contains("Deferred"), "{out}");
+    assert_eq!(
+        std::fs::read(&pb).unwrap(),
+        before,
+        "live transcript untouched"
+    );
+    std::fs::remove_file(sessions.join(format!("{me}.json"))).unwrap();
+    b.ok(&["pull"]);
+    assert!(lines_of(&b, &sb).iter().any(|l| l.contains("a-live")));
+
+    // A session deleted here stays in the repository and is not brought back.
+    std::fs::remove_file(&pb).unwrap();
+    b.ok(&["push"]);
+    let out = b.ok(&["pull"]);
+    assert!(!pb.exists(), "not resurrected: {out}");
+    assert!(
+        repo_paths(&remote).iter().any(|p| p.contains(SID)),
+        "still in the repository"
+    );
+    // An old session (older than cleanupPeriodDays) is not pulled onto a new machine.
+    let old_id = "0ld00000-0000-4000-8000-000000000002";
+    let old_line = user_line(
+        old_id,
+        &sa.cwd(),
+        "o1",
+        None,
+        "2020-01-01T00:00:00.000Z",
+        "ancient",
+    );
+    a.write_transcript(&sa.cwd(), old_id, format!("{old_line}\n").as_bytes());
+    a.ok(&["push"]);
+    let (c, sc) = posix_machine(&w, "c", &remote);
+    let out = c.ok(&["pull"]);
+    assert!(out.contains("cleanupPeriodDays"), "{out}");
+    assert!(!c.transcript_path(&sc.cwd(), old_id).exists());
+}
+
+#[test]
+fn odd_bytes_are_carried_byte_for_byte() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, sa) = posix_machine(&w, "a", &remote);
+    let (b, sb) = posix_machine(&w, "b", &remote);
+    let sid = "0dd00000-0000-4000-8000-000000000003";
+    let cwd_a = sa.cwd();
+    let mut bytes: Vec<u8> = Vec::new();
+    bytes.extend_from_slice(user_line(sid, &cwd_a, "u1", None, &ts_at(0), "hello").as_bytes());
+    bytes.extend_from_slice(b"\n{\"broken\": tru\n");
+    bytes.extend_from_slice(b"\xff\xfe binary \x00 junk\n");
+    bytes.extend_from_slice(
+        br#"{"type":"user","uuid":"u2","message":{"content":"lone \ud800 surrogate"}}"#,
+    );
+    bytes.push(b'\n');
+    bytes.extend_from_slice(
+        user_line(
+            sid,
+            &cwd_a,
+            "u3",
+            Some("u1"),
+            &ts_at(1),
+            "no newline at the end",
+        )
+        .as_bytes(),
+    );
+    let p = a.write_transcript(&cwd_a, sid, &bytes);
+    // Quiet for a while: the unterminated last line is complete.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    let got = std::fs::read(b.transcript_path(&sb.cwd(), sid)).unwrap();
+    let want = replace_bytes(&bytes, sa.projects.as_bytes(), sb.projects.as_bytes());
+    assert_eq!(got, want, "only the path bytes differ");
+    assert!(!got.ends_with(b"\n"), "still no trailing newline");
+    b.ok(&["push"]);
+    a.ok(&["pull"]);
+    assert_eq!(std::fs::read(&p).unwrap(), bytes, "A unchanged");
+}
+
+#[test]
+fn memory_edits_merge_and_conflicts_stay_visible() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, sa) = posix_machine(&w, "a", &remote);
+    let (b, sb) = posix_machine(&w, "b", &remote);
+    seed(&a, &sa);
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    let ma = folder(&a, &sa).join("memory/MEMORY.md");
+    let mb = folder(&b, &sb).join("memory/MEMORY.md");
+    // Different lines: merged.
+    std::fs::write(
+        &ma,
+        memory(&sa).replace("# Memory", "# Memory (edited on A)"),
+    )
+    .unwrap();
+    std::fs::write(&mb, memory(&sb) + "- added on B\n").unwrap();
+    a.ok(&["push"]);
+    b.ok(&["sync"]);
+    a.ok(&["pull"]);
+    let want_b = memory(&sb).replace("# Memory", "# Memory (edited on A)") + "- added on B\n";
+    assert_eq!(std::fs::read_to_string(&mb).unwrap(), want_b);
+    assert_eq!(
+        std::fs::read_to_string(&ma).unwrap(),
+        want_b
+            .replace(&sb.projects, &sa.projects)
+            .replace(&sb.home, &sa.home)
+    );
+    // The same line: B keeps its version, A's stays visible beside it, on both machines.
+    std::fs::write(&ma, "# Memory\n\nA's version\n").unwrap();
+    std::fs::write(&mb, "# Memory\n\nB's version\n").unwrap();
+    a.ok(&["push"]);
+    let out = b.ok(&["sync"]);
+    assert!(out.contains("Conflict"), "{out}");
+    a.ok(&["pull"]);
+    for (m, s) in [(&a, &sa), (&b, &sb)] {
+        let dir = folder(m, s).join("memory");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("MEMORY.md")).unwrap(),
+            "# Memory\n\nB's version\n",
+            "on {}",
+            m.name
+        );
+        let copies: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("MEMORY.conflict-"))
+            .collect();
+        assert_eq!(copies.len(), 1, "{copies:?} on {}", m.name);
+        assert_eq!(
+            std::fs::read_to_string(dir.join(&copies[0])).unwrap(),
+            "# Memory\n\nA's version\n"
+        );
+    }
+    // A deletion travels when the other side did not change the file.
+    std::fs::remove_file(&ma).unwrap();
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    assert!(!mb.exists(), "deleted on B too");
+}
+
+#[test]
+fn two_machines_pushing_in_a_tight_loop_lose_nothing() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, sa) = posix_machine(&w, "a", &remote);
+    let (b, sb) = posix_machine(&w, "b", &remote);
+    seed(&a, &sa);
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    let rounds = 6;
+    std::thread::scope(|scope| {
+        for (m, s, tag) in [(&a, &sa, "A"), (&b, &sb, "B")] {
+            scope.spawn(move || {
+                for i in 0..rounds {
+                    append_turn(m, s, &format!("{tag}-{i}"), 100 + i);
+                    let out = m.run(&["push"]);
+                    assert!(out.status.success(), "{}", stderr(&out));
+                }
+            });
+        }
+    });
+    let (c, sc) = posix_machine(&w, "c", &remote);
+    c.ok(&["pull"]);
+    let lines = lines_of(&c, &sc);
+    for tag in ["A", "B"] {
+        for i in 0..rounds {
+            let id = format!("\"uuid\":\"{tag}-{i}\"");
+            assert_eq!(
+                lines.iter().filter(|l| l.contains(&id)).count(),
+                1,
+                "{tag}-{i} exactly once"
+            );
+        }
+    }
+    assert_eq!(lines.len(), 6 + 2 * rounds as usize);
+}
+
+#[test]
+fn killed_pulls_leave_no_torn_file() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, sa) = posix_machine(&w, "a", &remote);
+    let (b, _sb) = posix_machine(&w, "b", &remote);
+    // Enough data that a pull takes a moment.
+    let filler = "x".repeat(2000);
+    for i in 0..40 {
+        let sid = format!("k1110000-0000-4000-8000-{i:012}");
+        let mut t = String::new();
+        for j in 0..60 {
+            t += &user_line(
+                &sid,
+                &sa.cwd(),
+                &format!("u{j}"),
+                None,
+                &ts_at(j),
+                &format!("{j} {filler} {}", sa.p(&["my_app"])),
+            );
+            t.push('\n');
+        }
+        a.write_transcript(&sa.cwd(), &sid, t.as_bytes());
+    }
+    a.ok(&["push"]);
+    let want: BTreeMap<String, Vec<u8>> = {
+        let (ref_m, _) = posix_machine(&w, "ref", &remote);
+        ref_m.ok(&["pull"]);
+        files(&ref_m)
+            .into_iter()
+            .filter(|(k, _)| k.ends_with(".jsonl") && k.starts_with("projects/"))
+            .map(|(k, v)| {
+                (
+                    k.replace(&enc(&format!("{}/projects", ref_m.home.display())), "P"),
+                    v,
+                )
+            })
+            .collect()
+    };
+    let b_proj = enc(&format!("{}/projects", b.home.display()));
+    let b_projects = format!("{}/projects", b.home.display());
+    let ref_projects = format!("{}/projects", w.path().join("ref/home").display());
+    for round in 0..8u64 {
+        let mut child = b.cmd().arg("pull").spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20 + (round * 37) % 200));
+        let _ = child.kill();
+        let _ = child.wait();
+        for (k, v) in files(&b) {
+            if !(k.ends_with(".jsonl") && k.starts_with("projects/")) {
+                continue;
+            }
+            let key = k.replace(&b_proj, "P");
+            let expect = want
+                .get(&key)
+                .unwrap_or_else(|| panic!("unexpected file {k}"));
+            let expect = String::from_utf8_lossy(expect).replace(&ref_projects, &b_projects);
+            assert_eq!(
+                String::from_utf8_lossy(&v),
+                expect,
+                "torn file {k} after kill {round}"
+            );
+        }
+    }
+    b.ok(&["pull"]);
+    let n = files(&b)
+        .keys()
+        .filter(|k| k.ends_with(".jsonl") && k.starts_with("projects/"))
+        .count();
+    assert_eq!(n, want.len());
+    assert!(b.ok(&["pull"]).contains("up to date"));
+}
+
+#[test]
+fn selective_sync_and_dry_runs() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let a = w.machine("a");
+    let projects = format!("{}/projects", a.home.display());
+    a.init(
+        &remote,
+        &["--add-placeholder", &format!("PROJECTS={projects}")],
+    );
+    let inside = format!("{projects}/app");
+    let outside = format!("{}/scratch", a.home.display());
+    a.write_transcript(
+        &inside,
+        "in-1",
+        conversation("in-1", &inside, "/", 1, 0).as_bytes(),
+    );
+    a.write_transcript(
+        &outside,
+        "out-1",
+        conversation("out-1", &outside, "/", 1, 0).as_bytes(),
+    );
+    let dry = a.json(&["push", "--dry-run"]);
+    assert_eq!(dry["sessions_new"], 1);
+    assert!(
+        repo_paths(&remote).iter().all(|p| !p.contains("in-1")),
+        "dry run sends nothing"
+    );
+    a.ok(&["push"]);
+    let paths = repo_paths(&remote);
+    assert!(paths.iter().any(|p| p.contains("in-1")));
+    assert!(
+        !paths.iter().any(|p| p.contains("out-1")),
+        "outside the sync directories"
+    );
+    a.ok(&["push", "--all"]);
+    assert!(repo_paths(&remote).iter().any(|p| p.contains("out-1")));
+    let v = a.json(&["push"]);
+    assert_eq!(v["up_to_date"], true);
+}
+
+#[test]
+fn first_run_sets_up_the_local_default() {
+    let w = World::new();
+    let m = w.machine("fresh");
+    let cwd = format!("{}/p", m.home.display());
+    m.write_transcript(&cwd, "s1", conversation("s1", &cwd, "/", 2, 0).as_bytes());
+    let out = m.run(&["sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not set up yet"), "{}", stderr(&out));
+    let cfg = m.config();
+    let remote = PathBuf::from(cfg["remote"].as_str().unwrap());
+    assert!(
+        repo_paths(&remote)
+            .iter()
+            .any(|p| p.contains("/sessions/s1/transcript/"))
+    );
+    assert!(m.ok(&["push"]).contains("up to date"));
+}
