@@ -241,7 +241,7 @@ impl Git {
                 || l.contains("incorrect old value")
                 || l.contains("but expected")
         };
-        if stdout.lines().chain(stderr.lines()).any(|l| raced(l)) {
+        if stdout.lines().chain(stderr.lines()).any(raced) {
             return Ok(PushOutcome::Rejected);
         }
         let detail = stdout
