@@ -58,7 +58,7 @@ const SID: &str = "5e1f0c2a-0000-4000-8000-000000000001";
 /// an unmapped path and a line without uuid.
 fn transcript(s: &Spec) -> String {
     let cwd = s.cwd();
-    let lines = vec![
+    let lines = [
         json!({"parentUuid": null, "cwd": cwd, "sessionId": SID, "type": "user", "uuid": "u1", "timestamp": ts_at(0),
                "message": {"role": "user", "content": format!("fix {} please", s.p(&["my_app", "src", "lib.rs"]))}}),
         json!({"parentUuid": "u1", "cwd": cwd, "sessionId": SID, "type": "assistant", "uuid": "a1", "timestamp": ts_at(1),
