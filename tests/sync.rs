@@ -709,3 +709,105 @@ fn first_run_sets_up_the_local_default() {
     );
     assert!(m.ok(&["push"]).contains("up to date"));
 }
+
+/// Add a commit to the remote's `main` with `fast-import`: (mode, path, content) entries.
+fn craft_commit(remote: &Path, entries: &[(&str, &str, &[u8])]) {
+    let mut stream: Vec<u8> = Vec::new();
+    for (i, (_, _, data)) in entries.iter().enumerate() {
+        stream.extend_from_slice(format!("blob\nmark :{}\ndata {}\n", i + 1, data.len()).as_bytes());
+        stream.extend_from_slice(data);
+        stream.push(b'\n');
+    }
+    stream.extend_from_slice(b"commit refs/heads/main\ncommitter evil <evil@x> 1700000000 +0000\ndata 4\nevil\nfrom refs/heads/main^0\n");
+    for (i, (mode, path, _)) in entries.iter().enumerate() {
+        stream.extend_from_slice(format!("M {mode} :{} {path}\n", i + 1).as_bytes());
+    }
+    stream.push(b'\n');
+    let mut child = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(remote)
+        .args(["fast-import", "--quiet"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&stream).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn all_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_hostile_remote_cannot_write_outside_and_the_clean_entries_sync() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, sa) = posix_machine(&w, "a", &remote);
+    seed(&a, &sa);
+    a.ok(&["push"]);
+    let meta = |sid: &str, cwd: &str| json!({"session_id": sid, "cwd": cwd, "last_activity": ts_at(5)}).to_string().into_bytes();
+    let good = user_line("good-1", "{{PROJECTS}}/ok", "g1", None, &ts_at(5), "a clean session") + "\n";
+    let shared = json!({"placeholders": {"PROJECTS": {"a": sa.projects, "b": "../../etc"}, "HOME": {"a": sa.home}}}).to_string();
+    craft_commit(
+        &remote,
+        &[
+            ("100644", "shared_placeholders.json", shared.as_bytes()),
+            ("100644", "projects/x/sessions/good-1/meta.json", &meta("good-1", "{{PROJECTS}}/ok")),
+            ("100644", "projects/x/sessions/good-1/transcript/000001.jsonl", good.as_bytes()),
+            ("100644", "projects/x/sessions/good-1/files/../../../../../escape.txt", b"escaped"),
+            ("100644", "projects/x/sessions/evil-1/meta.json", &meta("evil-1", "relative/dir")),
+            ("100644", "projects/x/sessions/evil-1/transcript/000001.jsonl", b"{}\n"),
+            ("100644", "projects/x/sessions/evil-2/meta.json", &meta("evil-2", "{{PROJECTS}}/ok2")),
+            ("100644", "projects/x/sessions/evil-2/transcript/not-a-segment", b"{}\n"),
+            ("100644", "projects/x/sessions/ev.il/meta.json", &meta("ev.il", "{{PROJECTS}}/ok3")),
+            ("100644", "projects/../../../../outside/sessions/e/meta.json", b"{}"),
+            ("120000", "projects/x/memory/link.md", b"/etc/passwd"),
+            ("100644", "projects/x/project.json", br#"{"cwd":"{{PROJECTS}}/ok"}"#),
+            ("100644", "projects/x/memory/ok.md", b"fine\n"),
+            ("100644", "global/plans/a\\..\\..\\x.md", b"backslashes"),
+            ("100644", "global/plans/CON", b"device"),
+            ("100644", "global/plans/good.md", b"a plan\n"),
+        ],
+    );
+    let before: Vec<PathBuf> = all_files(w.path());
+    let b = w.machine("b");
+    let out = b.init(&remote, &["--sync-dir", "/"]);
+    assert!(out.contains("PROJECTS"), "the evil value is not adopted, PROJECTS is reported missing: {out}");
+    assert!(!b.config()["placeholders"].as_object().unwrap().contains_key("PROJECTS"));
+    b.ok(&["config", "add-placeholder", &format!("PROJECTS={}/code", b.home.display())]);
+    let o = b.run(&["pull"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("refused"), "{err}");
+    // Everything new is inside B's Claude Code dir or tool home.
+    for p in all_files(w.path()) {
+        if before.contains(&p) || p.starts_with(&remote) {
+            continue;
+        }
+        assert!(p.starts_with(&b.claude) || p.starts_with(&b.tool), "written outside: {}", p.display());
+        assert!(!p.to_string_lossy().contains("escape"), "{}", p.display());
+    }
+    let good_path = b.transcript_path(&format!("{}/code/ok", b.home.display()), "good-1");
+    assert_eq!(std::fs::read_to_string(&good_path).unwrap(), good.replace("{{PROJECTS}}", &format!("{}/code", b.home.display())));
+    assert_eq!(std::fs::read_to_string(b.claude.join("plans/good.md")).unwrap(), "a plan\n");
+    assert!(!b.claude.join("plans/CON").exists());
+    let mem = b.claude.join("projects").join(enc(&format!("{}/code/ok", b.home.display()))).join("memory");
+    assert_eq!(std::fs::read_to_string(mem.join("ok.md")).unwrap(), "fine\n");
+    assert!(!mem.join("link.md").exists(), "no symlink followed or created");
+    // The honest session still arrived.
+    assert!(b.transcript_path(&format!("{}/code/my_app", b.home.display()), SID).exists());
+}
