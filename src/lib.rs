@@ -1,9 +1,13 @@
 //! ccsync: keep Claude Code conversations in step across machines through a git repository.
 //!
-//! The data flows one way: [`cli`] → [`sync`] → ([`claude`], [`paths`], [`store`], [`lock`]).
+//! The data flows one way: [`cli`] → [`sync`] → ([`claude`], [`paths`], [`store`]).
 //!
 //! * [`claude`] — Claude Code's on-disk model (read-only).
 //! * [`paths`] — placeholder path mapping (pure).
+//! * [`secrets`] — secret detection and redaction for what push sends (pure).
+//! * [`store`] — the sync repository: format, git plumbing, compare-and-swap push.
+//! * [`sync`] — the engine: push, pull, merge.
+//! * [`migrate`] — converting repositories of the Python tool.
 //! * [`config`] — this machine's configuration and the tool home.
 //! * [`catalog`] — local sessions with their metadata, cached.
 //! * [`os`] — everything platform-specific.

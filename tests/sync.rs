@@ -714,7 +714,8 @@ fn first_run_sets_up_the_local_default() {
 fn craft_commit(remote: &Path, entries: &[(&str, &str, &[u8])]) {
     let mut stream: Vec<u8> = Vec::new();
     for (i, (_, _, data)) in entries.iter().enumerate() {
-        stream.extend_from_slice(format!("blob\nmark :{}\ndata {}\n", i + 1, data.len()).as_bytes());
+        stream
+            .extend_from_slice(format!("blob\nmark :{}\ndata {}\n", i + 1, data.len()).as_bytes());
         stream.extend_from_slice(data);
         stream.push(b'\n');
     }
@@ -759,24 +760,75 @@ fn a_hostile_remote_cannot_write_outside_and_the_clean_entries_sync() {
     let (a, sa) = posix_machine(&w, "a", &remote);
     seed(&a, &sa);
     a.ok(&["push"]);
-    let meta = |sid: &str, cwd: &str| json!({"session_id": sid, "cwd": cwd, "last_activity": ts_at(5)}).to_string().into_bytes();
-    let good = user_line("good-1", "{{PROJECTS}}/ok", "g1", None, &ts_at(5), "a clean session") + "\n";
+    let meta = |sid: &str, cwd: &str| {
+        json!({"session_id": sid, "cwd": cwd, "last_activity": ts_at(5)})
+            .to_string()
+            .into_bytes()
+    };
+    let good = user_line(
+        "good-1",
+        "{{PROJECTS}}/ok",
+        "g1",
+        None,
+        &ts_at(5),
+        "a clean session",
+    ) + "\n";
     let shared = json!({"placeholders": {"PROJECTS": {"a": sa.projects, "b": "../../etc"}, "HOME": {"a": sa.home}}}).to_string();
     craft_commit(
         &remote,
         &[
             ("100644", "shared_placeholders.json", shared.as_bytes()),
-            ("100644", "projects/x/sessions/good-1/meta.json", &meta("good-1", "{{PROJECTS}}/ok")),
-            ("100644", "projects/x/sessions/good-1/transcript/000001.jsonl", good.as_bytes()),
-            ("100644", "projects/x/sessions/good-1/files/../../../../../escape.txt", b"escaped"),
-            ("100644", "projects/x/sessions/evil-1/meta.json", &meta("evil-1", "relative/dir")),
-            ("100644", "projects/x/sessions/evil-1/transcript/000001.jsonl", b"{}\n"),
-            ("100644", "projects/x/sessions/evil-2/meta.json", &meta("evil-2", "{{PROJECTS}}/ok2")),
-            ("100644", "projects/x/sessions/evil-2/transcript/not-a-segment", b"{}\n"),
-            ("100644", "projects/x/sessions/ev.il/meta.json", &meta("ev.il", "{{PROJECTS}}/ok3")),
-            ("100644", "projects/../../../../outside/sessions/e/meta.json", b"{}"),
+            (
+                "100644",
+                "projects/x/sessions/good-1/meta.json",
+                &meta("good-1", "{{PROJECTS}}/ok"),
+            ),
+            (
+                "100644",
+                "projects/x/sessions/good-1/transcript/000001.jsonl",
+                good.as_bytes(),
+            ),
+            (
+                "100644",
+                "projects/x/sessions/good-1/files/../../../../../escape.txt",
+                b"escaped",
+            ),
+            (
+                "100644",
+                "projects/x/sessions/evil-1/meta.json",
+                &meta("evil-1", "relative/dir"),
+            ),
+            (
+                "100644",
+                "projects/x/sessions/evil-1/transcript/000001.jsonl",
+                b"{}\n",
+            ),
+            (
+                "100644",
+                "projects/x/sessions/evil-2/meta.json",
+                &meta("evil-2", "{{PROJECTS}}/ok2"),
+            ),
+            (
+                "100644",
+                "projects/x/sessions/evil-2/transcript/not-a-segment",
+                b"{}\n",
+            ),
+            (
+                "100644",
+                "projects/x/sessions/ev.il/meta.json",
+                &meta("ev.il", "{{PROJECTS}}/ok3"),
+            ),
+            (
+                "100644",
+                "projects/../../../../outside/sessions/e/meta.json",
+                b"{}",
+            ),
             ("120000", "projects/x/memory/link.md", b"/etc/passwd"),
-            ("100644", "projects/x/project.json", br#"{"cwd":"{{PROJECTS}}/ok"}"#),
+            (
+                "100644",
+                "projects/x/project.json",
+                br#"{"cwd":"{{PROJECTS}}/ok"}"#,
+            ),
             ("100644", "projects/x/memory/ok.md", b"fine\n"),
             ("100644", "global/plans/a\\..\\..\\x.md", b"backslashes"),
             ("100644", "global/plans/CON", b"device"),
@@ -786,9 +838,21 @@ fn a_hostile_remote_cannot_write_outside_and_the_clean_entries_sync() {
     let before: Vec<PathBuf> = all_files(w.path());
     let b = w.machine("b");
     let out = b.init(&remote, &["--sync-dir", "/"]);
-    assert!(out.contains("PROJECTS"), "the evil value is not adopted, PROJECTS is reported missing: {out}");
-    assert!(!b.config()["placeholders"].as_object().unwrap().contains_key("PROJECTS"));
-    b.ok(&["config", "add-placeholder", &format!("PROJECTS={}/code", b.home.display())]);
+    assert!(
+        out.contains("PROJECTS"),
+        "the evil value is not adopted, PROJECTS is reported missing: {out}"
+    );
+    assert!(
+        !b.config()["placeholders"]
+            .as_object()
+            .unwrap()
+            .contains_key("PROJECTS")
+    );
+    b.ok(&[
+        "config",
+        "add-placeholder",
+        &format!("PROJECTS={}/code", b.home.display()),
+    ]);
     let o = b.run(&["pull"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
@@ -798,16 +862,99 @@ fn a_hostile_remote_cannot_write_outside_and_the_clean_entries_sync() {
         if before.contains(&p) || p.starts_with(&remote) {
             continue;
         }
-        assert!(p.starts_with(&b.claude) || p.starts_with(&b.tool), "written outside: {}", p.display());
+        assert!(
+            p.starts_with(&b.claude) || p.starts_with(&b.tool),
+            "written outside: {}",
+            p.display()
+        );
         assert!(!p.to_string_lossy().contains("escape"), "{}", p.display());
     }
     let good_path = b.transcript_path(&format!("{}/code/ok", b.home.display()), "good-1");
-    assert_eq!(std::fs::read_to_string(&good_path).unwrap(), good.replace("{{PROJECTS}}", &format!("{}/code", b.home.display())));
-    assert_eq!(std::fs::read_to_string(b.claude.join("plans/good.md")).unwrap(), "a plan\n");
+    assert_eq!(
+        std::fs::read_to_string(&good_path).unwrap(),
+        good.replace("{{PROJECTS}}", &format!("{}/code", b.home.display()))
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.claude.join("plans/good.md")).unwrap(),
+        "a plan\n"
+    );
     assert!(!b.claude.join("plans/CON").exists());
-    let mem = b.claude.join("projects").join(enc(&format!("{}/code/ok", b.home.display()))).join("memory");
-    assert_eq!(std::fs::read_to_string(mem.join("ok.md")).unwrap(), "fine\n");
-    assert!(!mem.join("link.md").exists(), "no symlink followed or created");
+    let mem = b
+        .claude
+        .join("projects")
+        .join(enc(&format!("{}/code/ok", b.home.display())))
+        .join("memory");
+    assert_eq!(
+        std::fs::read_to_string(mem.join("ok.md")).unwrap(),
+        "fine\n"
+    );
+    assert!(
+        !mem.join("link.md").exists(),
+        "no symlink followed or created"
+    );
     // The honest session still arrived.
-    assert!(b.transcript_path(&format!("{}/code/my_app", b.home.display()), SID).exists());
+    assert!(
+        b.transcript_path(&format!("{}/code/my_app", b.home.display()), SID)
+            .exists()
+    );
+}
+
+#[test]
+fn secrets_are_redacted_in_what_is_pushed_and_block_mode_refuses() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, sa) = posix_machine(&w, "a", &remote);
+    let (b, sb) = posix_machine(&w, "b", &remote);
+    // Built at run time so no secret-looking literal sits in the source.
+    let key = format!("sk-proj-{}", "Ab3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5oQ7s");
+    let sid = "5ec00000-0000-4000-8000-000000000009";
+    let mut text = user_line(
+        sid,
+        &sa.cwd(),
+        "u1",
+        None,
+        &ts_at(0),
+        &format!("my .env has OPENAI_API_KEY={key} in it"),
+    );
+    text.push('\n');
+    let p = a.write_transcript(&sa.cwd(), sid, text.as_bytes());
+    let out = a.ok(&["push"]);
+    assert!(out.contains("openai-key"), "reported by kind: {out}");
+    assert!(!out.contains(&key), "never the secret itself");
+    assert_eq!(
+        std::fs::read_to_string(&p).unwrap(),
+        text,
+        "the local transcript is untouched"
+    );
+    b.ok(&["pull"]);
+    let on_b = std::fs::read_to_string(b.transcript_path(&sb.cwd(), sid)).unwrap();
+    assert!(
+        !on_b.contains(&key) && on_b.contains("[REDACTED:openai-key:"),
+        "{on_b}"
+    );
+    assert!(serde_json::from_str::<serde_json::Value>(on_b.trim()).is_ok());
+    a.ok(&["pull"]);
+    assert_eq!(
+        std::fs::read_to_string(&p).unwrap(),
+        text,
+        "pull keeps the local line"
+    );
+
+    // Block mode: the session is not pushed and the command fails.
+    a.ok(&["config", "set", "secret_scan", "block"]);
+    let sid2 = "5ec00000-0000-4000-8000-000000000010";
+    let mut t2 = user_line(
+        sid2,
+        &sa.cwd(),
+        "v1",
+        None,
+        &ts_at(1),
+        &format!("again {key}"),
+    );
+    t2.push('\n');
+    a.write_transcript(&sa.cwd(), sid2, t2.as_bytes());
+    let o = a.run(&["push"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("secret_scan"), "{}", stderr(&o));
+    assert!(!repo_paths(&remote).iter().any(|p| p.contains(sid2)));
 }

@@ -1,30 +1,1135 @@
-//! Secret scanning of what push sends (placeholder until the rule set lands).
+//! Secret detection and redaction for what `push` sends.
+//!
+//! **For:** finding credentials that people pasted or tools printed into transcripts (`.env`
+//! dumps, provider API keys, tokens, private keys, passwords in assignments) in one raw JSONL line
+//! or in a text file, and replacing each with a deterministic `[REDACTED:<kind>:<8 hex>]` token in
+//! the copy that is pushed. The same secret gives the same token on every machine and every push
+//! (SHA-256 over a fixed domain string and the secret), so redacted copies merge cleanly.
+//!
+//! **Not for:** proving that a file holds no secret (it is a heuristic rule set tuned for almost no
+//! false positives on ordinary transcripts, maintained in `rules.rs`); parsing, validating or re-serialising
+//! JSON (it works on raw bytes, and a replacement is plain ASCII without quotes or backslashes, so
+//! a valid JSON line stays valid and nothing else in it moves); policy (redact / block / warn / off
+//! is the caller's business); reporting the secret itself — a [`Finding`] is a kind and a byte
+//! range, nothing more.
+//!
+//! **Never touched** in a JSON line, because Claude Code needs them to resume elsewhere: the string
+//! values of `signature`, of ids and uuids (`id`, `uuid`, any key ending in `Id`, `ID`, `_id`,
+//! `Uuid`, …), of hash keys (`…hash`, `…sha`, `…digest`), and the `data` of base64 media objects
+//! (`{"type":"base64","media_type":…,"data":…}`). Generic detection only fires on an assignment
+//! with a secret-looking key name (`password=…`, `"client_secret":"…"`), never on a bare base64
+//! blob or hex hash.
+//!
+//! **How it stays cheap:** one SIMD multi-literal search (Teddy, via `aho-corasick`'s packed
+//! searcher) over the line for trigger literals (`AKIA`, `ghp_`, `sk-`, `-----BEGIN`, `eyJ`,
+//! `token`, `SECRET`, …). A line without a hit costs that search and nothing else; each hit runs a
+//! small anchored check right there. The JSON structure is only walked (to find the protected
+//! values above) when a line has a candidate finding.
+
+mod rules;
+#[cfg(test)]
+mod tests;
 
 use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::sync::LazyLock;
 
-/// One secret found in scanned bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use aho_corasick::{AhoCorasick, MatchKind, packed};
+use memchr::{memchr2, memmem};
+use regex::bytes::Regex;
+use sha2::{Digest, Sha256};
+
+use rules::{
+    BEARER_TRIGGERS, KEY_TRIGGERS, NEGATIVE_KEY_WORDS, PEM_FOOTER, PEM_HEADER, PEM_MAX_BODY,
+    PEM_TRIGGER, PLACEHOLDER_WORDS, PROTECTED_KEY_SUFFIXES, PROTECTED_KEYS, STRONG_KEY_WORDS,
+    TOKEN_RULES, URL_TRIGGER, WEAK_KEY_NEGATIVE, WEAK_KEY_SUFFIX,
+};
+
+/// Every kind a [`Finding`] can have (the stable short names used in reports and tokens).
+pub const KINDS: &[&str] = &[
+    "aws-access-key",
+    "aws-secret-key",
+    "github-token",
+    "anthropic-key",
+    "openai-key",
+    "slack-token",
+    "slack-webhook",
+    "stripe-key",
+    "google-api-key",
+    "gitlab-token",
+    "npm-token",
+    "private-key",
+    "jwt",
+    "bearer-token",
+    "password-in-url",
+    "generic-secret",
+];
+
+/// Domain separation for the redaction hash; changing it changes every token ever pushed.
+const TOKEN_DOMAIN: &[u8] = b"ccsync/secret-redaction/v1\0";
+
+/// One secret found in scanned input: what kind it is and where (a byte range of the input).
+///
+/// For assignments the range covers only the value, for PEM blocks the whole block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Finding {
     pub kind: &'static str,
     pub start: usize,
     pub end: usize,
 }
 
-/// The compiled rule set.
-#[derive(Debug, Default)]
-pub struct Scanner;
+impl Finding {
+    pub fn len(&self) -> usize {
+        self.end.saturating_sub(self.start)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The compiled rule set. Cheap to create and copy: every `Scanner` shares one compiled
+/// instance, built on first use.
+#[derive(Clone, Copy)]
+pub struct Scanner {
+    c: &'static Compiled,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("triggers", &self.c.triggers.len())
+            .field(
+                "simd_prefilter",
+                &matches!(self.c.finder, Finder::Packed(_)),
+            )
+            .finish()
+    }
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Scanner::new()
+    }
+}
+
+static COMPILED: LazyLock<Compiled> = LazyLock::new(|| Compiled::build(true));
 
 impl Scanner {
     pub fn new() -> Scanner {
-        Scanner
+        Scanner { c: &COMPILED }
     }
-    pub fn scan_json_line(&self, _line: &[u8]) -> Vec<Finding> {
-        Vec::new()
+
+    /// Scan one raw JSONL line (without its newline). Works on any bytes: a line that is not
+    /// valid JSON or not UTF-8 is scanned as text, with whatever string values could be
+    /// delimited still protected.
+    pub fn scan_json_line(&self, line: &[u8]) -> Vec<Finding> {
+        self.c.scan(line, true)
     }
-    pub fn scan_text(&self, _text: &[u8]) -> Vec<Finding> {
-        Vec::new()
+
+    /// Scan Markdown or plain text (no JSON value is protected).
+    pub fn scan_text(&self, text: &[u8]) -> Vec<Finding> {
+        self.c.scan(text, false)
     }
-    pub fn redact<'a>(&self, input: &'a [u8], _findings: &[Finding]) -> Cow<'a, [u8]> {
-        Cow::Borrowed(input)
+
+    /// Scan a whole JSONL file line by line; ranges are offsets into `data`.
+    pub fn scan_jsonl(&self, data: &[u8]) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < data.len() {
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |p| start + p);
+            for f in self.c.scan(&data[start..end], true) {
+                out.push(Finding {
+                    kind: f.kind,
+                    start: f.start + start,
+                    end: f.end + start,
+                });
+            }
+            start = end + 1;
+        }
+        out
     }
+
+    /// Replace each finding with its deterministic token (see [`redaction_token`]).
+    ///
+    /// Findings may come in any order; out-of-range or empty ones are ignored and overlapping
+    /// ones are merged. Returns `Cow::Borrowed` when there is nothing to replace.
+    pub fn redact<'a>(&self, input: &'a [u8], findings: &[Finding]) -> Cow<'a, [u8]> {
+        let spans: Vec<Finding> = findings
+            .iter()
+            .filter(|f| f.start < f.end && f.end <= input.len())
+            .copied()
+            .collect();
+        if spans.is_empty() {
+            return Cow::Borrowed(input);
+        }
+        let spans = merge(spans);
+        let mut out = Vec::with_capacity(input.len());
+        let mut pos = 0;
+        for f in spans {
+            out.extend_from_slice(&input[pos..f.start]);
+            out.extend_from_slice(redaction_token(f.kind, &input[f.start..f.end]).as_bytes());
+            pos = f.end;
+        }
+        out.extend_from_slice(&input[pos..]);
+        Cow::Owned(out)
+    }
+}
+
+/// The replacement for one secret: `[REDACTED:<kind>:<8 hex>]`, the hex being the start of
+/// SHA-256 over a fixed domain string and the secret. JSON string escapes (`\n`, `\/`, …) and
+/// carriage returns in the secret are normalised first, so a PEM block gives the same token in a
+/// JSONL line as in a Markdown file. Only `[A-Za-z0-9:\-\[\]]` appear in the result.
+pub fn redaction_token(kind: &str, secret: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(TOKEN_DOMAIN);
+    h.update(canonical(secret));
+    let digest = h.finalize();
+    let mut kind_clean: String = kind
+        .bytes()
+        .filter(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        .map(char::from)
+        .collect();
+    if kind_clean.is_empty() {
+        kind_clean.push_str("secret");
+    }
+    let mut out = String::with_capacity(kind_clean.len() + 21);
+    out.push_str("[REDACTED:");
+    out.push_str(&kind_clean);
+    out.push(':');
+    for b in &digest[..4] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out.push(']');
+    out
+}
+
+/// The secret as hashed: simple JSON escapes decoded, `\r` dropped.
+fn canonical(secret: &[u8]) -> Cow<'_, [u8]> {
+    if !secret.iter().any(|&b| b == b'\\' || b == b'\r') {
+        return Cow::Borrowed(secret);
+    }
+    let mut out = Vec::with_capacity(secret.len());
+    let mut i = 0;
+    while i < secret.len() {
+        let b = secret[i];
+        if b == b'\\' && i + 1 < secret.len() {
+            let decoded = match secret[i + 1] {
+                b'n' => Some(b'\n'),
+                b't' => Some(b'\t'),
+                b'r' => None,
+                b'/' => Some(b'/'),
+                b'\\' => Some(b'\\'),
+                b'"' => Some(b'"'),
+                _ => {
+                    out.push(b);
+                    i += 1;
+                    continue;
+                }
+            };
+            out.extend(decoded);
+            i += 2;
+        } else {
+            if b != b'\r' {
+                out.push(b);
+            }
+            i += 1;
+        }
+    }
+    Cow::Owned(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compiled rule set and the scan loop
+// ---------------------------------------------------------------------------------------------
+
+enum Trigger {
+    /// Indexes into `TOKEN_RULES`, tried in order.
+    Tokens(Vec<usize>),
+    /// The JWT rule (index into `TOKEN_RULES`): its window is large, so a run without the
+    /// first `.` is skipped as a whole.
+    Jwt(usize),
+    Pem,
+    Url,
+    Bearer,
+    Key,
+}
+
+enum Finder {
+    /// SIMD (Teddy) multi-literal search: the fast path.
+    Packed(packed::Searcher),
+    /// Fallback where Teddy is unavailable (no SSSE3/AVX2 or NEON) or too many literals.
+    Ac(AhoCorasick),
+}
+
+impl Finder {
+    fn for_each(&self, hay: &[u8], mut f: impl FnMut(usize, usize, usize)) {
+        match self {
+            Finder::Packed(s) => {
+                for m in s.find_iter(hay) {
+                    f(m.pattern().as_usize(), m.start(), m.end());
+                }
+            }
+            Finder::Ac(ac) => {
+                for m in ac.find_iter(hay) {
+                    f(m.pattern().as_usize(), m.start(), m.end());
+                }
+            }
+        }
+    }
+}
+
+struct Compiled {
+    finder: Finder,
+    /// Per prefilter pattern id: what a hit means.
+    triggers: Vec<Trigger>,
+    /// Per `TOKEN_RULES` entry, anchored.
+    token_res: Vec<Regex>,
+    pem_header: Regex,
+    pem_footer: Regex,
+}
+
+fn anchored(pattern: &str) -> Regex {
+    Regex::new(&format!("(?-u)^(?:{pattern})")).expect("built-in secret rule pattern compiles")
+}
+
+impl Compiled {
+    /// `simd: false` forces the plain automaton without any SIMD prefilter (the slowest path a
+    /// machine could get); tests use it to check both paths agree.
+    fn build(simd: bool) -> Compiled {
+        let mut lits: Vec<&'static str> = Vec::new();
+        let mut triggers: Vec<Trigger> = Vec::new();
+        for (i, rule) in TOKEN_RULES.iter().enumerate() {
+            if rule.kind == "jwt" {
+                for &t in rule.triggers {
+                    lits.push(t);
+                    triggers.push(Trigger::Jwt(i));
+                }
+                continue;
+            }
+            for &t in rule.triggers {
+                match lits.iter().position(|&l| l == t) {
+                    Some(p) => {
+                        if let Trigger::Tokens(v) = &mut triggers[p] {
+                            v.push(i);
+                        }
+                    }
+                    None => {
+                        lits.push(t);
+                        triggers.push(Trigger::Tokens(vec![i]));
+                    }
+                }
+            }
+        }
+        lits.push(PEM_TRIGGER);
+        triggers.push(Trigger::Pem);
+        lits.push(URL_TRIGGER);
+        triggers.push(Trigger::Url);
+        for &t in BEARER_TRIGGERS {
+            lits.push(t);
+            triggers.push(Trigger::Bearer);
+        }
+        for &t in KEY_TRIGGERS {
+            lits.push(t);
+            triggers.push(Trigger::Key);
+        }
+        let packed = if simd {
+            packed::Config::new()
+                .match_kind(packed::MatchKind::LeftmostFirst)
+                .builder()
+                .extend(&lits)
+                .build()
+        } else {
+            None
+        };
+        let finder = packed.map(Finder::Packed).unwrap_or_else(|| {
+            Finder::Ac(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    // Its own prefilters, unless testing the plain automaton.
+                    .prefilter(simd)
+                    .build(&lits)
+                    .expect("secret trigger literals build an automaton"),
+            )
+        });
+        Compiled {
+            finder,
+            triggers,
+            token_res: TOKEN_RULES.iter().map(|r| anchored(r.pattern)).collect(),
+            pem_header: anchored(PEM_HEADER),
+            pem_footer: anchored(PEM_FOOTER),
+        }
+    }
+
+    fn scan(&self, input: &[u8], json: bool) -> Vec<Finding> {
+        let mut cands: Vec<Finding> = Vec::new();
+        // Hits inside a PEM block already found are part of it.
+        let mut skip_until = 0usize;
+        // A key name is classified once even when several triggers hit inside it.
+        let mut key_done_until = 0usize;
+        // `eyJ` hits in a base64url run that does not end in `.` cannot start a JWT.
+        let mut jwt_dead_until = 0usize;
+        // Hits inside a token-shaped match already rejected (`xoxa-xoxa-…`) are not retried.
+        let mut token_dead_until = 0usize;
+        self.finder.for_each(input, |pid, s, e| {
+            if s < skip_until {
+                return;
+            }
+            let found = match &self.triggers[pid] {
+                Trigger::Tokens(rules) => {
+                    if s < token_dead_until {
+                        None
+                    } else {
+                        let (f, rejected_end) = self.token(input, s, rules);
+                        token_dead_until = token_dead_until.max(rejected_end);
+                        f
+                    }
+                }
+                Trigger::Jwt(rule) => {
+                    if s < jwt_dead_until {
+                        None
+                    } else {
+                        let limit = input.len().min(s + TOKEN_RULES[*rule].max_len);
+                        let mut r = s;
+                        while r < limit && is_b64url_byte(input[r]) {
+                            r += 1;
+                        }
+                        if input.get(r) == Some(&b'.') {
+                            let (f, rejected_end) =
+                                self.token(input, s, std::slice::from_ref(rule));
+                            jwt_dead_until = jwt_dead_until.max(rejected_end);
+                            f
+                        } else {
+                            jwt_dead_until = r;
+                            None
+                        }
+                    }
+                }
+                Trigger::Pem => {
+                    let f = self.pem(input, s);
+                    if let Some(f) = f {
+                        skip_until = f.end;
+                    }
+                    f
+                }
+                Trigger::Url => url_password(input, s),
+                Trigger::Bearer => bearer(input, s, e),
+                Trigger::Key => {
+                    if s < key_done_until {
+                        None
+                    } else {
+                        let (f, key_end) = key_assignment(input, s, e);
+                        key_done_until = key_end;
+                        f
+                    }
+                }
+            };
+            cands.extend(found);
+        });
+        if cands.is_empty() {
+            return cands;
+        }
+        // Never start or end a span inside an escape sequence: the replacement must not leave a
+        // lone backslash behind (it would escape the `[` or swallow what follows).
+        for f in &mut cands {
+            if is_escaped(input, f.start) {
+                f.start -= 1;
+            }
+            f.end = safe_end(input, f.end);
+        }
+        cands.retain(|f| f.start < f.end);
+        if json {
+            let protected = protected_spans(input);
+            if !protected.is_empty() {
+                cands.retain(|f| !protected.iter().any(|&(ps, pe)| f.start < pe && ps < f.end));
+            }
+        }
+        merge(cands)
+    }
+
+    /// Try `rules` at `s`. Also returns the end of the longest token-shaped match that was
+    /// rejected (placeholder, low entropy), so hits inside it are not tried again.
+    fn token(&self, input: &[u8], s: usize, rules: &[usize]) -> (Option<Finding>, usize) {
+        let mut rejected_end = 0;
+        if !left_boundary(input, s) {
+            return (None, rejected_end);
+        }
+        for &ri in rules {
+            let rule = &TOKEN_RULES[ri];
+            let window = &input[s..input.len().min(s + rule.max_len + 1)];
+            let Some(m) = self.token_res[ri].find(window) else {
+                continue;
+            };
+            let e = s + m.end();
+            if input.get(e).is_some_and(|b| b.is_ascii_alphanumeric()) {
+                // Longer than the format allows: part of some other blob.
+                rejected_end = rejected_end.max(e);
+                continue;
+            }
+            let tok = &input[s..e];
+            if entropy(tok) < rule.min_entropy
+                || (rule.needs_digit
+                    && !(has_digit(tok) && tok.iter().any(u8::is_ascii_alphabetic)))
+                || token_placeholder(tok)
+            {
+                rejected_end = rejected_end.max(e);
+                continue;
+            }
+            let f = Finding {
+                kind: rule.kind,
+                start: s,
+                end: e,
+            };
+            return (Some(f), rejected_end);
+        }
+        (None, rejected_end)
+    }
+
+    fn pem(&self, input: &[u8], s: usize) -> Option<Finding> {
+        let hdr = self.pem_header.find(&input[s..input.len().min(s + 80)])?;
+        let body_start = s + hdr.end();
+        let limit = input.len().min(body_start + PEM_MAX_BODY);
+        // One pass to the first `-----END` or the first byte a body cannot hold (a quote):
+        // never further, so many headers in a row stay linear.
+        let mut run_end = body_start;
+        let mut footer = None;
+        while run_end < limit {
+            let b = input[run_end];
+            if b == b'-' && input[run_end..].starts_with(b"-----END") {
+                footer = self
+                    .pem_footer
+                    .find(&input[run_end..input.len().min(run_end + 80)])
+                    .map(|m| (run_end - body_start, run_end + m.end()));
+                break;
+            }
+            if !is_pem_body_byte(b) {
+                break;
+            }
+            run_end += 1;
+        }
+        let (body_len, end) = match footer {
+            Some((p, end)) => (p, end),
+            None => {
+                // Truncated output: redact what there is of the body.
+                let mut end = run_end;
+                while end > body_start && !is_base64_byte(input[end - 1]) {
+                    end -= 1;
+                }
+                (end - body_start, end)
+            }
+        };
+        let b64 = input[body_start..body_start + body_len]
+            .iter()
+            .filter(|&&b| is_base64_byte(b))
+            .count();
+        if b64 < 64 {
+            return None;
+        }
+        Some(Finding {
+            kind: "private-key",
+            start: s,
+            end: safe_end(input, end),
+        })
+    }
+}
+
+/// Sort, and merge overlapping findings into one (kind of the more specific rule).
+fn merge(mut cands: Vec<Finding>) -> Vec<Finding> {
+    cands.sort_by_key(|f| (f.start, Reverse(f.end)));
+    let mut out: Vec<Finding> = Vec::with_capacity(cands.len());
+    for f in cands {
+        if let Some(last) = out.last_mut()
+            && f.start < last.end
+        {
+            if priority(f.kind) > priority(last.kind) {
+                last.kind = f.kind;
+            }
+            last.end = last.end.max(f.end);
+            continue;
+        }
+        out.push(f);
+    }
+    out
+}
+
+fn priority(kind: &str) -> u8 {
+    match kind {
+        "private-key" => 4,
+        "generic-secret" | "bearer-token" | "password-in-url" => 1,
+        "aws-secret-key" => 2,
+        _ => 3,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Byte helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Whether the byte at `i` is escaped, i.e. preceded by an odd run of backslashes (so it is the
+/// letter of `\n`, `\t`, `\"`, …).
+fn is_escaped(input: &[u8], i: usize) -> bool {
+    let mut n = 0;
+    let mut j = i;
+    while j > 0 && input[j - 1] == b'\\' {
+        n += 1;
+        j -= 1;
+    }
+    n % 2 == 1
+}
+
+/// A token may start at `s`: the byte before is not part of a word (an escape letter such as
+/// the `n` of `\n` does not count as part of a word).
+fn left_boundary(input: &[u8], s: usize) -> bool {
+    if s == 0 {
+        return true;
+    }
+    let b = input[s - 1];
+    !(b.is_ascii_alphanumeric() || b == b'_') || is_escaped(input, s - 1)
+}
+
+/// Pull `end` back so a span never ends between a backslash and the character it escapes.
+fn safe_end(input: &[u8], end: usize) -> usize {
+    if end > 0 && end <= input.len() && is_escaped(input, end) {
+        end - 1
+    } else {
+        end
+    }
+}
+
+fn is_b64url_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+fn is_base64_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=')
+}
+
+/// What may appear between PEM header and footer: base64, whitespace, `\n` escapes, and the
+/// `Proc-Type: 4,ENCRYPTED` / `DEK-Info:` / PGP `Version:` header lines. No quotes, so a block
+/// can never span two JSON strings.
+fn is_pem_body_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'+' | b'/'
+                | b'='
+                | b'\\'
+                | b' '
+                | b'\t'
+                | b'\r'
+                | b'\n'
+                | b'-'
+                | b':'
+                | b','
+                | b'.'
+                | b'_'
+                | b'('
+                | b')'
+        )
+}
+
+/// Longest key name considered (`AWS_SECRET_ACCESS_KEY` is 21).
+const MAX_KEY: usize = 64;
+/// Longest value of an assignment, bearer token or URL password considered.
+const MAX_VALUE: usize = 1024;
+
+fn is_blank(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn skip_blanks(input: &[u8], mut i: usize) -> usize {
+    while i < input.len() && is_blank(input[i]) {
+        i += 1;
+    }
+    i
+}
+
+fn has_digit(v: &[u8]) -> bool {
+    v.iter().any(u8::is_ascii_digit)
+}
+
+/// Shannon entropy in bits per byte.
+fn entropy(v: &[u8]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in v {
+        counts[b as usize] += 1;
+    }
+    let n = v.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// Entropy a generic value of this length must reach: a random password of 8 characters has
+/// about 2.8-3.0 bits, random base62 of 20+ over 4; English-ish identifiers stay below.
+fn required_entropy(len: usize) -> f64 {
+    ((len as f64).log2() * 0.8).min(3.2)
+}
+
+/// Whether `v`, lower-cased, contains any of the (lower-case) `words`.
+fn contains_any_ci(v: &[u8], words: &[&str]) -> bool {
+    let lower = v.to_ascii_lowercase();
+    words
+        .iter()
+        .any(|w| memmem::find(&lower, w.as_bytes()).is_some())
+}
+
+fn token_placeholder(tok: &[u8]) -> bool {
+    const WORDS: &[&str] = &[
+        "xxxxx",
+        "example",
+        "00000",
+        "placeholder",
+        "redacted",
+        "your",
+        "*****",
+        ".....",
+    ];
+    contains_any_ci(tok, WORDS)
+}
+
+fn is_placeholder(v: &[u8]) -> bool {
+    matches!(
+        v.first(),
+        Some(b'$' | b'%' | b'&' | b'*' | b'/' | b'~' | b'.' | b'@')
+    ) || contains_any_ci(v, PLACEHOLDER_WORDS)
+}
+
+/// An identifier, dotted path or word (`config.apiKey`, `get_token`, `Settings::SECRET`,
+/// `ed25519.Ed25519PrivateKey`, `#comment`) rather than a random string.
+///
+/// The value is cut into letter runs at separators, digits and camel-case humps. Names are made
+/// of real-ish words: runs average three letters or more and long runs contain a vowel. Random
+/// strings break into short runs (`x7Kq9PzLm2` → x, Kq, Pz, Lm) or vowel-less ones (`kqjxmpzr`).
+fn looks_like_code(v: &[u8]) -> bool {
+    let start = v
+        .iter()
+        .position(|b| {
+            !matches!(
+                b,
+                b'#' | b'@' | b'!' | b'$' | b'%' | b'&' | b'*' | b'~' | b'^'
+            )
+        })
+        .unwrap_or(v.len());
+    let v = &v[start..];
+    if v.is_empty()
+        || !v
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+    {
+        return false;
+    }
+    let (mut letters, mut runs) = (0usize, 0usize);
+    let mut i = 0;
+    while i < v.len() {
+        if !v[i].is_ascii_alphabetic() {
+            i += 1;
+            continue;
+        }
+        // One letter run: up to the next non-letter or camel-case hump.
+        let s = i;
+        i += 1;
+        while i < v.len()
+            && v[i].is_ascii_alphabetic()
+            && !(v[i - 1].is_ascii_lowercase() && v[i].is_ascii_uppercase())
+        {
+            i += 1;
+        }
+        let run = &v[s..i];
+        let vowel = run.iter().any(|b| {
+            matches!(
+                b.to_ascii_lowercase(),
+                b'a' | b'e' | b'i' | b'o' | b'u' | b'y'
+            )
+        });
+        if run.len() >= 5 && !vowel {
+            return false;
+        }
+        runs += 1;
+        letters += run.len();
+    }
+    runs > 0 && letters >= 3 * runs
+}
+
+/// The character classes (lower, upper, digit, other) present in `v`.
+fn class_count(v: &[u8]) -> usize {
+    let (mut l, mut u, mut d, mut o) = (false, false, false, false);
+    for &b in v {
+        match b {
+            b'a'..=b'z' => l = true,
+            b'A'..=b'Z' => u = true,
+            b'0'..=b'9' => d = true,
+            _ => o = true,
+        }
+    }
+    usize::from(l) + usize::from(u) + usize::from(d) + usize::from(o)
+}
+
+/// The value checks shared by generic assignments, bearer tokens and URL passwords.
+fn random_looking(v: &[u8], min_len: usize) -> bool {
+    v.len() >= min_len
+        && v.len() <= MAX_VALUE
+        && v.iter().any(u8::is_ascii_alphabetic)
+        && class_count(v) >= 2
+        && !looks_like_code(v)
+        && entropy(v) >= required_entropy(v.len())
+        && !is_placeholder(v)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assignment-style rules
+// ---------------------------------------------------------------------------------------------
+
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyClass {
+    /// `aws_secret_access_key`, `SecretAccessKey`, …
+    AwsSecret,
+    /// Contains a strong word (`secret`, `password`, `token`, `api_key`, …).
+    Strong,
+    /// Only ends in `key`; `upper` when written in UPPER_CASE (an env variable).
+    Weak { upper: bool },
+}
+
+fn classify_key(key: &[u8]) -> Option<KeyClass> {
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    for &b in key {
+        if b.is_ascii_alphanumeric() && n < buf.len() {
+            buf[n] = b.to_ascii_lowercase();
+            n += 1;
+        }
+    }
+    let norm = &buf[..n];
+    let has = |w: &str| memmem::find(norm, w.as_bytes()).is_some();
+    if NEGATIVE_KEY_WORDS.iter().any(|w| has(w)) {
+        return None;
+    }
+    if has("secretaccesskey") || has("awssecretkey") || (has("aws") && has("secret")) {
+        return Some(KeyClass::AwsSecret);
+    }
+    if STRONG_KEY_WORDS.iter().any(|w| has(w)) {
+        return Some(KeyClass::Strong);
+    }
+    if norm.ends_with(WEAK_KEY_SUFFIX.as_bytes()) && !WEAK_KEY_NEGATIVE.iter().any(|w| has(w)) {
+        let upper = !key.iter().any(u8::is_ascii_lowercase);
+        return Some(KeyClass::Weak { upper });
+    }
+    None
+}
+
+/// After a key name ending at `i`: the closing quote of a quoted key (`"`, `\"`, `'`), blanks,
+/// an operator (`=`, `:`, `:=`, `=>`, `?=`; or blanks alone after a `--flag`), blanks, an optional
+/// opening quote, and a value. Returns the value's range.
+fn parse_assignment(input: &[u8], mut i: usize, cli_flag: bool) -> Option<(usize, usize)> {
+    let len = input.len();
+    // Closing quote of a quoted key, possibly escaped.
+    let mut j = i;
+    while j < len && input[j] == b'\\' {
+        j += 1;
+    }
+    if j < len && matches!(input[j], b'"' | b'\'' | b'`') {
+        i = j + 1;
+    }
+    let before_blanks = i;
+    i = skip_blanks(input, i);
+    let rest = &input[i..];
+    let op_len = if rest.starts_with(b"==") || rest.starts_with(b"::") {
+        return None;
+    } else if rest.starts_with(b":=") || rest.starts_with(b"=>") || rest.starts_with(b"?=") {
+        2
+    } else if matches!(rest.first(), Some(b'=' | b':')) {
+        1
+    } else if cli_flag && i > before_blanks {
+        0
+    } else {
+        return None;
+    };
+    i = skip_blanks(input, i + op_len);
+    // Opening quote, possibly escaped; a backslash not followed by a quote is an escape such as
+    // `\n`: no value on this line.
+    let mut j = i;
+    while j < len && input[j] == b'\\' {
+        j += 1;
+    }
+    let quote = match input.get(j) {
+        Some(&q @ (b'"' | b'\'' | b'`')) => Some(q),
+        _ if j > i => return None,
+        _ => None,
+    };
+    let vs = if quote.is_some() { j + 1 } else { i };
+    let limit = len.min(vs + MAX_VALUE + 1);
+    let mut ve = vs;
+    while ve < limit && is_value_byte(input[ve], quote.is_some()) {
+        ve += 1;
+    }
+    match (quote, input.get(ve)) {
+        // A quoted value must end at its quote: one token, no spaces.
+        (Some(q), Some(&b)) if b == q || b == b'\\' => {}
+        (Some(_), _) => return None,
+        // `get_token()` / `tokens[i]`: code, not a value.
+        (None, Some(b'(' | b'[')) => return None,
+        (None, _) => {}
+    }
+    (ve > vs).then_some((vs, ve))
+}
+
+fn is_value_byte(b: u8, quoted: bool) -> bool {
+    match b {
+        b'"' | b'\'' | b'`' | b'\\' => false,
+        b',' | b';' | b'(' | b')' | b'{' | b'}' | b'[' | b']' | b'<' | b'>' | b'&' | b'|' => quoted,
+        0x21..=0x7e => true,
+        _ => false,
+    }
+}
+
+/// A trigger hit inside a key name: find the whole name, the assigned value, and judge both.
+/// Also returns where the key name ends, so other hits inside it are skipped.
+fn key_assignment(input: &[u8], hs: usize, he: usize) -> (Option<Finding>, usize) {
+    let len = input.len();
+    // Bounded both ways so a long run of key bytes full of triggers stays linear.
+    let mut ks = hs;
+    while ks > 0 && hs - ks <= MAX_KEY && is_key_byte(input[ks - 1]) && !is_escaped(input, ks - 1) {
+        ks -= 1;
+    }
+    let mut ke = he;
+    while ke < len && ke - he <= MAX_KEY && is_key_byte(input[ke]) {
+        ke += 1;
+    }
+    let key_end = ke;
+    let mut dashes = 0;
+    while ks < ke && matches!(input[ks], b'-' | b'.') {
+        dashes += usize::from(input[ks] == b'-');
+        ks += 1;
+    }
+    while ke > ks && matches!(input[ke - 1], b'-' | b'.') {
+        ke -= 1;
+    }
+    if ke <= ks || ke - ks > MAX_KEY || input[..ks].ends_with(b"REDACTED:") {
+        return (None, key_end);
+    }
+    // Cheapest test first: most hits are prose ("the token stream") with no assignment.
+    let Some((vs, ve)) = parse_assignment(input, ke, dashes >= 2) else {
+        return (None, key_end);
+    };
+    let value = &input[vs..ve];
+    if value.len() > MAX_VALUE {
+        // A blob, not a secret value; triggers inside it are not keys either.
+        return (None, ve);
+    }
+    if value.len() < 8 {
+        return (None, key_end);
+    }
+    let Some(class) = classify_key(&input[ks..ke]) else {
+        return (None, key_end);
+    };
+    if class == KeyClass::AwsSecret
+        && value.len() == 40
+        && value.iter().all(|&b| is_base64_byte(b) && b != b'=')
+        && entropy(value) >= 4.0
+        && !token_placeholder(value)
+    {
+        let f = Finding {
+            kind: "aws-secret-key",
+            start: vs,
+            end: ve,
+        };
+        return (Some(f), key_end);
+    }
+    if !random_looking(value, 8) {
+        return (None, key_end);
+    }
+    if let KeyClass::Weak { upper: false } = class
+        && value.iter().all(u8::is_ascii_hexdigit)
+    {
+        // `cache_key = "<sha256>"`: a hash under a lower-case `…_key` name.
+        return (None, key_end);
+    }
+    let f = Finding {
+        kind: "generic-secret",
+        start: vs,
+        end: ve,
+    };
+    (Some(f), key_end)
+}
+
+/// `Bearer <token>` (e.g. in an `Authorization:` header of a curl command).
+fn bearer(input: &[u8], hs: usize, he: usize) -> Option<Finding> {
+    if !left_boundary(input, hs) || input.get(he) != Some(&b' ') {
+        return None;
+    }
+    let vs = skip_blanks(input, he);
+    let limit = input.len().min(vs + MAX_VALUE + 1);
+    let mut ve = vs;
+    while ve < limit
+        && (input[ve].is_ascii_alphanumeric()
+            || matches!(input[ve], b'.' | b'_' | b'~' | b'+' | b'/' | b'=' | b'-'))
+    {
+        ve += 1;
+    }
+    let v = &input[vs..ve];
+    (has_digit(v) && random_looking(v, 16)).then_some(Finding {
+        kind: "bearer-token",
+        start: vs,
+        end: ve,
+    })
+}
+
+/// `scheme://user:password@host`: the password part.
+fn url_password(input: &[u8], s: usize) -> Option<Finding> {
+    // A scheme of at least two letters right before `://`.
+    let mut b = s;
+    while b > 0 && s - b < 32 && (input[b - 1].is_ascii_alphanumeric() || input[b - 1] == b'+') {
+        b -= 1;
+    }
+    if s - b < 2 || !input[b].is_ascii_alphabetic() {
+        return None;
+    }
+    let auth_start = s + 3;
+    let limit = input.len().min(auth_start + 256);
+    let mut j = auth_start;
+    while j < limit
+        && !matches!(
+            input[j],
+            b'/' | b'@' | b'"' | b'\'' | b'\\' | b'<' | b'>' | b'?' | b'#' | b'`'
+        )
+        && input[j] > b' '
+        && input[j] < 0x7f
+    {
+        j += 1;
+    }
+    if input.get(j) != Some(&b'@') {
+        return None;
+    }
+    let colon = memchr::memchr(b':', &input[auth_start..j])?;
+    let ps = auth_start + colon + 1;
+    let pass = &input[ps..j];
+    random_looking(pass, 6).then_some(Finding {
+        kind: "password-in-url",
+        start: ps,
+        end: j,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON structure: which string values are off limits
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Frame {
+    /// The object has `"type":"base64"` or a `media_type` key.
+    base64: bool,
+    /// Content range of its `data` string value.
+    data: Option<(usize, usize)>,
+}
+
+fn is_protected_key(k: &[u8]) -> bool {
+    PROTECTED_KEYS.iter().any(|p| k == p.as_bytes())
+        || PROTECTED_KEY_SUFFIXES
+            .iter()
+            .any(|p| k.ends_with(p.as_bytes()))
+}
+
+/// Index of the closing quote of the string whose content starts at `s`.
+fn string_end(line: &[u8], mut s: usize) -> Option<usize> {
+    loop {
+        let p = s + memchr2(b'"', b'\\', line.get(s..)?)?;
+        if line[p] == b'"' {
+            return Some(p);
+        }
+        s = p + 2;
+    }
+}
+
+/// Content ranges of the string values that must not be touched (see the module docs). Walks
+/// the raw line without validating it; stops quietly where the structure breaks.
+fn protected_spans(line: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < line.len() && line[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    if !matches!(line.get(i), Some(b'{' | b'[')) {
+        return out;
+    }
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut key: Option<(usize, usize)> = None;
+    let mut expect_value = false;
+    while i < line.len() {
+        match line[i] {
+            b'"' => {
+                let s = i + 1;
+                let Some(e) = string_end(line, s) else {
+                    break;
+                };
+                let mut after = e + 1;
+                while after < line.len() && line[after].is_ascii_whitespace() {
+                    after += 1;
+                }
+                if !expect_value && line.get(after) == Some(&b':') {
+                    key = Some((s, e));
+                    expect_value = true;
+                    i = after + 1;
+                    continue;
+                }
+                if expect_value && let Some((ks, ke)) = key {
+                    let k = &line[ks..ke];
+                    let v = &line[s..e];
+                    if is_protected_key(k) {
+                        out.push((s, e));
+                    }
+                    if let Some(f) = frames.last_mut() {
+                        match k {
+                            b"type" if v == b"base64" => f.base64 = true,
+                            b"media_type" => f.base64 = true,
+                            b"data" => f.data = Some((s, e)),
+                            _ => {}
+                        }
+                    }
+                }
+                expect_value = false;
+                i = e + 1;
+            }
+            b'{' | b'[' => {
+                frames.push(Frame::default());
+                expect_value = false;
+                i += 1;
+            }
+            b'}' | b']' => {
+                if let Some(f) = frames.pop()
+                    && f.base64
+                    && let Some(d) = f.data
+                {
+                    out.push(d);
+                }
+                expect_value = false;
+                i += 1;
+            }
+            b',' => {
+                expect_value = false;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    // An unterminated line: objects still open keep their media protected.
+    for f in frames {
+        if f.base64
+            && let Some(d) = f.data
+        {
+            out.push(d);
+        }
+    }
+    out
 }

@@ -233,7 +233,7 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, b"a\nbb\nccc").unwrap();
         let mut f = File::open(&p).unwrap();
-        assert_eq!(complete_end(&mut f, 9).unwrap(), 5);
+        assert_eq!(complete_end(&mut f, 8).unwrap(), 5);
         std::fs::write(&p, b"no newline").unwrap();
         let mut f = File::open(&p).unwrap();
         assert_eq!(complete_end(&mut f, 10).unwrap(), 0);
