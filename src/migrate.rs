@@ -379,7 +379,7 @@ pub fn migrate(
                     let meta = legacy_meta(sid, &cwd, &editor, &all, size, lines)?;
                     let m = txn.blob(&format::to_json_bytes(&meta)?)?;
                     txn.put(&format!("{dir}/{}", layout::META_FILE), m);
-                    if !snap.projects.get(&slug).is_some_and(|p| p.record.is_some())
+                    if snap.projects.get(&slug).is_none_or(|p| p.record.is_none())
                         && touched_projects.insert(slug.clone())
                     {
                         let m =
@@ -408,7 +408,7 @@ pub fn migrate(
                             .cloned();
                         let Some(cwd) = cwd else { continue };
                         let slug = layout::project_slug(&cwd);
-                        if !snap.projects.get(&slug).is_some_and(|p| p.record.is_some())
+                        if snap.projects.get(&slug).is_none_or(|p| p.record.is_none())
                             && touched_projects.insert(slug.clone())
                         {
                             let m = txn.blob(&format::to_json_bytes(&ProjectRecord { cwd })?)?;
