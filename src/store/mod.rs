@@ -78,7 +78,16 @@ impl Store {
             })?;
         }
         if !dir.exists() {
-            Git::init_bare(&dir)?;
+            let local = is_local_remote(remote)
+                .then(|| local_remote_path(remote))
+                .filter(|p| Git::new(p).is_valid());
+            match local {
+                // A remote on this machine: clone it locally (hard links, no pack transfer).
+                Some(src) => clone_local(&src, &dir)?,
+                None => {
+                    Git::init_bare(&dir)?;
+                }
+            }
             crate::os::make_private(&dir).ok();
         }
         remove_stale_git_locks(&dir);
@@ -246,6 +255,21 @@ impl Store {
             started.elapsed().as_secs_f64()
         )
     }
+}
+
+fn clone_local(src: &Path, dir: &Path) -> Result<()> {
+    let out = std::process::Command::new(git::git_exe())
+        .args(["clone", "--bare", "--local", "--quiet", "--no-tags"])
+        .arg(src)
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| anyhow!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_dir_all(dir);
+        Git::init_bare(dir)?;
+    }
+    Ok(())
 }
 
 fn backoff(attempt: u32) {

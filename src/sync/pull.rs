@@ -12,8 +12,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use chrono::Utc;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::files::{self, Base, Direction, FileSides};
@@ -117,46 +118,43 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         disc.sessions.iter().map(|s| (s.id.as_str(), s)).collect();
     let live = crate::claude::live::live_ids(engine.claude);
     let cutoff = Utc::now() - chrono::Duration::days(engine.claude.cleanup_period_days() as i64);
-    let mut reader = store.git.reader()?;
-
-    let mut ids: Vec<&String> = snap.sessions.keys().collect();
+    let mut ids: Vec<&String> = snap
+        .sessions
+        .keys()
+        .filter(|sid| opts.only.as_ref().is_none_or(|o| o.contains(*sid)))
+        .filter(|sid| {
+            let loc = local.get(sid.as_str()).copied();
+            opts.force
+                || opts.only.is_some()
+                || loc.is_none()
+                || !unchanged(engine, &snap.sessions[*sid], loc, &index)
+        })
+        .collect();
     ids.sort();
-    for sid in ids {
-        if let Some(only) = &opts.only
-            && !only.contains(sid)
-        {
-            continue;
-        }
-        let rs = &snap.sessions[sid];
-        let loc = local.get(sid.as_str()).copied();
-        if !opts.force && opts.only.is_none() && loc.is_some() && unchanged(engine, rs, loc, &index)
-        {
-            continue;
-        }
-        pull_session(
-            engine,
-            opts,
-            rs,
-            loc,
-            &live,
-            cutoff,
-            &mut index,
-            &mut reader,
-            &mut report,
-        )?;
+    // Sessions are independent: pull them in parallel, each worker with its own git reader.
+    let deltas: Vec<Result<Delta>> = ids
+        .par_iter()
+        .map_init(
+            || store.git.reader(),
+            |reader, sid| {
+                let reader = reader.as_mut().map_err(|e| anyhow!("{e}"))?;
+                let mut d = Delta::default();
+                let rs = &snap.sessions[*sid];
+                let loc = local.get(sid.as_str()).copied();
+                pull_session(engine, opts, rs, loc, &live, cutoff, &index, reader, &mut d)?;
+                Ok(d)
+            },
+        )
+        .collect();
+    for d in deltas {
+        d?.apply(&mut index, &mut report);
     }
-
+    let mut reader = store.git.reader()?;
     if opts.only.is_none() {
-        pull_memory(
-            engine,
-            opts,
-            &snap,
-            &disc,
-            &mut index,
-            &mut reader,
-            &mut report,
-        )?;
-        pull_global(engine, opts, &snap, &mut index, &mut reader, &mut report)?;
+        let mut d = Delta::default();
+        pull_memory(engine, opts, &snap, &disc, &index, &mut reader, &mut d)?;
+        pull_global(engine, opts, &snap, &index, &mut reader, &mut d)?;
+        d.apply(&mut index, &mut report);
         let (n, rec) = history::pull(
             engine,
             &snap,
@@ -233,10 +231,11 @@ fn pull_session(
     loc: Option<&LocalSession>,
     live: &std::collections::HashSet<String>,
     cutoff: chrono::DateTime<Utc>,
-    index: &mut Index,
+    index: &Index,
     reader: &mut BlobReader,
-    report: &mut PullReport,
+    d: &mut Delta,
 ) -> Result<()> {
+    let report = &mut d.report;
     let sid = &rs.id;
     let skip = |report: &mut PullReport, reason: String| {
         report.skipped.push(Skipped {
@@ -346,7 +345,7 @@ fn pull_session(
             changed = true;
             report.lines += added;
         }
-        index.logs.insert(key, rec);
+        d.changes.logs.insert(key, rec);
     }
     for (rel, stored) in &rs.files {
         let (key, path) = log_target(engine, &transcript, sid, rel);
@@ -364,8 +363,9 @@ fn pull_session(
             false,
         )?;
         changed |= r.pulled;
-        apply_records(engine, index, r, report);
+        apply_records(engine, d, r);
     }
+    let report = &mut d.report;
     if changed && transcript.exists() {
         let when = if opts.only.is_some() {
             Utc::now().timestamp()
@@ -379,8 +379,10 @@ fn pull_session(
         crate::os::set_mtime(&transcript, when)
             .with_context(|| format!("cannot set the time of {}", transcript.display()))?;
         // The record's stat must match the file as it is now.
-        if let (Some(r), Ok(m)) = (index.logs.get_mut(&tkey), std::fs::metadata(&transcript))
-            && r.size != 0
+        if let (Some(r), Ok(m)) = (
+            d.changes.logs.get_mut(&tkey),
+            std::fs::metadata(&transcript),
+        ) && r.size != 0
         {
             r.size = m.len();
             r.mtime_ns = crate::os::mtime_ns(&m);
@@ -391,7 +393,7 @@ fn pull_session(
             report.sessions_new += 1;
         }
     }
-    index.sessions.insert(
+    d.changes.sessions.insert(
         sid.clone(),
         SessionRecord {
             repo_dir: rs.dir.clone(),
@@ -403,7 +405,7 @@ fn pull_session(
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
     {
-        index.projects.insert(folder, meta.cwd.clone());
+        d.changes.projects.insert(folder, meta.cwd.clone());
     }
     Ok(())
 }
@@ -489,17 +491,42 @@ fn after_write(path: &Path, stored: &StoredLog, all_pushed: bool) -> Result<LogR
     })
 }
 
-fn apply_records(
-    engine: &Engine,
-    index: &mut Index,
-    r: files::Reconciled,
-    report: &mut PullReport,
-) {
+/// What pulling part of the repository changes in the state index and the report; parts
+/// are pulled in parallel and their deltas applied in order.
+#[derive(Default)]
+struct Delta {
+    changes: Index,
+    forget: Vec<String>,
+    report: PullReport,
+}
+
+impl Delta {
+    fn apply(self, index: &mut Index, report: &mut PullReport) {
+        index.logs.extend(self.changes.logs);
+        index.files.extend(self.changes.files);
+        index.sessions.extend(self.changes.sessions);
+        index.projects.extend(self.changes.projects);
+        for k in self.forget {
+            index.files.remove(&k);
+        }
+        let r = self.report;
+        report.sessions_new += r.sessions_new;
+        report.sessions_updated += r.sessions_updated;
+        report.lines += r.lines;
+        report.files += r.files;
+        report.deferred.extend(r.deferred);
+        report.skipped.extend(r.skipped);
+        report.conflicts.extend(r.conflicts);
+        report.refused.extend(r.refused);
+    }
+}
+
+fn apply_records(engine: &Engine, delta: &mut Delta, r: files::Reconciled) {
     if r.pulled {
-        report.files += 1;
+        delta.report.files += 1;
     }
     if let Some(c) = &r.conflict {
-        report.conflicts.push(c.display().to_string());
+        delta.report.conflicts.push(c.display().to_string());
     }
     for d in r.records {
         let base = match d.base {
@@ -514,7 +541,7 @@ fn apply_records(
             Ok(m) if current == d.local_hash => (m.len(), crate::os::mtime_ns(&m)),
             _ => (0, 0),
         };
-        index.files.insert(
+        delta.changes.files.insert(
             d.local_key,
             FileRecord {
                 repo_path: d.repo_path,
@@ -526,7 +553,7 @@ fn apply_records(
         );
     }
     if r.forget {
-        index.files.remove(&r.local_key);
+        delta.forget.push(r.local_key);
     }
 }
 
@@ -535,9 +562,9 @@ fn pull_memory(
     opts: &PullOptions,
     snap: &Snapshot,
     disc: &discover::Discovery,
-    index: &mut Index,
+    index: &Index,
     reader: &mut BlobReader,
-    report: &mut PullReport,
+    d: &mut Delta,
 ) -> Result<()> {
     for (slug, p) in &snap.projects {
         let remembered: Vec<String> = index
@@ -554,7 +581,7 @@ fn pull_memory(
         }
         let Some(rec_file) = &p.record else { continue };
         let Ok(rec) = serde_json::from_slice::<ProjectRecord>(&reader.read(&rec_file.oid)?) else {
-            report.refused.push(Refused {
+            d.report.refused.push(Refused {
                 path: format!("{}/{PROJECT_FILE}", layout::project_dir(slug)),
                 reason: "not valid".into(),
             });
@@ -604,13 +631,13 @@ fn pull_memory(
                 opts.dry_run,
             )?;
             if !opts.dry_run {
-                apply_records(engine, index, r, report);
+                apply_records(engine, d, r);
             } else if r.pulled {
-                report.files += 1;
+                d.report.files += 1;
             }
         }
         if let Some(name) = folder.file_name() {
-            index
+            d.changes
                 .projects
                 .insert(name.to_string_lossy().into_owned(), rec.cwd.clone());
         }
@@ -622,9 +649,9 @@ fn pull_global(
     engine: &Engine,
     opts: &PullOptions,
     snap: &Snapshot,
-    index: &mut Index,
+    index: &Index,
     reader: &mut BlobReader,
-    report: &mut PullReport,
+    d: &mut Delta,
 ) -> Result<()> {
     let mut rels: BTreeSet<String> = snap.global.keys().cloned().collect();
     for (k, r) in &index.files {
@@ -660,9 +687,9 @@ fn pull_global(
             opts.dry_run,
         )?;
         if !opts.dry_run {
-            apply_records(engine, index, r, report);
+            apply_records(engine, d, r);
         } else if r.pulled {
-            report.files += 1;
+            d.report.files += 1;
         }
     }
     Ok(())
