@@ -367,7 +367,7 @@ pub fn migrate(
                             if !l.ends_with(b"\n") {
                                 l.push(b'\n');
                             }
-                            writer.push(&l);
+                            writer.push(&l, txn)?;
                             all.extend_from_slice(&l);
                         }
                     }

@@ -68,7 +68,7 @@ pub(crate) fn push(
         if bag.take(&log::identity(&out)) {
             continue;
         }
-        writer.push(&out);
+        writer.push(&out, txn)?;
         n += 1;
     }
     report.history_lines += n;

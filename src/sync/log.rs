@@ -17,6 +17,7 @@ use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 
 use crate::claude::jsonscan::{TopScanner, Want};
+use crate::store::git::Mark;
 use crate::store::layout::{SEGMENT_MAX, parse_segment_name, segment_name};
 use crate::store::{BlobReader, Oid, Txn};
 
@@ -172,15 +173,19 @@ struct Pending {
     content: Content,
 }
 
-/// Appends bytes to a stored log as new segments, then compacts the tail so that many small
-/// appends do not leave many small files: the last two segments merge while the earlier one is
-/// at most twice the later and together they fit in [`SEGMENT_MAX`]. Each byte is rewritten a
-/// logarithmic number of times; an append costs about its own size.
+/// Appends bytes to a stored log as new segments.
+///
+/// Full segments go to git as soon as they are cut, so memory stays at one segment however much
+/// is appended. A small append is kept until [`SegmentWriter::finish`], which compacts the tail
+/// so that many small appends do not leave many small files: the last two segments merge while
+/// the earlier one is at most twice the later and together they fit in [`SEGMENT_MAX`]. Each byte
+/// is rewritten a logarithmic number of times; an append costs about its own size.
 pub struct SegmentWriter {
     log: StoredLog,
-    tail: Vec<Pending>,
     next: u64,
     buf: Vec<u8>,
+    /// Segments already written to the transaction (name, mark, size).
+    flushed: Vec<(String, Mark, u64)>,
     /// Bytes appended.
     pub appended: u64,
     /// Lines appended.
@@ -192,16 +197,16 @@ impl SegmentWriter {
         let next = log.next_number();
         SegmentWriter {
             log,
-            tail: Vec::new(),
             next,
             buf: Vec::new(),
+            flushed: Vec::new(),
             appended: 0,
             lines: 0,
         }
     }
 
     /// Append bytes (whole lines, or the start of a line that continues in the next call).
-    pub fn push(&mut self, data: &[u8]) {
+    pub fn push(&mut self, data: &[u8], txn: &mut Txn) -> Result<()> {
         self.appended += data.len() as u64;
         self.lines += memchr::memchr_iter(b'\n', data).count() as u64;
         let mut rest = data;
@@ -211,30 +216,30 @@ impl SegmentWriter {
             self.buf.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if self.buf.len() >= SEGMENT_MAX {
-                self.cut();
+                self.cut(txn)?;
             }
         }
+        Ok(())
     }
 
     /// Close the current segment at a line boundary if it is large (call between lines).
-    pub fn maybe_cut(&mut self) {
+    pub fn maybe_cut(&mut self, txn: &mut Txn) -> Result<()> {
         if self.buf.len() >= SEGMENT_MAX / 2 {
-            self.cut();
+            self.cut(txn)?;
         }
+        Ok(())
     }
 
-    fn cut(&mut self) {
+    fn cut(&mut self, txn: &mut Txn) -> Result<()> {
         if self.buf.is_empty() {
-            return;
+            return Ok(());
         }
-        let data = std::mem::take(&mut self.buf);
+        let mark = txn.blob(&self.buf)?;
         let name = segment_name(self.next);
         self.next += 1;
-        self.tail.push(Pending {
-            name,
-            size: data.len() as u64,
-            content: Content::New(data),
-        });
+        self.flushed.push((name, mark, self.buf.len() as u64));
+        self.buf.clear();
+        Ok(())
     }
 
     /// Whether anything was appended.
@@ -242,14 +247,29 @@ impl SegmentWriter {
         self.appended == 0
     }
 
-    /// Write the new segments (and the compacted tail) into `txn`; returns the log's new
-    /// segment list, with `None` objects for segments written in this transaction.
+    /// Record the new segments (and the compacted tail) in `txn`; returns the log's new segment
+    /// list, with `None` objects for segments written in this transaction.
     pub fn finish(
         mut self,
         txn: &mut Txn,
         reader: &mut BlobReader,
     ) -> Result<Vec<(String, Option<Oid>, u64)>> {
-        self.cut();
+        let mut out: Vec<(String, Option<Oid>, u64)> = Vec::new();
+        if !self.flushed.is_empty() {
+            // A large append: its segments are full already; no compaction this time.
+            self.cut(txn)?;
+            out.extend(
+                self.log
+                    .segs
+                    .iter()
+                    .map(|s| (s.name.clone(), Some(s.oid.clone()), s.size)),
+            );
+            for (name, mark, size) in &self.flushed {
+                txn.put(&format!("{}/{name}", self.log.dir), *mark);
+                out.push((name.clone(), None, *size));
+            }
+            return Ok(out);
+        }
         let mut all: Vec<Pending> = self
             .log
             .segs
@@ -260,7 +280,14 @@ impl SegmentWriter {
                 content: Content::Stored(s.oid.clone()),
             })
             .collect();
-        all.append(&mut self.tail);
+        if !self.buf.is_empty() {
+            let name = segment_name(self.next);
+            all.push(Pending {
+                name,
+                size: self.buf.len() as u64,
+                content: Content::New(std::mem::take(&mut self.buf)),
+            });
+        }
         while all.len() >= 2 {
             let n = all.len();
             if all[n - 2].size + all[n - 1].size > SEGMENT_MAX as u64
@@ -292,7 +319,6 @@ impl SegmentWriter {
                 txn.delete(&format!("{}/{}", self.log.dir, s.name));
             }
         }
-        let mut out = Vec::with_capacity(all.len());
         for p in all {
             match p.content {
                 Content::Stored(o) => out.push((p.name, Some(o), p.size)),
@@ -531,6 +557,96 @@ mod tests {
         assert_ne!(a, nested);
         assert_eq!(identity(b"junk\n"), identity(b"junk"));
         assert_ne!(identity(b"junk"), identity(b"junk2"));
+    }
+
+    /// Append to a stored log through the writer, commit, and read the log back.
+    fn append(git: &crate::store::Git, head: Option<&Oid>, data: &[u8]) -> (Oid, StoredLog) {
+        let mut reader = git.reader().unwrap();
+        let log = match head {
+            Some(h) => {
+                let mut segs: Vec<Seg> = git
+                    .ls_tree(h, Some("t"))
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| Seg {
+                        name: e.path_str().unwrap().trim_start_matches("t/").to_string(),
+                        oid: e.oid,
+                        size: e.size.unwrap(),
+                    })
+                    .collect();
+                segs.sort_by(|a, b| a.name.cmp(&b.name));
+                StoredLog {
+                    dir: "t".into(),
+                    segs,
+                }
+            }
+            None => StoredLog {
+                dir: "t".into(),
+                segs: vec![],
+            },
+        };
+        let mut txn = git.transaction().unwrap();
+        let mut w = SegmentWriter::new(log.clone());
+        for line in data.split_inclusive(|b| *b == b'\n') {
+            w.push(line, &mut txn).unwrap();
+            w.maybe_cut(&mut txn).unwrap();
+        }
+        w.finish(&mut txn, &mut reader).unwrap();
+        let c = txn.commit(head, "t <t@t>", "x").unwrap();
+        let mut segs: Vec<Seg> = git
+            .ls_tree(&c, Some("t"))
+            .unwrap()
+            .into_iter()
+            .map(|e| Seg {
+                name: e.path_str().unwrap().trim_start_matches("t/").to_string(),
+                oid: e.oid,
+                size: e.size.unwrap(),
+            })
+            .collect();
+        segs.sort_by(|a, b| a.name.cmp(&b.name));
+        (
+            c,
+            StoredLog {
+                dir: "t".into(),
+                segs,
+            },
+        )
+    }
+
+    #[test]
+    fn segments_stay_few_and_bounded_and_concatenate_to_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = crate::store::Git::init_bare(&dir.path().join("r.git")).unwrap();
+        let mut head = None;
+        let mut want = Vec::new();
+        let mut log = StoredLog::default();
+        for i in 0..64 {
+            let line = format!("{{\"uuid\":\"{i}\",\"pad\":\"{}\"}}\n", "x".repeat(100));
+            want.extend_from_slice(line.as_bytes());
+            let (c, l) = append(&git, head.as_ref(), line.as_bytes());
+            head = Some(c);
+            log = l;
+            assert!(
+                log.segs.len() <= 8,
+                "after {} appends: {} segments",
+                i + 1,
+                log.segs.len()
+            );
+        }
+        let mut reader = git.reader().unwrap();
+        let mut got = Vec::new();
+        for_each_repo_line(&mut reader, &log.segs, |l| {
+            got.extend_from_slice(l);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, want);
+        // A large append is cut into segments no larger than SEGMENT_MAX.
+        let big_line = format!("{{\"uuid\":\"big\",\"pad\":\"{}\"}}\n", "y".repeat(1 << 20));
+        let big: Vec<u8> = big_line.as_bytes().repeat(40);
+        let (_, log) = append(&git, head.as_ref(), &big);
+        assert!(log.segs.iter().all(|s| s.size <= SEGMENT_MAX as u64));
+        assert_eq!(log.size(), (want.len() + big.len()) as u64);
     }
 
     #[test]

@@ -602,6 +602,7 @@ fn push_session(
             stored,
             record,
             is_live,
+            txn,
             reader,
             &mut secrets_found,
         )?;
@@ -799,12 +800,14 @@ struct LogOut {
 }
 
 /// Work out what of one local log the stored log lacks, into a segment writer.
+#[allow(clippy::too_many_arguments)]
 fn push_log(
     engine: &Engine,
     item: &LogItem,
     stored: StoredLog,
     record: Option<&LogRecord>,
     live: bool,
+    txn: &mut Txn,
     reader: &mut BlobReader,
     found: &mut Vec<SecretReport>,
 ) -> Result<LogOut> {
@@ -853,15 +856,15 @@ fn push_log(
                     if bag.take(&log::identity(line)) {
                         dropped = true;
                     } else {
-                        writer.push(line);
+                        writer.push(line, txn)?;
                         lines_out += 1;
                     }
                 }
             } else {
                 lines_out += memchr::memchr_iter(b'\n', &out).count() as u64;
-                writer.push(&out);
+                writer.push(&out, txn)?;
             }
-            writer.maybe_cut();
+            writer.maybe_cut(txn)?;
             Ok(())
         })?;
         let equal = r.equal && extras.is_empty() && !dropped;
@@ -897,13 +900,13 @@ fn push_log(
                 continue;
             }
             if first && !stored_ends_nl {
-                writer.push(b"\n");
+                writer.push(b"\n", txn)?;
             }
             first = false;
-            writer.push(line);
+            writer.push(line, txn)?;
             lines_out += 1;
         }
-        writer.maybe_cut();
+        writer.maybe_cut(txn)?;
         Ok(())
     })?;
     let equal = bag.is_empty();
