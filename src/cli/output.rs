@@ -31,3 +31,52 @@ pub fn table_width() -> Option<usize> {
         .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()))
         .filter(|w| *w >= 20)
 }
+
+/// A progress bar on stderr for long pushes and pulls (only on a terminal, only when the work is
+/// large enough to be worth watching).
+pub struct TtyProgress {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+    enabled: bool,
+}
+
+impl TtyProgress {
+    pub fn new(quiet: bool) -> Self {
+        TtyProgress {
+            bar: std::sync::Mutex::new(None),
+            enabled: !quiet && crate::os::stderr_is_tty(),
+        }
+    }
+}
+
+impl crate::sync::Progress for TtyProgress {
+    fn begin(&self, what: &str, total: u64) {
+        if !self.enabled || total < 16 << 20 {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(what.to_string());
+        if let Ok(mut b) = self.bar.lock() {
+            *b = Some(bar);
+        }
+    }
+    fn advance(&self, n: u64) {
+        if let Ok(b) = self.bar.lock()
+            && let Some(bar) = b.as_ref()
+        {
+            bar.inc(n);
+        }
+    }
+    fn end(&self) {
+        if let Ok(mut b) = self.bar.lock()
+            && let Some(bar) = b.take()
+        {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
-use super::output::print_json;
+use super::output::{TtyProgress, print_json};
 use super::{Env, TextFormat};
 use crate::config::Config;
 use crate::config::setup::{self, InitOptions, NoPrompt};
@@ -68,7 +68,9 @@ pub fn config_or_first_run(env: &Env) -> Result<Config> {
 
 pub fn push(env: &Env, args: PushArgs) -> Result<ExitCode> {
     let config = config_or_first_run(env)?;
-    let engine = Engine::new(&env.claude, &env.home, &config)?;
+    let progress = TtyProgress::new(env.quiet);
+    let mut engine = Engine::new(&env.claude, &env.home, &config)?;
+    engine.progress = Some(&progress);
     let report = sync::push(
         &engine,
         &PushOptions {
@@ -87,7 +89,9 @@ pub fn push(env: &Env, args: PushArgs) -> Result<ExitCode> {
 
 pub fn pull(env: &Env, args: PullArgs) -> Result<ExitCode> {
     let config = config_or_first_run(env)?;
-    let engine = Engine::new(&env.claude, &env.home, &config)?;
+    let progress = TtyProgress::new(env.quiet);
+    let mut engine = Engine::new(&env.claude, &env.home, &config)?;
+    engine.progress = Some(&progress);
     let opts = PullOptions {
         dry_run: args.dry_run,
         force: args.force,
@@ -105,7 +109,9 @@ pub fn pull(env: &Env, args: PullArgs) -> Result<ExitCode> {
 
 pub fn sync(env: &Env, args: SyncArgs) -> Result<ExitCode> {
     let config = config_or_first_run(env)?;
-    let engine = Engine::new(&env.claude, &env.home, &config)?;
+    let progress = TtyProgress::new(env.quiet);
+    let mut engine = Engine::new(&env.claude, &env.home, &config)?;
+    engine.progress = Some(&progress);
     let pulled = sync::pull(
         &engine,
         &PullOptions {

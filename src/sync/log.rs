@@ -422,37 +422,48 @@ pub fn merge_into_local(
         *last_had_nl = bytes.ends_with(b"\n");
         Ok(())
     };
-    for_each_repo_line(reader, segs, |line| {
-        let id = identity(strip_nl(line));
-        let taken = by_id.get(&id).and_then(|q| {
-            let c = cursor.entry(id).or_default();
-            let idx = *q.get(*c)?;
-            *c += 1;
-            Some(idx as usize)
-        });
-        match (taken, local_file.as_mut()) {
-            (Some(i), Some(f)) => {
-                consumed[i] = true;
-                if i != next_local {
-                    same = false;
+    if lines.is_empty() {
+        // Nothing local to merge with: the stored lines, mapped, are the file.
+        for_each_repo_line(reader, segs, |line| {
+            res.added_lines += 1;
+            mapped.clear();
+            to_local(line, &mut mapped);
+            emit(&mut out, &mapped, &mut last_had_nl, &mut written_len)
+        })?;
+        same = false;
+    } else {
+        for_each_repo_line(reader, segs, |line| {
+            let id = identity(strip_nl(line));
+            let taken = by_id.get(&id).and_then(|q| {
+                let c = cursor.entry(id).or_default();
+                let idx = *q.get(*c)?;
+                *c += 1;
+                Some(idx as usize)
+            });
+            match (taken, local_file.as_mut()) {
+                (Some(i), Some(f)) => {
+                    consumed[i] = true;
+                    if i != next_local {
+                        same = false;
+                    }
+                    next_local = i + 1;
+                    let l = lines[i];
+                    linebuf.resize(l.len as usize, 0);
+                    f.seek(SeekFrom::Start(l.offset))?;
+                    f.read_exact(&mut linebuf)?;
+                    emit(&mut out, &linebuf, &mut last_had_nl, &mut written_len)?;
                 }
-                next_local = i + 1;
-                let l = lines[i];
-                linebuf.resize(l.len as usize, 0);
-                f.seek(SeekFrom::Start(l.offset))?;
-                f.read_exact(&mut linebuf)?;
-                emit(&mut out, &linebuf, &mut last_had_nl, &mut written_len)?;
+                _ => {
+                    same = false;
+                    res.added_lines += 1;
+                    mapped.clear();
+                    to_local(line, &mut mapped);
+                    emit(&mut out, &mapped, &mut last_had_nl, &mut written_len)?;
+                }
             }
-            _ => {
-                same = false;
-                res.added_lines += 1;
-                mapped.clear();
-                to_local(line, &mut mapped);
-                emit(&mut out, &mapped, &mut last_had_nl, &mut written_len)?;
-            }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })?;
+    }
     res.repo_part_len = written_len;
     for (i, l) in lines.iter().enumerate() {
         if consumed[i] {

@@ -42,6 +42,14 @@ pub struct SecretReport {
     pub line: u64,
 }
 
+/// Where long work reports how far it got (a progress bar on a terminal; nothing otherwise).
+pub trait Progress: Sync {
+    /// Work of `total` units (bytes) begins.
+    fn begin(&self, what: &str, total: u64);
+    fn advance(&self, n: u64);
+    fn end(&self);
+}
+
 /// What push and pull work with.
 pub struct Engine<'a> {
     pub claude: &'a ClaudeDir,
@@ -49,6 +57,7 @@ pub struct Engine<'a> {
     pub config: &'a Config,
     pub mapper: Mapper,
     pub scanner: Option<secrets::Scanner>,
+    pub progress: Option<&'a dyn Progress>,
 }
 
 impl<'a> Engine<'a> {
@@ -63,6 +72,7 @@ impl<'a> Engine<'a> {
             config,
             mapper,
             scanner,
+            progress: None,
         })
     }
 
@@ -82,6 +92,22 @@ impl<'a> Engine<'a> {
             p.push(c);
         }
         p
+    }
+
+    fn progress_begin(&self, what: &str, total: u64) {
+        if let Some(p) = self.progress {
+            p.begin(what, total);
+        }
+    }
+    fn progress_advance(&self, n: u64) {
+        if let Some(p) = self.progress {
+            p.advance(n);
+        }
+    }
+    fn progress_end(&self) {
+        if let Some(p) = self.progress {
+            p.end();
+        }
     }
 
     /// Local JSONL bytes (whole lines) → what is stored: paths mapped, secrets handled.

@@ -131,6 +131,17 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         })
         .collect();
     ids.sort();
+    let total: u64 = ids
+        .iter()
+        .map(|sid| {
+            snap.sessions[*sid]
+                .logs
+                .values()
+                .map(|l| l.size())
+                .sum::<u64>()
+        })
+        .sum();
+    engine.progress_begin("pull", total);
     // Sessions are independent: pull them in parallel, each worker with its own git reader.
     let deltas: Vec<Result<Delta>> = ids
         .par_iter()
@@ -142,10 +153,12 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
                 let rs = &snap.sessions[*sid];
                 let loc = local.get(sid.as_str()).copied();
                 pull_session(engine, opts, rs, loc, &live, cutoff, &index, reader, &mut d)?;
+                engine.progress_advance(rs.logs.values().map(|l| l.size()).sum());
                 Ok(d)
             },
         )
         .collect();
+    engine.progress_end();
     for d in deltas {
         d?.apply(&mut index, &mut report);
     }

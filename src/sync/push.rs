@@ -305,6 +305,16 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
         return Ok(report);
     }
 
+    let total: u64 = work
+        .iter()
+        .flat_map(|w| w.logs.iter())
+        .map(|l| {
+            l.size
+                .saturating_sub(index.logs.get(&l.key).map_or(0, |r| r.local_len))
+        })
+        .sum();
+    engine.progress_begin("push", total);
+
     // 2 and 3. Build on the remote head and push; rebuilt when the remote moved.
     let store = Store::open(engine.home, &cfg.remote, &cfg.branch, &cfg.machine_id)?;
     let live = crate::claude::live::live_ids(engine.claude);
@@ -363,6 +373,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
         Ok(())
     })?;
 
+    engine.progress_end();
     let mut report = std::mem::take(&mut staged.report);
     report.dry_run = false;
     if let Some(c) = &commit {
@@ -848,6 +859,7 @@ fn push_log(
         let mut dropped = false;
         let mut line_no = r.local_lines + 1;
         for_each_chunk(&mut f, r.local_len, end, CHUNK, |chunk, _| {
+            engine.progress_advance(chunk.len() as u64);
             let mut out = Vec::with_capacity(chunk.len());
             engine.outbound(chunk, &mut out, key, line_no, found);
             line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
@@ -892,6 +904,7 @@ fn push_log(
     let stored_ends_nl = stored_ends_with_newline(reader, &stored)?;
     let mut first = true;
     for_each_chunk(&mut f, 0, end, CHUNK, |chunk, _| {
+        engine.progress_advance(chunk.len() as u64);
         let mut out = Vec::with_capacity(chunk.len());
         engine.outbound(chunk, &mut out, key, line_no, found);
         line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
