@@ -135,7 +135,11 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose, cli.quiet);
-    match run(cli) {
+    let result = run(cli);
+    if let Some(kb) = crate::os::peak_rss_kb() {
+        tracing::debug!("peak memory of this process: {} MB", kb / 1024);
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", output::error_line(&e));

@@ -69,6 +69,13 @@ pub fn pid_alive(pid: u32) -> bool {
     pid != 0
 }
 
+/// This process's peak resident memory in KB, where the OS tells (Linux); children excluded.
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Restrict a file or directory to its owner (0600 / 0700 on Unix).
 pub fn make_private(path: &Path) -> io::Result<()> {
     #[cfg(unix)]

@@ -226,16 +226,24 @@ impl Store {
         };
         let started = Instant::now();
         for attempt in 0..MAX_PUSH_ATTEMPTS {
+            let t0 = Instant::now();
             let mut txn = self.git.transaction()?;
             build(head.as_ref(), &mut txn)?;
             if !txn.has_changes() {
                 return Ok(None);
             }
             let commit = txn.commit(head.as_ref(), &self.author, message)?;
-            match self
+            let t1 = Instant::now();
+            let pushed = self
                 .git
-                .push(&self.remote, &commit, &self.branch, timeout)?
-            {
+                .push(&self.remote, &commit, &self.branch, timeout)?;
+            tracing::debug!(
+                "commit {} built in {:.2} s, pushed in {:.2} s",
+                commit.short(),
+                (t1 - t0).as_secs_f64(),
+                t1.elapsed().as_secs_f64()
+            );
+            match pushed {
                 PushOutcome::Pushed => {
                     self.git.set_ref(&self.tracking_ref(), Some(&commit))?;
                     return Ok(Some(commit));
