@@ -28,33 +28,17 @@ fn repo_from_dir(dir: &Path, remote: &Path) {
         }
     }
     files.sort();
-    let mut stream = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        let data = std::fs::read(f).unwrap();
-        stream
-            .extend_from_slice(format!("blob\nmark :{}\ndata {}\n", i + 1, data.len()).as_bytes());
-        stream.extend_from_slice(&data);
-        stream.push(b'\n');
-    }
-    stream.extend_from_slice(
-        b"commit refs/heads/main\ncommitter py <py@x> 1790000000 +0000\ndata 5\nsync\n",
-    );
-    for (i, f) in files.iter().enumerate() {
-        let rel = f.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-        stream.extend_from_slice(format!("M 100644 :{} {rel}\n", i + 1).as_bytes());
-    }
-    stream.push(b'\n');
-    let mut child = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(remote)
-        .args(["fast-import", "--quiet"])
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(&stream).unwrap();
-    assert!(child.wait().unwrap().success());
+    let rels: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .collect();
+    let datas: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let entries: Vec<(&str, &str, &[u8])> = rels
+        .iter()
+        .zip(&datas)
+        .map(|(r, d)| ("100644", r.as_str(), d.as_slice()))
+        .collect();
+    fast_import_commit(remote, &entries, false);
 }
 
 const SESSIONS: &[(&str, &str)] = &[

@@ -710,31 +710,8 @@ fn first_run_sets_up_the_local_default() {
     assert!(m.ok(&["push"]).contains("up to date"));
 }
 
-/// Add a commit to the remote's `main` with `fast-import`: (mode, path, content) entries.
 fn craft_commit(remote: &Path, entries: &[(&str, &str, &[u8])]) {
-    let mut stream: Vec<u8> = Vec::new();
-    for (i, (_, _, data)) in entries.iter().enumerate() {
-        stream
-            .extend_from_slice(format!("blob\nmark :{}\ndata {}\n", i + 1, data.len()).as_bytes());
-        stream.extend_from_slice(data);
-        stream.push(b'\n');
-    }
-    stream.extend_from_slice(b"commit refs/heads/main\ncommitter evil <evil@x> 1700000000 +0000\ndata 4\nevil\nfrom refs/heads/main^0\n");
-    for (i, (mode, path, _)) in entries.iter().enumerate() {
-        stream.extend_from_slice(format!("M {mode} :{} {path}\n", i + 1).as_bytes());
-    }
-    stream.push(b'\n');
-    let mut child = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(remote)
-        .args(["fast-import", "--quiet"])
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(&stream).unwrap();
-    assert!(child.wait().unwrap().success());
+    fast_import_commit(remote, entries, true);
 }
 
 fn all_files(root: &Path) -> Vec<PathBuf> {

@@ -153,6 +153,22 @@ fn sessions(new: usize, updated: usize) -> String {
     }
 }
 
+/// ", 3 file(s), 2 history entries" (empty when both are 0).
+fn extras(files: usize, history: u64) -> String {
+    let mut extra = Vec::new();
+    if files > 0 {
+        extra.push(format!("{files} file(s)"));
+    }
+    if history > 0 {
+        extra.push(format!("{history} history entries"));
+    }
+    if extra.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", extra.join(", "))
+    }
+}
+
 fn print_push(r: &PushReport) {
     if r.up_to_date {
         println!("Push: everything is up to date ({:.2} s).", r.seconds);
@@ -164,18 +180,7 @@ fn print_push(r: &PushReport) {
             human_size(r.bytes)
         );
     } else {
-        let mut extra = Vec::new();
-        if r.files > 0 {
-            extra.push(format!("{} file(s)", r.files));
-        }
-        if r.history_lines > 0 {
-            extra.push(format!("{} history entries", r.history_lines));
-        }
-        let extra = if extra.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", extra.join(", "))
-        };
+        let extra = extras(r.files, r.history_lines);
         println!(
             "Pushed {} (+{} lines, {}){extra} in {:.2} s.",
             sessions(r.sessions_new, r.sessions_updated),
@@ -220,18 +225,7 @@ fn print_pull(r: &PullReport) {
             r.files
         );
     } else {
-        let mut extra = Vec::new();
-        if r.files > 0 {
-            extra.push(format!("{} file(s)", r.files));
-        }
-        if r.history_lines > 0 {
-            extra.push(format!("{} history entries", r.history_lines));
-        }
-        let extra = if extra.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", extra.join(", "))
-        };
+        let extra = extras(r.files, r.history_lines);
         println!(
             "Pulled {} (+{} lines){extra} in {:.2} s.",
             sessions(r.sessions_new, r.sessions_updated),

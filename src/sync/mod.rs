@@ -225,8 +225,6 @@ pub fn pending_sessions(home: &Home, entries: &[&Entry]) -> usize {
         .map(|c| c.remote)
         .unwrap_or_default();
     let index = state::Index::load(home, &remote);
-    let claude_root = entries.first().map(|e| e.session.transcript.clone());
-    let _ = claude_root;
     entries
         .iter()
         .filter(|e| {

@@ -630,30 +630,58 @@ fn pull_memory(
                 local_path.push(c);
             }
             let key = engine.key(&local_path);
-            let r = files::reconcile(
-                FileSides {
-                    local_key: key.clone(),
-                    local_path,
-                    repo_path: format!("{prefix}{rel}"),
-                    stored: p.memory.get(&rel),
-                    record: index.files.get(&key),
-                },
-                Direction::Pull,
-                &engine.mapper,
+            pull_file(
+                engine,
+                opts,
+                key,
+                local_path,
+                format!("{prefix}{rel}"),
+                p.memory.get(&rel),
+                index,
                 reader,
-                opts.dry_run,
+                d,
             )?;
-            if !opts.dry_run {
-                apply_records(engine, d, r);
-            } else if r.pulled {
-                d.report.files += 1;
-            }
         }
         if let Some(name) = folder.file_name() {
             d.changes
                 .projects
                 .insert(name.to_string_lossy().into_owned(), rec.cwd.clone());
         }
+    }
+    Ok(())
+}
+
+/// Reconcile one plain file outside sessions in the pull direction.
+#[allow(clippy::too_many_arguments)]
+fn pull_file(
+    engine: &Engine,
+    opts: &PullOptions,
+    key: String,
+    local_path: PathBuf,
+    repo_path: String,
+    stored: Option<&super::snapshot::StoredFile>,
+    index: &Index,
+    reader: &mut BlobReader,
+    d: &mut Delta,
+) -> Result<()> {
+    let record = index.files.get(&key);
+    let r = files::reconcile(
+        FileSides {
+            local_key: key,
+            local_path,
+            repo_path,
+            stored,
+            record,
+        },
+        Direction::Pull,
+        &engine.mapper,
+        reader,
+        opts.dry_run,
+    )?;
+    if !opts.dry_run {
+        apply_records(engine, d, r);
+    } else if r.pulled {
+        d.report.files += 1;
     }
     Ok(())
 }
@@ -686,24 +714,17 @@ fn pull_global(
         } else {
             continue;
         };
-        let r = files::reconcile(
-            FileSides {
-                local_key: key.clone(),
-                local_path,
-                repo_path: format!("global/{rel}"),
-                stored: snap.global.get(&rel),
-                record: index.files.get(&key),
-            },
-            Direction::Pull,
-            &engine.mapper,
+        pull_file(
+            engine,
+            opts,
+            key,
+            local_path,
+            format!("global/{rel}"),
+            snap.global.get(&rel),
+            index,
             reader,
-            opts.dry_run,
+            d,
         )?;
-        if !opts.dry_run {
-            apply_records(engine, d, r);
-        } else if r.pulled {
-            d.report.files += 1;
-        }
     }
     Ok(())
 }

@@ -1016,11 +1016,7 @@ fn loose_files(
                 Some(a),
             );
         }
-        let prefix = format!("projects/{}/memory/", p.name);
-        for (k, r) in index.files.range(prefix.clone()..) {
-            if !k.starts_with(&prefix) {
-                break;
-            }
+        for (k, r) in records_under(index, &format!("projects/{}/memory/", p.name)) {
             add(
                 &mut out,
                 k.clone(),
@@ -1061,10 +1057,7 @@ fn loose_files(
             Some(a),
         );
     }
-    for (k, r) in index.files.range("plans/".to_string()..) {
-        if !k.starts_with("plans/") {
-            break;
-        }
+    for (k, r) in records_under(index, "plans/") {
         add(
             &mut out,
             k.clone(),
@@ -1074,6 +1067,18 @@ fn loose_files(
         );
     }
     Ok(out)
+}
+
+/// File records whose key starts with `prefix` (files remembered from earlier syncs).
+fn records_under<'i>(
+    index: &'i Index,
+    prefix: &str,
+) -> impl Iterator<Item = (&'i String, &'i FileRecord)> {
+    let p = prefix.to_string();
+    index
+        .files
+        .range(p.clone()..)
+        .take_while(move |(k, _)| k.starts_with(&p))
 }
 
 /// The stored version of a loose file.

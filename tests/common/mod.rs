@@ -293,3 +293,36 @@ pub fn stderr(o: &Output) -> String {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// Add a commit to `main` of a bare repository with `git fast-import`: `(mode, path, content)`
+/// entries, on top of the current `main` when `on_top`.
+pub fn fast_import_commit(remote: &Path, entries: &[(&str, &str, &[u8])], on_top: bool) {
+    let mut stream: Vec<u8> = Vec::new();
+    for (i, (_, _, data)) in entries.iter().enumerate() {
+        stream
+            .extend_from_slice(format!("blob\nmark :{}\ndata {}\n", i + 1, data.len()).as_bytes());
+        stream.extend_from_slice(data);
+        stream.push(b'\n');
+    }
+    stream.extend_from_slice(
+        b"commit refs/heads/main\ncommitter t <t@x> 1700000000 +0000\ndata 4\ntest\n",
+    );
+    if on_top {
+        stream.extend_from_slice(b"from refs/heads/main^0\n");
+    }
+    for (i, (mode, path, _)) in entries.iter().enumerate() {
+        stream.extend_from_slice(format!("M {mode} :{} {path}\n", i + 1).as_bytes());
+    }
+    stream.push(b'\n');
+    let mut child = Command::new("git")
+        .arg("--git-dir")
+        .arg(remote)
+        .args(["fast-import", "--quiet"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&stream).unwrap();
+    assert!(child.wait().unwrap().success());
+}
