@@ -1,12 +1,14 @@
 //! ccsync: keep Claude Code conversations in step across machines through a git repository.
 //!
-//! The data flows one way: [`cli`] → [`sync`] → ([`claude`], [`paths`], [`store`]).
+//! The data flows one way: [`cli`] → [`launch`] → ([`sync`], [`lock`]) → ([`claude`], [`paths`], [`store`]).
 //!
 //! * [`claude`] — Claude Code's on-disk model (read-only).
 //! * [`paths`] — placeholder path mapping (pure).
 //! * [`secrets`] — secret detection and redaction for what push sends (pure).
 //! * [`store`] — the sync repository: format, git plumbing, compare-and-swap push.
 //! * [`sync`] — the engine: push, pull, merge.
+//! * [`launch`] — running Claude Code on a session: lock, heartbeat, push and release after.
+//! * [`lock`] — session locks in the repository, and this machine's record of held sessions.
 //! * [`migrate`] — converting repositories of the Python tool.
 //! * [`config`] — this machine's configuration and the tool home.
 //! * [`catalog`] — local sessions with their metadata, cached.
@@ -17,6 +19,8 @@ pub mod catalog;
 pub mod claude;
 pub mod cli;
 pub mod config;
+pub mod launch;
+pub mod lock;
 pub mod migrate;
 pub mod os;
 pub mod paths;

@@ -17,6 +17,12 @@ pub struct ListArgs {
     /// Include sessions outside the configured sync directories.
     #[arg(long)]
     all: bool,
+    /// The sessions the sync repository holds (from their metadata), with lock holders.
+    #[arg(long)]
+    remote: bool,
+    /// With --remote: only sessions last edited on this machine id.
+    #[arg(long, value_name = "MACHINE", requires = "remote")]
+    from: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -40,6 +46,20 @@ pub struct ListedSession {
 
 pub fn run(env: &Env, args: ListArgs) -> Result<ExitCode> {
     let config = env.config()?;
+    if args.remote {
+        let Some(c) = &config else {
+            anyhow::bail!(
+                "this machine is not connected to a sync repository yet: run `ccsync init` (or `ccsync sync`)"
+            );
+        };
+        return super::resume::list_remote(
+            env,
+            c,
+            args.all,
+            args.from.as_deref(),
+            args.format == Format::Json,
+        );
+    }
     let cache = env.home.state_dir().join("catalog.json");
     let catalog = catalog::load(&env.claude, Some(&cache))?;
     for (path, why) in &catalog.unreadable {
@@ -127,9 +147,11 @@ pub fn run(env: &Env, args: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Lay out the five list columns in `total` terminal columns (unlimited when `None`): the
-/// project column gets at most two fifths of what is left, the title the rest.
+/// Lay out five columns (id, project, age, a short fourth, title) in `total` terminal columns
+/// (unlimited when `None`): the project column gets at most two fifths of what is left, the title
+/// the rest. A fourth column called SIZE is right-aligned.
 pub fn render_table(headers: &[&str; 5], rows: &[[String; 5]], total: Option<usize>) -> String {
+    let right = headers[3] == "SIZE";
     let natural = |c: usize| {
         rows.iter()
             .map(|r| width(&r[c]))
@@ -148,14 +170,18 @@ pub fn render_table(headers: &[&str; 5], rows: &[[String; 5]], total: Option<usi
     }
     let mut out = String::new();
     let line = |cells: [&str; 5]| -> String {
+        let fourth = if right {
+            format!("{:>w_size$}", cells[3])
+        } else {
+            pad(cells[3], w_size)
+        };
         let s = format!(
-            "{}  {}  {}  {:>ws$}  {}",
+            "{}  {}  {}  {}  {}",
             pad(cells[0], w_id),
             pad(&truncate_left(cells[1], w_proj), w_proj),
             pad(cells[2], w_last),
-            cells[3],
+            fourth,
             truncate(cells[4], w_title),
-            ws = w_size
         );
         format!("{}\n", s.trim_end())
     };

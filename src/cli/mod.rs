@@ -5,7 +5,10 @@ mod config_cmd;
 mod doctor;
 mod init;
 mod list;
+mod lock_cmd;
 mod output;
+mod picker;
+mod resume;
 mod status;
 mod sync_cmd;
 
@@ -44,6 +47,14 @@ enum Command {
     Pull(sync_cmd::PullArgs),
     /// Pull, then push.
     Sync(sync_cmd::SyncArgs),
+    /// Pick a session (from any machine), lock it, run Claude Code on it, push and release after.
+    Resume(resume::ResumeArgs),
+    /// Start a new Claude Code session; it is pushed when Claude Code exits.
+    Start(resume::StartArgs),
+    /// Push everything pending and release every lock this machine holds (after a crash).
+    Update,
+    /// Inspect and manage session locks.
+    Lock(lock_cmd::LockArgs),
     /// Register this machine and connect it to a sync repository.
     Init(init::InitArgs),
     /// List sessions: id, project, last activity, size, title.
@@ -159,6 +170,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Push(args) => sync_cmd::push(&env, args),
         Command::Pull(args) => sync_cmd::pull(&env, args),
         Command::Sync(args) => sync_cmd::sync(&env, args),
+        Command::Resume(args) => resume::resume(&env, args),
+        Command::Start(args) => resume::start(&env, args),
+        Command::Update => resume::update(&env),
+        Command::Lock(args) => lock_cmd::run(&env, args),
         Command::Init(args) => init::run(&env, args),
         Command::List(args) => list::run(&env, args),
         Command::Status(args) => status::run(&env, args),

@@ -76,6 +76,92 @@ pub fn peak_rss_kb() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// When a process started, in clock ticks since boot (Linux `/proc/<pid>/stat`); `None` where
+/// the OS does not tell. Together with the pid it names a process even after pids are reused.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is alive and, when a start time is known, is the same process.
+pub fn process_matches(pid: u32, started: Option<u64>) -> bool {
+    if !pid_alive(pid) {
+        return false;
+    }
+    match (started, process_start_time(pid)) {
+        (Some(want), Some(now)) => want == now,
+        _ => true,
+    }
+}
+
+/// While a child program owns the terminal: terminal signals (Ctrl-C, Ctrl-\\, hang-up) reach
+/// the child, not us, and the terminal settings are put back however the child ended. Handlers
+/// (not "ignore") are installed, so the child starts with the default dispositions.
+pub struct ChildForeground {
+    #[cfg(unix)]
+    termios: Option<libc::termios>,
+    #[cfg(unix)]
+    old: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+#[cfg(unix)]
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+impl ChildForeground {
+    #[cfg(unix)]
+    pub fn enter() -> Self {
+        // SAFETY: tcgetattr writes a termios for fd 0 when it is a terminal; the zeroed value is
+        // only used when it succeeded.
+        let termios = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            (libc::isatty(0) == 1 && libc::tcgetattr(0, &mut t) == 0).then_some(t)
+        };
+        let mut old = Vec::new();
+        for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP] {
+            // SAFETY: installing a handler that does nothing is async-signal-safe; the previous
+            // action is kept to be restored.
+            unsafe {
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = ignore_signal as *const () as usize;
+                libc::sigemptyset(&mut act.sa_mask);
+                act.sa_flags = libc::SA_RESTART;
+                let mut prev: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &act, &mut prev) == 0 {
+                    old.push((sig, prev));
+                }
+            }
+        }
+        ChildForeground { termios, old }
+    }
+
+    #[cfg(not(unix))]
+    pub fn enter() -> Self {
+        ChildForeground {}
+    }
+}
+
+impl Drop for ChildForeground {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        {
+            if let Some(t) = &self.termios {
+                // SAFETY: restoring the settings read from the same descriptor.
+                unsafe {
+                    libc::tcsetattr(0, libc::TCSANOW, t);
+                }
+            }
+            for (sig, prev) in &self.old {
+                // SAFETY: restoring the action saved in `enter`.
+                unsafe {
+                    libc::sigaction(*sig, prev, std::ptr::null_mut());
+                }
+            }
+        }
+    }
+}
+
 /// Restrict a file or directory to its owner (0600 / 0700 on Unix).
 pub fn make_private(path: &Path) -> io::Result<()> {
     #[cfg(unix)]

@@ -57,10 +57,22 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (creating or repairing as needed) the local clone for `remote`.
+    /// Open (creating or repairing as needed) the local clone for `remote`, waiting up to ten
+    /// minutes for another ccsync process to finish with it.
     pub fn open(home: &Home, remote: &str, branch: &str, machine: &str) -> Result<Store> {
+        Self::open_waiting(home, remote, branch, machine, Duration::from_secs(600))
+    }
+
+    /// [`Store::open`], waiting at most `wait` for another ccsync process.
+    pub fn open_waiting(
+        home: &Home,
+        remote: &str,
+        branch: &str,
+        machine: &str,
+        wait: Duration,
+    ) -> Result<Store> {
         home.ensure()?;
-        let lock = lock_clone(&home.root.join("repo.lock"))?;
+        let lock = lock_clone(&home.root.join("repo.lock"), wait)?;
         let dir = home.repo_dir();
         let git = Git::new(&dir);
         if dir.exists() && !git.is_valid() {
@@ -296,8 +308,8 @@ fn nanos() -> u64 {
         .unwrap_or(0)
 }
 
-/// Take the clone lock, waiting for another ccsync process to finish (up to 10 minutes).
-fn lock_clone(path: &Path) -> Result<File> {
+/// Take the clone lock, waiting for another ccsync process to finish (up to `wait`).
+fn lock_clone(path: &Path, wait: Duration) -> Result<File> {
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -319,10 +331,11 @@ fn lock_clone(path: &Path) -> Result<File> {
                     );
                     said = true;
                 }
-                if start.elapsed() > Duration::from_secs(600) {
+                if start.elapsed() > wait {
                     bail!(
-                        "another ccsync process has held {} for 10 minutes: stop it or try again",
-                        path.display()
+                        "another ccsync process has been using {} for {} s: try again when it is done",
+                        path.display(),
+                        wait.as_secs()
                     );
                 }
                 std::thread::sleep(Duration::from_millis(50));

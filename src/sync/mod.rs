@@ -14,6 +14,7 @@ pub mod history;
 pub mod log;
 pub mod pull;
 pub mod push;
+pub mod remote;
 pub mod snapshot;
 pub mod state;
 

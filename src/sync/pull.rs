@@ -78,7 +78,8 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         dry_run: opts.dry_run,
         ..PullReport::default()
     };
-    let store = Store::open(engine.home, &cfg.remote, &cfg.branch, &cfg.machine_id)?;
+    let wait = opts.timeout.unwrap_or(Duration::from_secs(600));
+    let store = Store::open_waiting(engine.home, &cfg.remote, &cfg.branch, &cfg.machine_id, wait)?;
     let timeout = opts.timeout.unwrap_or(Duration::from_secs(300));
     let mut head = if opts.no_fetch {
         store.known_head()?

@@ -326,3 +326,52 @@ pub fn fast_import_commit(remote: &Path, entries: &[(&str, &str, &[u8])], on_top
     child.stdin.take().unwrap().write_all(&stream).unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+impl Machine {
+    /// Install a fake `claude` on this machine's PATH. It records its arguments and working
+    /// directory in `bin/claude.log`, appends `bin/claude.append` turns (default 1) to the
+    /// session it resumes (or creates a new session when started without `--resume`), runs
+    /// `bin/claude.during` if present, sleeps `bin/claude.sleep` seconds and exits with
+    /// `bin/claude.exit`.
+    pub fn fake_claude(&self) {
+        let b = self.bin.display();
+        let name = &self.name;
+        let body = format!(
+            r#"b="{b}"
+echo "start $$ $(date +%s.%N) argv=$* cwd=$(pwd)" >> "$b/claude.log"
+sid=""
+if [ "$1" = "--resume" ]; then sid="$2"; fi
+new=0
+if [ -z "$sid" ]; then sid=$(cat /proc/sys/kernel/random/uuid); new=1; fi
+enc=$(pwd | sed 's/[^A-Za-z0-9]/-/g')
+f="$CLAUDE_CONFIG_DIR/projects/$enc/$sid.jsonl"
+mkdir -p "$CLAUDE_CONFIG_DIR/projects/$enc"
+if [ -f "$b/claude.during" ]; then sh "$b/claude.during" "$sid"; fi
+n=$(cat "$b/claude.append" 2>/dev/null || echo 1)
+i=0
+while [ "$i" -lt "$n" ]; do
+  ts=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
+  printf '{{"type":"user","uuid":"fake-{name}-%s-%s","cwd":"%s","sessionId":"%s","timestamp":"%s","message":{{"role":"user","content":"turn %s from {name}"}}}}\n' "$$" "$i" "$(pwd)" "$sid" "$ts" "$i" >> "$f"
+  i=$((i+1))
+done
+sleep "$(cat "$b/claude.sleep" 2>/dev/null || echo 0)"
+echo "end $$ $(date +%s.%N)" >> "$b/claude.log"
+exit "$(cat "$b/claude.exit" 2>/dev/null || echo 0)"
+"#
+        );
+        self.script("claude", &body);
+    }
+
+    /// Lines of the fake claude's log.
+    pub fn claude_log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.bin.join("claude.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn set(&self, file: &str, value: &str) {
+        std::fs::write(self.bin.join(file), value).unwrap();
+    }
+}

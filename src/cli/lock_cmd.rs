@@ -1,0 +1,129 @@
+//! `ccsync lock show | release [ID] | cleanup`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use chrono::Utc;
+use clap::{Args, Subcommand};
+
+use super::output::print_json;
+use super::{Env, TextFormat};
+use crate::lock::{self, Released};
+use crate::store::Store;
+use crate::util::rfc3339;
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(subcommand)]
+    command: LockCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LockCommand {
+    /// Every session lock in the repository.
+    Show {
+        #[arg(long, value_enum, default_value_t = TextFormat::Text)]
+        format: TextFormat,
+    },
+    /// Release a lock of this machine (another machine's needs --force); without ID, all of this
+    /// machine's locks.
+    Release {
+        id: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove expired locks.
+    Cleanup,
+}
+
+pub fn run(env: &Env, args: LockArgs) -> Result<ExitCode> {
+    let config = env.home.require_config()?;
+    let store = Store::open(
+        &env.home,
+        &config.remote,
+        &config.branch,
+        &config.machine_id,
+    )?;
+    let t = Duration::from_secs(config.pull_timeout_secs.max(30));
+    match args.command {
+        LockCommand::Show { format } => {
+            let head = store.fetch(t)?;
+            let locks = lock::list(&store, head.as_ref())?;
+            let now = Utc::now();
+            if format == TextFormat::Json {
+                let v: Vec<serde_json::Value> = locks
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({
+                            "session_id": l.session_id, "machine": l.machine_id, "hostname": l.hostname, "pid": l.pid,
+                            "acquired_at": rfc3339(l.acquired_at), "expires_at": rfc3339(l.expires_at),
+                            "ttl_secs": l.ttl_secs, "expired": l.expired_at(now), "mine": l.machine_id == config.machine_id,
+                        })
+                    })
+                    .collect();
+                print_json(&v)?;
+            } else if locks.is_empty() {
+                println!("No session is locked.");
+            } else {
+                for l in &locks {
+                    let state = if l.expired_at(now) { "expired" } else { "live" };
+                    println!("{}  {state:<7}  {}", l.session_id, l.describe());
+                }
+            }
+        }
+        LockCommand::Release { id: None, force } => {
+            if force {
+                bail!(
+                    "give the session whose lock to release with --force: ccsync lock release ID --force"
+                );
+            }
+            let done = lock::release_all(&store, &config.machine_id, t)?;
+            if done.is_empty() {
+                println!("This machine holds no locks.");
+            } else {
+                println!("Released {} lock(s): {}", done.len(), done.join(", "));
+            }
+        }
+        LockCommand::Release {
+            id: Some(id),
+            force,
+        } => {
+            let head = store.fetch(t)?;
+            let sid = lock::list(&store, head.as_ref())?
+                .into_iter()
+                .map(|l| l.session_id)
+                .filter(|s| s.starts_with(&id))
+                .collect::<Vec<_>>();
+            let sid = match sid.as_slice() {
+                [one] => one.clone(),
+                [] => id.clone(),
+                many => bail!(
+                    "{id:?} matches the locks of {}: give more of the id",
+                    many.join(", ")
+                ),
+            };
+            match lock::release(&store, &config.machine_id, &sid, force, t)? {
+                Released::Yes => println!("Released the lock of {sid}."),
+                Released::NotLocked => println!("Session {sid} is not locked."),
+                Released::HeldBy(l) => bail!(
+                    "the lock of {sid} belongs to {}: add --force to release it anyway",
+                    l.describe()
+                ),
+            }
+        }
+        LockCommand::Cleanup => {
+            let done = lock::cleanup(&store, &config.machine_id, t)?;
+            if done.is_empty() {
+                println!("No expired locks.");
+            } else {
+                println!(
+                    "Removed {} expired lock(s): {}",
+                    done.len(),
+                    done.join(", ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
