@@ -85,6 +85,7 @@ pub fn run(env: &Env, args: ListArgs) -> Result<ExitCode> {
     });
     let hidden = catalog.entries.len() - entries.len();
 
+    let locks = crate::sync::remote::cached_locks(&env.home.state_dir().join("remote-meta.json"));
     if args.format == Format::Json {
         let rows: Vec<ListedSession> = entries
             .iter()
@@ -99,7 +100,7 @@ pub fn run(env: &Env, args: ListArgs) -> Result<ExitCode> {
                 malformed_lines: e.meta.malformed,
                 subagents: e.session.subagent_count(),
                 machine: machine.clone(),
-                locked_by: None,
+                locked_by: locks.get(&e.session.id).cloned(),
             })
             .collect();
         print_json(&rows)?;

@@ -94,11 +94,10 @@ pub fn candidates(env: &Env, config: &Config, all: bool) -> Result<Vec<Candidate
         &config.machine_id,
         Duration::from_secs(5),
     ) && let Ok(head) = store.known_head()
-        && let Ok(snap) = sync::snapshot::Snapshot::load(&store, head.as_ref())
     {
-        let remote = sync::remote::sessions(
+        let remote = sync::remote::sessions_at(
             &store,
-            &snap,
+            head.as_ref(),
             Some(&env.home.state_dir().join("remote-meta.json")),
         )?;
         for r in remote {
@@ -587,10 +586,9 @@ pub fn list_remote(
             store.known_head()?
         }
     };
-    let snap = sync::snapshot::Snapshot::load(&store, head.as_ref())?;
-    let sessions = sync::remote::sessions(
+    let sessions = sync::remote::sessions_at(
         &store,
-        &snap,
+        head.as_ref(),
         Some(&env.home.state_dir().join("remote-meta.json")),
     )?;
     let home = config.placeholders.get("HOME").cloned();

@@ -21,7 +21,7 @@ use super::files::{self, Base, Direction, FileSides};
 use super::log::{self, StoredLog};
 use super::push::Skipped;
 use super::snapshot::{RepoSession, Snapshot};
-use super::state::{Event, FileRecord, Index, LogRecord, SessionRecord, State};
+use super::state::{Event, FileRecord, Index, LogRecord, PullMark, SessionRecord, State};
 use super::{Engine, history};
 use crate::claude::discover::{self, LocalSession};
 use crate::claude::encode::project_dir_for;
@@ -102,8 +102,29 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
             cfg.remote
         ),
     }
-    let snap = Snapshot::load(&store, head.as_ref())?;
+    let mut index = Index::load(engine.home, &cfg.remote);
     report.head = head.as_ref().map(|h| h.0.clone());
+    let settings = format!(
+        "{:?}|{:?}|{}|{}|{}",
+        cfg.placeholders,
+        cfg.sync_directories,
+        cfg.path_style,
+        engine.claude.cleanup_period_days(),
+        opts.all
+    );
+    let full = opts.only.is_none() && !opts.force && !opts.dry_run;
+    if full
+        && let (Some(mark), Some(h)) = (&index.pulled, &report.head)
+        && mark.head == *h
+        && mark.settings == settings
+        && mark.deferred.is_empty()
+    {
+        // The repository did not change since the last complete pull.
+        report.up_to_date = true;
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    let snap = Snapshot::load(&store, head.as_ref())?;
     report.refused = snap
         .refused
         .iter()
@@ -112,7 +133,6 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
             reason: r.clone(),
         })
         .collect();
-    let mut index = Index::load(engine.home, &cfg.remote);
     let disc = discover::discover(engine.claude)
         .with_context(|| format!("cannot list {}", engine.claude.projects().display()))?;
     let local: HashMap<&str, &LocalSession> =
@@ -182,6 +202,13 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         {
             index.logs.insert(history::KEY.to_string(), r);
         }
+    }
+    if full && let Some(h) = &report.head {
+        index.pulled = Some(PullMark {
+            head: h.clone(),
+            settings,
+            deferred: report.deferred.clone(),
+        });
     }
     if !opts.dry_run {
         index.save(engine.home)?;

@@ -322,8 +322,10 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
     let timeout = opts.timeout.unwrap_or(Duration::from_secs(300));
     let mut staged = Staged::default();
     let message = format!("{}: push", cfg.machine_id);
+    let mut built_on: Option<Oid> = None;
     let commit = store.commit_and_push(&message, false, timeout, |head, txn| {
         staged = Staged::default();
+        built_on = head.cloned();
         let snap = Snapshot::load(&store, head)?;
         for (p, why) in snap.refused.iter().take(5) {
             tracing::warn!("ignoring {p} in the sync repository: {why}");
@@ -491,6 +493,13 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
     }
     for (folder, cwd) in staged.projects.drain(..) {
         index.projects.insert(folder, cwd);
+    }
+    // A pull that was complete at the head we built on stays complete: the commit only adds
+    // what this machine has.
+    if let (Some(c), Some(mark)) = (&commit, index.pulled.as_mut())
+        && built_on.as_ref().is_some_and(|b| b.0 == mark.head)
+    {
+        mark.head = c.0.clone();
     }
     index.save(engine.home)?;
     if commit.is_some() {

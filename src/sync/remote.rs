@@ -1,6 +1,7 @@
 //! The sessions the repository holds, from their `meta.json` only (never the transcripts), with
-//! their lock holders. Metadata is cached by object id in the tool home, so listing thousands of
-//! sessions reads only the entries that changed.
+//! their lock holders. The list is cached in the tool home together with the head it describes:
+//! for the same head no git command runs at all, and for a new head only the metadata entries
+//! that changed are read.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,26 +18,47 @@ use crate::store::{Oid, Store};
 #[derive(Debug, Clone)]
 pub struct RemoteSession {
     pub meta: SessionMeta,
-    pub slug: String,
     pub lock: Option<Lock>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
 struct Cache {
+    /// The head the cache describes completely (metadata and locks).
+    #[serde(default)]
+    head: Option<Oid>,
     metas: HashMap<String, (Oid, SessionMeta)>,
+    #[serde(default)]
+    locks: Vec<Lock>,
 }
 
-/// Every session of the snapshot that has a readable `meta.json`.
-pub fn sessions(
+fn load_cache(path: Option<&Path>) -> Cache {
+    path.and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Every session of the repository at `head` that has a readable `meta.json`, newest first.
+pub fn sessions_at(
     store: &Store,
-    snap: &Snapshot,
+    head: Option<&Oid>,
     cache_file: Option<&Path>,
 ) -> Result<Vec<RemoteSession>> {
-    let old: Cache = cache_file
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let mut cache = Cache::default();
+    let old = load_cache(cache_file);
+    if head.is_some() && old.head.as_ref() == head {
+        let mut out: Vec<RemoteSession> = old
+            .metas
+            .into_values()
+            .map(|(_, meta)| RemoteSession { meta, lock: None })
+            .collect();
+        attach_locks(&mut out, &old.locks);
+        sort(&mut out);
+        return Ok(out);
+    }
+    let snap = Snapshot::load(store, head)?;
+    let mut cache = Cache {
+        head: snap.head.clone(),
+        ..Cache::default()
+    };
     let mut reader = None;
     let mut out = Vec::with_capacity(snap.sessions.len());
     for (sid, rs) in &snap.sessions {
@@ -57,23 +79,12 @@ pub fn sessions(
         cache
             .metas
             .insert(sid.clone(), (m.oid.clone(), meta.clone()));
-        out.push(RemoteSession {
-            meta,
-            slug: rs.slug.clone(),
-            lock: None,
-        });
+        out.push(RemoteSession { meta, lock: None });
     }
     let locks = crate::lock::list(store, snap.head.as_ref())?;
-    let by_sid: HashMap<&str, &Lock> = locks
-        .iter()
-        .filter(|l| !l.expired())
-        .map(|l| (l.session_id.as_str(), l))
-        .collect();
-    for s in &mut out {
-        s.lock = by_sid.get(s.meta.session_id.as_str()).map(|l| (*l).clone());
-    }
+    attach_locks(&mut out, &locks);
+    cache.locks = locks;
     if let Some(p) = cache_file
-        && reader.is_some()
         && let Ok(b) = serde_json::to_vec(&cache)
     {
         if let Some(d) = p.parent() {
@@ -81,11 +92,36 @@ pub fn sessions(
         }
         let _ = crate::os::write_atomic(p, &b, true);
     }
+    sort(&mut out);
+    Ok(out)
+}
+
+fn attach_locks(out: &mut [RemoteSession], locks: &[Lock]) {
+    let by_sid: HashMap<&str, &Lock> = locks
+        .iter()
+        .filter(|l| !l.expired())
+        .map(|l| (l.session_id.as_str(), l))
+        .collect();
+    for s in out {
+        s.lock = by_sid.get(s.meta.session_id.as_str()).map(|l| (*l).clone());
+    }
+}
+
+fn sort(out: &mut [RemoteSession]) {
     out.sort_by(|a, b| {
         b.meta
             .last_activity
             .cmp(&a.meta.last_activity)
             .then_with(|| a.meta.session_id.cmp(&b.meta.session_id))
     });
-    Ok(out)
+}
+
+/// Live locks as of the last listing (no git, no network): session id → holding machine.
+pub fn cached_locks(cache_file: &Path) -> HashMap<String, String> {
+    load_cache(Some(cache_file))
+        .locks
+        .into_iter()
+        .filter(|l| !l.expired())
+        .map(|l| (l.session_id, l.machine_id))
+        .collect()
 }

@@ -126,6 +126,20 @@ pub struct Index {
     /// Local project folder name → portable cwd (to place memory of folders without sessions).
     #[serde(default)]
     pub projects: std::collections::BTreeMap<String, String>,
+    /// The last complete pull: when the remote head and the settings are the same again, and
+    /// nothing was deferred, there is nothing to pull.
+    #[serde(default)]
+    pub pulled: Option<PullMark>,
+}
+
+/// See [`Index::pulled`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PullMark {
+    pub head: String,
+    /// What decides which sessions a pull brings (placeholders, sync directories, …).
+    pub settings: String,
+    /// Sessions deferred because Claude Code had them open.
+    pub deferred: Vec<String>,
 }
 
 pub const INDEX_VERSION: u32 = 1;
