@@ -243,3 +243,50 @@ fn init_asks_for_the_paths_other_machines_defined() {
         format!("{}/code", b.home.display())
     );
 }
+
+#[test]
+fn ctrl_c_reaches_claude_and_the_clean_up_still_runs() {
+    let w = World::new();
+    let Some(tmux) = Tmux::new(&w) else { return };
+    let remote = w.path().join("sync.git");
+    let m = w.machine("a");
+    m.init(&remote, &["--sync-dir", "~"]);
+    m.fake_claude();
+    m.set("claude.sleep", "60");
+    let cwd = format!("{}/work", m.home.display());
+    std::fs::create_dir_all(&cwd).unwrap();
+    let id = "dddd0000-0000-4000-8000-000000000004";
+    let line = user_line(id, &cwd, "u0", None, &ts_at(0), "interrupt me");
+    m.write_transcript(&cwd, id, format!("{line}\n").as_bytes());
+    m.ok(&["push"]);
+    let status = w.path().join("status");
+    tmux.run("ctrlc", &shell_line(&m, &format!("resume {id}"), &status));
+    let start = Instant::now();
+    while !m.claude_log().iter().any(|l| l.starts_with("start")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "claude never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        repo_file(&remote, &format!("locks/{id}.json")).is_some(),
+        "locked while Claude Code runs"
+    );
+    tmux.keys("ctrlc", &["C-c"]);
+    assert_eq!(wait_file(&status), "0", "ccsync itself was not interrupted");
+    assert!(
+        !m.claude_log().iter().any(|l| l.starts_with("end")),
+        "Claude Code got the interrupt"
+    );
+    assert!(
+        repo_file(&remote, &format!("locks/{id}.json")).is_none(),
+        "released after the interrupt"
+    );
+    let stored = repo_paths(&remote)
+        .into_iter()
+        .filter(|p| p.contains(id) && p.contains("transcript/"))
+        .count();
+    assert!(stored >= 1);
+}
