@@ -19,6 +19,8 @@ pub mod catalog;
 pub mod claude;
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod hooks;
 pub mod launch;
 pub mod lock;
 pub mod migrate;

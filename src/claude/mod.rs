@@ -1,12 +1,14 @@
 //! Claude Code's on-disk model: where its config dir is, how project folders are named, which
 //! files make up a session, what a transcript says about itself, and which sessions are live.
 //!
-//! Read-only: nothing here writes into the Claude Code dir.
+//! Read-only: nothing here writes into the Claude Code dir ([`settings`] edits text, the caller
+//! writes it).
 
 pub mod discover;
 pub mod encode;
 pub mod jsonscan;
 pub mod live;
+pub mod settings;
 pub mod transcript;
 
 use std::path::{Path, PathBuf};

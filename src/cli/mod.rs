@@ -2,7 +2,9 @@
 //! story they implement; the work happens in the library modules.
 
 mod config_cmd;
+mod daemon_cmd;
 mod doctor;
+mod hooks_cmd;
 mod init;
 mod list;
 mod lock_cmd;
@@ -55,6 +57,13 @@ enum Command {
     Update,
     /// Inspect and manage session locks.
     Lock(lock_cmd::LockArgs),
+    /// Background sync: push soon after changes, pull and push every interval.
+    Daemon(daemon_cmd::DaemonArgs),
+    /// Install (or remove) Claude Code hooks so plain `claude` runs sync and lock.
+    SetupHooks(hooks_cmd::SetupHooksArgs),
+    /// Run by Claude Code's hooks (reads the hook input on stdin; always exits 0).
+    #[command(hide = true)]
+    Hook(hooks_cmd::HookArgs),
     /// Register this machine and connect it to a sync repository.
     Init(init::InitArgs),
     /// List sessions: id, project, last activity, size, title.
@@ -117,22 +126,27 @@ impl Env {
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, daemon: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
+        (false, 0) if daemon => "info",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, _) => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CCSYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ccsync={level}")));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .without_time()
-        .with_ansi(crate::os::stderr_is_tty())
-        .try_init();
+        .with_ansi(crate::os::stderr_is_tty());
+    // The daemon's log says when; a command's messages do not need it.
+    let _ = if daemon {
+        builder.try_init()
+    } else {
+        builder.without_time().try_init()
+    };
 }
 
 /// Run the program: parse arguments, run the command, map the outcome to an exit code
@@ -145,7 +159,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging(cli.verbose, cli.quiet);
+    let daemon = matches!(cli.command, Command::Daemon(_));
+    let quiet = cli.quiet || matches!(cli.command, Command::Hook(_));
+    init_logging(cli.verbose, quiet, daemon);
     let result = run(cli);
     if let Some(kb) = crate::os::peak_rss_kb() {
         tracing::debug!("peak memory of this process: {} MB", kb / 1024);
@@ -174,6 +190,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Start(args) => resume::start(&env, args),
         Command::Update => resume::update(&env),
         Command::Lock(args) => lock_cmd::run(&env, args),
+        Command::Daemon(args) => daemon_cmd::run(&env, args),
+        Command::SetupHooks(args) => hooks_cmd::setup(&env, args),
+        Command::Hook(args) => hooks_cmd::hook(&env, args),
         Command::Init(args) => init::run(&env, args),
         Command::List(args) => list::run(&env, args),
         Command::Status(args) => status::run(&env, args),
@@ -196,6 +215,6 @@ pub(crate) fn after_remote_change(env: &Env) -> Result<()> {
 }
 
 /// The daemon's state for `status`, when one runs.
-pub(crate) fn daemon_state(_env: &Env) -> Option<serde_json::Value> {
-    None
+pub(crate) fn daemon_state(env: &Env) -> Option<serde_json::Value> {
+    daemon_cmd::state_json(env)
 }

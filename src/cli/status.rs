@@ -46,6 +46,7 @@ pub fn run(env: &Env, args: FormatArg) -> Result<ExitCode> {
             "synced_sessions": synced.len(),
             "pending_sessions": pending,
             "daemon": daemon,
+            "hooks_installed": crate::hooks::is_installed(&env.claude),
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -69,13 +70,21 @@ pub fn run(env: &Env, args: FormatArg) -> Result<ExitCode> {
         synced.len(),
         pending
     );
-    println!(
-        "daemon        {}",
-        daemon
-            .as_ref()
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "not running".into())
-    );
+    let daemon_line = match &daemon {
+        Some(d) => format!(
+            "running (pid {}, up {} s)",
+            d["pid"],
+            d["uptime_secs"].as_i64().unwrap_or(0)
+        ),
+        None => "not running".to_string(),
+    };
+    println!("daemon        {daemon_line}");
+    let hooks = if crate::hooks::is_installed(&env.claude) {
+        "installed"
+    } else {
+        "not installed (ccsync setup-hooks)"
+    };
+    println!("hooks         {hooks}");
     if let Some(e) = &status.last_error {
         println!("last error    {e}");
     }

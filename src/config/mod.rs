@@ -74,6 +74,9 @@ fn default_debounce() -> u64 {
 fn default_pull_timeout() -> u64 {
     10
 }
+fn default_hook_timeout() -> u64 {
+    3
+}
 fn default_version() -> u32 {
     CONFIG_VERSION
 }
@@ -113,6 +116,9 @@ pub struct Config {
     /// The quick pull before `resume` gives up after this many seconds.
     #[serde(default = "default_pull_timeout")]
     pub pull_timeout_secs: u64,
+    /// The session-start hook gives up (quietly) after this many seconds.
+    #[serde(default = "default_hook_timeout")]
+    pub hook_timeout_secs: u64,
     /// A random id of this installation, so that a machine id is never taken over by accident.
     #[serde(default)]
     pub install_id: String,
@@ -136,6 +142,7 @@ impl Config {
             daemon_interval_secs: default_interval(),
             daemon_debounce_secs: default_debounce(),
             pull_timeout_secs: default_pull_timeout(),
+            hook_timeout_secs: default_hook_timeout(),
             install_id: crate::util::random_hex(16),
             github_repo: None,
         }

@@ -162,6 +162,118 @@ impl Drop for ChildForeground {
     }
 }
 
+/// Start `cmd` detached from this process: its own session, no terminal, standard streams to
+/// `log` (appended) or nowhere. Returns the child's pid.
+pub fn spawn_detached(cmd: &mut std::process::Command, log: Option<&Path>) -> io::Result<u32> {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null());
+    match log {
+        Some(p) => {
+            let f = OpenOptions::new().create(true).append(true).open(p)?;
+            make_private(p).ok();
+            cmd.stdout(f.try_clone()?).stderr(f);
+        }
+        None => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe and only affects the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const DETACHED_PROCESS: u32 = 0x0000_0008;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        cmd.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP);
+    }
+    let child = cmd.spawn()?;
+    Ok(child.id())
+}
+
+/// Ask a process to stop (SIGTERM on Unix). Returns whether the request was delivered.
+pub fn request_stop(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        if pid == 0 || pid > i32::MAX as u32 {
+            return false;
+        }
+        // SAFETY: sending SIGTERM to a pid we verified belongs to our daemon.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
+static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn note_stop(_: libc::c_int) {
+    STOP_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Turn SIGTERM, SIGINT and SIGHUP into a flag the caller polls ([`stop_requested`]).
+pub fn install_stop_handler() {
+    #[cfg(unix)]
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = note_stop as *const () as usize;
+            libc::sigemptyset(&mut act.sa_mask);
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Whether a stop was requested by a signal.
+pub fn stop_requested() -> bool {
+    STOP_REQUESTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Point standard output and error at `path` (appending); used by a detached daemon to move to
+/// a fresh log file after rotating the old one.
+pub fn redirect_output(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        let f = OpenOptions::new().create(true).append(true).open(path)?;
+        make_private(path).ok();
+        // SAFETY: duplicating a valid descriptor onto 1 and 2.
+        unsafe {
+            libc::dup2(f.as_raw_fd(), 1);
+            libc::dup2(f.as_raw_fd(), 2);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// The parent process id.
+pub fn parent_pid() -> u32 {
+    #[cfg(unix)]
+    {
+        // SAFETY: getppid has no preconditions.
+        unsafe { libc::getppid() as u32 }
+    }
+    #[cfg(not(unix))]
+    {
+        0
+    }
+}
+
 /// Restrict a file or directory to its owner (0600 / 0700 on Unix).
 pub fn make_private(path: &Path) -> io::Result<()> {
     #[cfg(unix)]

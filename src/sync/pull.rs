@@ -43,6 +43,9 @@ pub struct PullOptions {
     pub only: Option<BTreeSet<String>>,
     /// Do not fetch; use what the last fetch brought.
     pub no_fetch: bool,
+    /// Merge even sessions a live Claude Code has open (the session-start hook runs while
+    /// Claude Code waits for it, before it writes).
+    pub ignore_live: bool,
     pub timeout: Option<Duration>,
 }
 
@@ -337,7 +340,7 @@ fn pull_session(
         Some(l) => l.transcript.clone(),
         None => project_dir_for(&engine.claude.projects(), &local_cwd).join(format!("{sid}.jsonl")),
     };
-    if live.contains(sid) {
+    if live.contains(sid) && !opts.ignore_live {
         report.deferred.push(sid.clone());
         return Ok(());
     }

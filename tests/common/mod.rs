@@ -345,7 +345,9 @@ new=0
 if [ -z "$sid" ]; then sid=$(cat /proc/sys/kernel/random/uuid); new=1; fi
 enc=$(pwd | sed 's/[^A-Za-z0-9]/-/g')
 f="$CLAUDE_CONFIG_DIR/projects/$enc/$sid.jsonl"
-mkdir -p "$CLAUDE_CONFIG_DIR/projects/$enc"
+mkdir -p "$CLAUDE_CONFIG_DIR/projects/$enc" "$CLAUDE_CONFIG_DIR/sessions"
+printf '{{"pid":%s,"sessionId":"%s","cwd":"%s"}}' "$$" "$sid" "$(pwd)" > "$CLAUDE_CONFIG_DIR/sessions/$$.json"
+if [ -f "$b/claude.hooks" ]; then python3 "$b/run_hooks.py" SessionStart "$sid"; fi
 if [ -f "$b/claude.during" ]; then sh "$b/claude.during" "$sid"; fi
 n=$(cat "$b/claude.append" 2>/dev/null || echo 1)
 i=0
@@ -355,11 +357,31 @@ while [ "$i" -lt "$n" ]; do
   i=$((i+1))
 done
 sleep "$(cat "$b/claude.sleep" 2>/dev/null || echo 0)"
+if [ -f "$b/claude.hooks" ]; then python3 "$b/run_hooks.py" SessionEnd "$sid"; fi
+rm -f "$CLAUDE_CONFIG_DIR/sessions/$$.json"
 echo "end $$ $(date +%s.%N)" >> "$b/claude.log"
 exit "$(cat "$b/claude.exit" 2>/dev/null || echo 0)"
 "#
         );
         self.script("claude", &body);
+        // Runs the hooks settings.json names, as Claude Code does, with the hook input on stdin.
+        std::fs::write(
+            self.bin.join("run_hooks.py"),
+            r#"import json, os, subprocess, sys
+event, sid = sys.argv[1], sys.argv[2]
+try:
+    settings = json.load(open(os.path.join(os.environ["CLAUDE_CONFIG_DIR"], "settings.json")))
+except Exception:
+    sys.exit(0)
+payload = json.dumps({"session_id": sid, "cwd": os.getcwd(), "hook_event_name": event,
+                      "source": "resume", "reason": "exit", "transcript_path": ""}).encode()
+for group in settings.get("hooks", {}).get(event, []):
+    for h in group.get("hooks", []):
+        if h.get("type") == "command":
+            subprocess.run(h["command"], shell=True, input=payload)
+"#,
+        )
+        .unwrap();
     }
 
     /// Lines of the fake claude's log.

@@ -1,0 +1,427 @@
+//! Claude Code hooks, so that a plain `claude` run is synced and locked without typing ccsync:
+//!
+//! * `setup-hooks` adds a SessionStart and a SessionEnd hook to Claude Code's user settings,
+//!   editing the file as text (every other byte stays), after writing a backup; `--remove` takes
+//!   exactly that away again.
+//! * session start: within a short budget, bring the session's newer turns from the repository,
+//!   take its lock (warning when another machine holds it) and record it as held.
+//! * session end: hand the work to a detached process — push the session, release its lock — so
+//!   Claude Code exits at once.
+//!
+//! A hook never makes Claude Code fail: the command always exits 0 and problems go to
+//! `logs/hooks.log` in the tool home.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::claude::ClaudeDir;
+use crate::claude::settings::{self, Created, HookSpec};
+use crate::config::Home;
+use crate::lock::{self, Acquired, Holder, held};
+use crate::store::Store;
+use crate::sync::files::sha256_hex;
+use crate::sync::{Engine, PullOptions, PushOptions};
+
+/// What ccsync remembers of an installation (`state/hooks.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    settings: PathBuf,
+    created: Created,
+    /// SHA-256 of the file ccsync wrote.
+    installed_sha: String,
+    /// The file before ccsync touched it (absent: there was none).
+    backup: Option<PathBuf>,
+}
+
+fn state_path(home: &Home) -> PathBuf {
+    home.state_dir().join("hooks.json")
+}
+
+fn load_state(home: &Home) -> Option<State> {
+    std::fs::read(state_path(home))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Quote for a POSIX shell.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The command line a hook runs: this executable (and this tool home, when it is not the
+/// default one).
+pub fn hook_command(event_arg: &str) -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find the ccsync executable")?;
+    let mut cmd = String::new();
+    if let Some(h) = std::env::var_os("CCSYNC_HOME").filter(|h| !h.is_empty()) {
+        cmd.push_str(&format!("CCSYNC_HOME={} ", sh_quote(&h.to_string_lossy())));
+    }
+    cmd.push_str(&sh_quote(&exe.to_string_lossy()));
+    cmd.push_str(&format!(" hook {event_arg}"));
+    Ok(cmd)
+}
+
+/// What `setup-hooks` did.
+#[derive(Debug)]
+pub struct Installed {
+    pub settings: PathBuf,
+    pub changed: bool,
+    pub backup: Option<PathBuf>,
+}
+
+fn read_settings(path: &Path) -> Result<Option<String>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(String::from_utf8(b).map_err(|_| {
+            anyhow!("{} is not UTF-8 text: left alone", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Install the hooks (idempotent).
+pub fn install(claude: &ClaudeDir, home: &Home) -> Result<Installed> {
+    let path = claude.settings();
+    let before = read_settings(&path)?;
+    let text = before.clone().unwrap_or_default();
+    settings::check(&text).map_err(|e| {
+        anyhow!(
+            "{} is not valid ({e}): fix it first; nothing was changed",
+            path.display()
+        )
+    })?;
+    let specs = vec![
+        HookSpec {
+            event: "SessionStart",
+            command: hook_command("session-start")?,
+            timeout_secs: 30,
+        },
+        HookSpec {
+            event: "SessionEnd",
+            command: hook_command("session-end")?,
+            timeout_secs: 30,
+        },
+    ];
+    let (new, created) = settings::install(&text, &specs)
+        .map_err(|e| anyhow!("cannot add hooks to {}: {e}", path.display()))?;
+    if before.as_deref() == Some(new.as_str()) {
+        return Ok(Installed {
+            settings: path,
+            changed: false,
+            backup: None,
+        });
+    }
+    let old_state = load_state(home);
+    let backup = match &before {
+        Some(b) => {
+            let bp = path.with_file_name(format!(
+                "settings.json.ccsync-backup-{}",
+                Utc::now().format("%Y%m%dT%H%M%S")
+            ));
+            crate::os::write_atomic(&bp, b.as_bytes(), true)
+                .with_context(|| format!("cannot write the backup {}", bp.display()))?;
+            Some(bp)
+        }
+        None => None,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::os::write_atomic(&path, new.as_bytes(), false)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // A re-installation keeps what the first one created and the first backup.
+    let state = match old_state.filter(|s| s.settings == path) {
+        Some(mut s) => {
+            s.installed_sha = sha256_hex(new.as_bytes());
+            s.created.hooks_object |= created.hooks_object;
+            for e in created.events {
+                if !s.created.events.contains(&e) {
+                    s.created.events.push(e);
+                }
+            }
+            s
+        }
+        None => State {
+            settings: path.clone(),
+            created,
+            installed_sha: sha256_hex(new.as_bytes()),
+            backup: backup.clone(),
+        },
+    };
+    crate::os::create_private_dir(&home.state_dir())?;
+    crate::os::write_atomic(&state_path(home), &serde_json::to_vec_pretty(&state)?, true)?;
+    Ok(Installed {
+        settings: path,
+        changed: true,
+        backup,
+    })
+}
+
+/// Remove the hooks. When the file is still what ccsync wrote, the original comes back byte
+/// for byte; otherwise ccsync's entries (and the containers it created, when empty) are cut out.
+pub fn uninstall(claude: &ClaudeDir, home: &Home) -> Result<bool> {
+    let path = claude.settings();
+    let Some(text) = read_settings(&path)? else {
+        return Ok(false);
+    };
+    settings::check(&text).map_err(|e| {
+        anyhow!(
+            "{} is not valid ({e}): fix it first; nothing was changed",
+            path.display()
+        )
+    })?;
+    let state = load_state(home).filter(|s| s.settings == path);
+    let restored = match &state {
+        Some(s) if s.installed_sha == sha256_hex(text.as_bytes()) => match &s.backup {
+            Some(b) => Some(
+                std::fs::read(b)
+                    .with_context(|| format!("cannot read the backup {}", b.display()))?,
+            ),
+            None => None,
+        },
+        _ => None,
+    };
+    let new = match restored {
+        Some(bytes) => bytes,
+        None => {
+            let created = state
+                .as_ref()
+                .map(|s| s.created.clone())
+                .unwrap_or_default();
+            let t = settings::remove(&text, &created)
+                .map_err(|e| anyhow!("cannot edit {}: {e}", path.display()))?;
+            if state.as_ref().is_some_and(|s| {
+                s.backup.is_none() && s.installed_sha == sha256_hex(text.as_bytes())
+            }) {
+                // ccsync created the file: remove it.
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+                let _ = std::fs::remove_file(state_path(home));
+                return Ok(true);
+            }
+            t.into_bytes()
+        }
+    };
+    let changed = new != text.as_bytes();
+    if changed {
+        crate::os::write_atomic(&path, &new, false)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let _ = std::fs::remove_file(state_path(home));
+    Ok(changed)
+}
+
+/// Whether the hooks are in the settings file.
+pub fn is_installed(claude: &ClaudeDir) -> bool {
+    read_settings(&claude.settings())
+        .ok()
+        .flatten()
+        .is_some_and(|t| settings::installed(&t))
+}
+
+/// Append a line to `logs/hooks.log` (rotated at 1 MB).
+pub fn log(home: &Home, msg: &str) {
+    let dir = home.logs_dir();
+    if crate::os::create_private_dir(&dir).is_err() {
+        return;
+    }
+    let p = dir.join("hooks.log");
+    if std::fs::metadata(&p).is_ok_and(|m| m.len() > 1 << 20) {
+        let _ = std::fs::rename(&p, dir.join("hooks.log.1"));
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+    {
+        crate::os::make_private(&p).ok();
+        let _ = writeln!(
+            f,
+            "{} [{}] {msg}",
+            Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
+            std::process::id()
+        );
+    }
+}
+
+/// The part of the hook input ccsync uses.
+#[derive(Debug, Deserialize)]
+pub struct HookInput {
+    pub session_id: String,
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+pub fn parse_input(data: &[u8]) -> Result<HookInput> {
+    let input: HookInput = serde_json::from_slice(data)
+        .map_err(|e| anyhow!("hook input is not the JSON Claude Code sends: {e}"))?;
+    if !crate::store::layout::valid_session_id(&input.session_id) {
+        bail!("hook input names an odd session id {:?}", input.session_id);
+    }
+    Ok(input)
+}
+
+/// The Claude Code process of a session (from `sessions/<pid>.json`), else the parent of this
+/// hook.
+fn claude_pid(claude: &ClaudeDir, sid: &str) -> u32 {
+    crate::claude::live::live_sessions(claude)
+        .into_iter()
+        .find(|l| l.session_id == sid)
+        .map(|l| l.pid)
+        .unwrap_or_else(crate::os::parent_pid)
+}
+
+/// Session start: newer turns, the lock, the record. Returns a warning for the user, if any.
+pub fn session_start(engine: &Engine, input: &HookInput) -> Result<Option<String>> {
+    let cfg = engine.config;
+    let budget = Duration::from_secs(cfg.hook_timeout_secs.max(1));
+    let started = Instant::now();
+    let left = || {
+        budget
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(200))
+    };
+    let sid = &input.session_id;
+    if input.source.as_deref() != Some("startup") {
+        let opts = PullOptions {
+            only: Some([sid.clone()].into_iter().collect()),
+            ignore_live: true,
+            all: true,
+            timeout: Some(left()),
+            ..PullOptions::default()
+        };
+        if let Err(e) = crate::sync::pull(engine, &opts) {
+            log(
+                engine.home,
+                &format!("session-start {sid}: could not bring newer turns: {e:#}"),
+            );
+        }
+    }
+    let mut warning = None;
+    let holder = Holder::new(&cfg.machine_id, cfg.lock_ttl_secs);
+    let locked = match Store::open_waiting(
+        engine.home,
+        &cfg.remote,
+        &cfg.branch,
+        &cfg.machine_id,
+        left(),
+    )
+    .and_then(|s| lock::acquire(&s, &holder, sid, false, left()))
+    {
+        Ok(Acquired::Yes(_)) | Ok(Acquired::TookOver { .. }) => true,
+        Ok(Acquired::HeldBy(l)) => {
+            warning = Some(format!(
+                "ccsync: session {sid} is also being worked on by {}; both machines' turns will be kept",
+                l.describe()
+            ));
+            false
+        }
+        Err(e) => {
+            log(
+                engine.home,
+                &format!("session-start {sid}: could not take the lock: {e:#}"),
+            );
+            false
+        }
+    };
+    let record = held::Held {
+        session_id: Some(sid.clone()),
+        ccsync_pid: 0,
+        ccsync_started: None,
+        claude_pid: Some(claude_pid(engine.claude, sid)),
+        started_at: Utc::now(),
+        cwd: input.cwd.clone().unwrap_or_default(),
+        locked,
+    };
+    held::record(engine.home, &record)?;
+    log(
+        engine.home,
+        &format!("session-start {sid}: locked={locked}"),
+    );
+    Ok(warning)
+}
+
+/// Session end, in the detached worker: wait for Claude Code to exit, push the session, release
+/// its lock, drop the record.
+pub fn session_end(engine: &Engine, input: &HookInput) -> Result<()> {
+    let cfg = engine.config;
+    let sid = &input.session_id;
+    let records: Vec<(PathBuf, held::Held)> = held::all(engine.home)
+        .into_iter()
+        .filter(|(_, h)| h.ccsync_pid == 0 && h.session_id.as_deref() == Some(sid))
+        .collect();
+    let pid = records
+        .iter()
+        .find_map(|(_, h)| h.claude_pid)
+        .unwrap_or_else(|| claude_pid(engine.claude, sid));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crate::os::pid_alive(pid) && pid != std::process::id() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let timeout = Duration::from_secs(120);
+    let pushed = crate::sync::push(
+        engine,
+        &PushOptions {
+            only: Some([sid.clone()].into_iter().collect()),
+            timeout: Some(timeout),
+            ..PushOptions::default()
+        },
+    );
+    let released = Store::open_waiting(
+        engine.home,
+        &cfg.remote,
+        &cfg.branch,
+        &cfg.machine_id,
+        timeout,
+    )
+    .and_then(|s| lock::release(&s, &cfg.machine_id, sid, false, timeout));
+    match (&pushed, &released) {
+        (Ok(p), Ok(_)) => {
+            log(
+                engine.home,
+                &format!(
+                    "session-end {sid}: pushed (+{} lines), lock released",
+                    p.lines
+                ),
+            );
+            for (p, _) in records {
+                held::remove(&p);
+            }
+        }
+        _ => {
+            if let Err(e) = &pushed {
+                log(
+                    engine.home,
+                    &format!("session-end {sid}: push failed: {e:#} (ccsync update retries)"),
+                );
+            }
+            if let Err(e) = &released {
+                log(
+                    engine.home,
+                    &format!("session-end {sid}: lock not released: {e:#} (ccsync update retries)"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where the session-end hook leaves its input for the detached worker.
+pub fn stash_input(home: &Home, data: &[u8]) -> Result<PathBuf> {
+    let dir = home.state_dir().join("hook-inputs");
+    crate::os::create_private_dir(&dir)?;
+    let p = dir.join(format!(
+        "{}-{}.json",
+        Utc::now().format("%Y%m%dT%H%M%S%.f"),
+        std::process::id()
+    ));
+    crate::os::write_atomic(&p, data, true)?;
+    Ok(p)
+}
