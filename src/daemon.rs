@@ -381,7 +381,7 @@ fn full_cycle(claude: &ClaudeDir, home: &Home, opts: &Options, status: &mut Stat
     );
     record_push(status, &r);
     r?;
-    let store = Store::open_waiting(home, &config.remote, &config.branch, &config.machine_id, t)?;
+    let store = Store::of_waiting(home, &config, t)?;
     let cleaned = lock::cleanup(&store, &config.machine_id, t)?;
     if !cleaned.is_empty() {
         tracing::info!("removed {} expired lock(s)", cleaned.len());
@@ -404,9 +404,7 @@ fn refresh_kept_locks(home: &Home, config: &crate::config::Config, t: Duration) 
         return;
     }
     let holder = Holder::new(&config.machine_id, config.lock_ttl_secs);
-    let Ok(store) =
-        Store::open_waiting(home, &config.remote, &config.branch, &config.machine_id, t)
-    else {
+    let Ok(store) = Store::of_waiting(home, config, t) else {
         return;
     };
     for sid in sessions {
@@ -433,9 +431,7 @@ fn release_kept_locks(home: &Home, config: &crate::config::Config) {
         return;
     }
     let t = Duration::from_secs(30);
-    if let Ok(store) =
-        Store::open_waiting(home, &config.remote, &config.branch, &config.machine_id, t)
-    {
+    if let Ok(store) = Store::of_waiting(home, config, t) {
         for sid in sessions {
             match lock::release(&store, &config.machine_id, &sid, false, t) {
                 Ok(_) => tracing::info!("released the lock of {sid}"),

@@ -374,14 +374,8 @@ pub fn session_end(engine: &Engine, input: &HookInput) -> Result<()> {
             ..PushOptions::default()
         },
     );
-    let released = Store::open_waiting(
-        engine.home,
-        &cfg.remote,
-        &cfg.branch,
-        &cfg.machine_id,
-        timeout,
-    )
-    .and_then(|s| lock::release(&s, &cfg.machine_id, sid, false, timeout));
+    let released = Store::of_waiting(engine.home, cfg, timeout)
+        .and_then(|s| lock::release(&s, &cfg.machine_id, sid, false, timeout));
     match (&pushed, &released) {
         (Ok(p), Ok(_)) => {
             log(

@@ -181,14 +181,7 @@ fn finish(
         }
     }
     if release {
-        let r = Store::open_waiting(
-            engine.home,
-            &cfg.remote,
-            &cfg.branch,
-            &cfg.machine_id,
-            timeout,
-        )
-        .and_then(|s| {
+        let r = Store::of_waiting(engine.home, cfg, timeout).and_then(|s| {
             for sid in sessions {
                 lock::release(&s, &cfg.machine_id, sid, false, timeout)?;
             }

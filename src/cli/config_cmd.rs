@@ -92,12 +92,7 @@ pub fn run(env: &Env, args: ConfigArgs) -> Result<ExitCode> {
 
 fn show(env: &Env, format: TextFormat) -> Result<ExitCode> {
     let config = env.home.require_config()?;
-    let store = Store::open(
-        &env.home,
-        &config.remote,
-        &config.branch,
-        &config.machine_id,
-    )?;
+    let store = Store::of(&env.home, &config)?;
     let head = match store.fetch(Duration::from_secs(config.pull_timeout_secs.max(1))) {
         Ok(h) => h,
         Err(e) => {

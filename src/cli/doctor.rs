@@ -78,12 +78,7 @@ pub fn run(env: &Env) -> Result<ExitCode> {
             Err(e) => r.fail(&e.to_string()),
         }
     }
-    let store = Store::open(
-        &env.home,
-        &config.remote,
-        &config.branch,
-        &config.machine_id,
-    )?;
+    let store = Store::of(&env.home, &config)?;
     let head = match store.fetch(Duration::from_secs(30)) {
         Ok(h) => {
             r.ok(&format!("remote {} is reachable", config.remote));

@@ -39,12 +39,7 @@ enum LockCommand {
 
 pub fn run(env: &Env, args: LockArgs) -> Result<ExitCode> {
     let config = env.home.require_config()?;
-    let store = Store::open(
-        &env.home,
-        &config.remote,
-        &config.branch,
-        &config.machine_id,
-    )?;
+    let store = Store::of(&env.home, &config)?;
     let t = Duration::from_secs(config.pull_timeout_secs.max(30));
     match args.command {
         LockCommand::Show { format } => {

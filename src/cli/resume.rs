@@ -87,13 +87,8 @@ pub fn candidates(env: &Env, config: &Config, all: bool) -> Result<Vec<Candidate
             },
         );
     }
-    if let Ok(store) = Store::open_waiting(
-        &env.home,
-        &config.remote,
-        &config.branch,
-        &config.machine_id,
-        Duration::from_secs(5),
-    ) && let Ok(head) = store.known_head()
+    if let Ok(store) = Store::of_waiting(&env.home, config, Duration::from_secs(5))
+        && let Ok(head) = store.known_head()
     {
         let remote = sync::remote::sessions_at(
             &store,
@@ -362,14 +357,8 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
     let mut locked = false;
     if online {
         let holder = Holder::new(&config.machine_id, config.lock_ttl_secs);
-        let lock_result = Store::open_waiting(
-            &env.home,
-            &config.remote,
-            &config.branch,
-            &config.machine_id,
-            quick,
-        )
-        .and_then(|s| lock::acquire(&s, &holder, &sid, args.take_over, quick));
+        let lock_result = Store::of_waiting(&env.home, &config, quick)
+            .and_then(|s| lock::acquire(&s, &holder, &sid, args.take_over, quick));
         match lock_result {
             Ok(Acquired::Yes(_)) => locked = true,
             Ok(Acquired::TookOver { previous, .. }) => {
@@ -391,13 +380,7 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
                         l.describe()
                     );
                 }
-                let s = Store::open_waiting(
-                    &env.home,
-                    &config.remote,
-                    &config.branch,
-                    &config.machine_id,
-                    quick,
-                )?;
+                let s = Store::of_waiting(&env.home, &config, quick)?;
                 lock::acquire(&s, &holder, &sid, true, quick)?;
                 locked = true;
             }
@@ -517,12 +500,7 @@ pub fn update(env: &Env) -> Result<ExitCode> {
             human_size(pushed.bytes)
         );
     }
-    let store = Store::open(
-        &env.home,
-        &config.remote,
-        &config.branch,
-        &config.machine_id,
-    )?;
+    let store = Store::of(&env.home, &config)?;
     let released = lock::release_all(&store, &config.machine_id, Duration::from_secs(120))?;
     if released.is_empty() {
         println!("This machine holds no locks.");

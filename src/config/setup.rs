@@ -422,7 +422,7 @@ pub fn add_placeholder(home: &Home, assignment: &str) -> Result<Config> {
     )?;
     config.placeholders.insert(name.clone(), path.clone());
     config.mapper().map_err(|e| anyhow!("{e}"))?;
-    let store = Store::open(home, &config.remote, &config.branch, &config.machine_id)?;
+    let store = Store::of(home, &config)?;
     let me = shared::my_record(&config);
     let id = config.machine_id.clone();
     shared::update_shared(
@@ -449,7 +449,7 @@ pub fn set_path(home: &Home, name: &str, machine: &str, raw: &str) -> Result<Str
             "placeholder name {name:?} is not valid: use capital letters, digits and _, starting with a letter"
         );
     }
-    let store = Store::open(home, &config.remote, &config.branch, &config.machine_id)?;
+    let store = Store::of(home, &config)?;
     let head = store.fetch(NET_TIMEOUT)?;
     let state = shared::read_shared(&store, head.as_ref())?;
     let style = if machine == config.machine_id {
@@ -497,7 +497,7 @@ pub fn set_remote(home: &Home, remote: &str) -> Result<Config> {
     let mut config = home.require_config()?;
     let new_remote = prepare_remote(remote)?;
     let known = {
-        let store = Store::open(home, &config.remote, &config.branch, &config.machine_id)?;
+        let store = Store::of(home, &config)?;
         let head = store.known_head()?;
         shared::read_shared(&store, head.as_ref()).unwrap_or_default()
     };

@@ -368,13 +368,7 @@ pub fn write_atomic_with(
     private: bool,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ccsync-tmp-")
-        .tempfile_in(dir)?;
+    let mut tmp = temp_beside(path)?;
     if private {
         make_private(tmp.path())?;
     }
@@ -382,6 +376,18 @@ pub fn write_atomic_with(
     tmp.as_file_mut().sync_data()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// A temporary file in the folder of `path` (so that renaming it over `path` is atomic), named
+/// `.ccsync-tmp-*` so that nothing takes it for a transcript; removed unless persisted.
+pub fn temp_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".ccsync-tmp-")
+        .tempfile_in(dir)
 }
 
 /// Set a file's modification time (seconds since the epoch, UTC).

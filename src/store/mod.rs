@@ -63,6 +63,26 @@ impl Store {
         Self::open_waiting(home, remote, branch, machine, Duration::from_secs(600))
     }
 
+    /// The store of a machine's configured remote (waiting up to ten minutes for the clone).
+    pub fn of(home: &Home, config: &crate::config::Config) -> Result<Store> {
+        Self::open(home, &config.remote, &config.branch, &config.machine_id)
+    }
+
+    /// [`Store::of`], waiting at most `wait` for another ccsync process.
+    pub fn of_waiting(
+        home: &Home,
+        config: &crate::config::Config,
+        wait: Duration,
+    ) -> Result<Store> {
+        Self::open_waiting(
+            home,
+            &config.remote,
+            &config.branch,
+            &config.machine_id,
+            wait,
+        )
+    }
+
     /// [`Store::open`], waiting at most `wait` for another ccsync process.
     pub fn open_waiting(
         home: &Home,

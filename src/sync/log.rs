@@ -396,9 +396,7 @@ pub fn merge_into_local(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ccsync-tmp-")
-        .tempfile_in(dir)
+    let mut tmp = crate::os::temp_beside(local)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
     let mut res = LocalMerge::default();
@@ -504,13 +502,7 @@ pub fn append_to_local(
     ends_with_newline: bool,
     to_local: &mut dyn FnMut(&[u8], &mut Vec<u8>),
 ) -> Result<u64> {
-    let dir = local
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ccsync-tmp-")
-        .tempfile_in(dir)?;
+    let mut tmp = crate::os::temp_beside(local)?;
     {
         let mut src =
             File::open(local).with_context(|| format!("cannot read {}", local.display()))?;

@@ -82,7 +82,7 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         ..PullReport::default()
     };
     let wait = opts.timeout.unwrap_or(Duration::from_secs(600));
-    let store = Store::open_waiting(engine.home, &cfg.remote, &cfg.branch, &cfg.machine_id, wait)?;
+    let store = Store::of_waiting(engine.home, cfg, wait)?;
     let timeout = opts.timeout.unwrap_or(Duration::from_secs(300));
     let mut head = if opts.no_fetch {
         store.known_head()?

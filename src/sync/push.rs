@@ -317,7 +317,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
 
     // 2 and 3. Build on the remote head and push; rebuilt when the remote moved.
     let wait = opts.timeout.unwrap_or(Duration::from_secs(600));
-    let store = Store::open_waiting(engine.home, &cfg.remote, &cfg.branch, &cfg.machine_id, wait)?;
+    let store = Store::of_waiting(engine.home, cfg, wait)?;
     let live = crate::claude::live::live_ids(engine.claude);
     let timeout = opts.timeout.unwrap_or(Duration::from_secs(300));
     let mut staged = Staged::default();
