@@ -43,20 +43,30 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Send local changes to the sync repository.
-    Push(sync_cmd::PushArgs),
-    /// Bring changes from the sync repository.
-    Pull(sync_cmd::PullArgs),
-    /// Pull, then push.
-    Sync(sync_cmd::SyncArgs),
     /// Pick a session (from any machine), lock it, run Claude Code on it, push and release after.
     Resume(resume::ResumeArgs),
     /// Start a new Claude Code session; it is pushed when Claude Code exits.
     Start(resume::StartArgs),
+    /// Pull, then push.
+    Sync(sync_cmd::SyncArgs),
+    /// Send local changes to the sync repository.
+    Push(sync_cmd::PushArgs),
+    /// Bring changes from the sync repository.
+    Pull(sync_cmd::PullArgs),
+    /// List sessions: id, project, last activity, size, title.
+    List(list::ListArgs),
+    /// This machine's set-up, last push and pull, pending changes.
+    Status(FormatArg),
     /// Push everything pending and release every lock this machine holds (after a crash).
     Update,
     /// Inspect and manage session locks.
     Lock(lock_cmd::LockArgs),
+    /// Register this machine and connect it to a sync repository.
+    Init(init::InitArgs),
+    /// Show or edit the configuration.
+    Config(config_cmd::ConfigArgs),
+    /// Check git, the remote, gh, claude and placeholder coverage.
+    Doctor,
     /// Background sync: push soon after changes, pull and push every interval.
     Daemon(daemon_cmd::DaemonArgs),
     /// Install (or remove) Claude Code hooks so plain `claude` runs sync and lock.
@@ -64,16 +74,6 @@ enum Command {
     /// Run by Claude Code's hooks (reads the hook input on stdin; always exits 0).
     #[command(hide = true)]
     Hook(hooks_cmd::HookArgs),
-    /// Register this machine and connect it to a sync repository.
-    Init(init::InitArgs),
-    /// List sessions: id, project, last activity, size, title.
-    List(list::ListArgs),
-    /// This machine's set-up, last push and pull, pending changes.
-    Status(FormatArg),
-    /// Show or edit the configuration.
-    Config(config_cmd::ConfigArgs),
-    /// Check git, the remote, gh, claude and placeholder coverage.
-    Doctor,
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]

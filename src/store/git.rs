@@ -83,9 +83,11 @@ impl Git {
         let mut c = Command::new(git_exe());
         c.arg("--git-dir").arg(&self.dir);
         c.env("GIT_ASKPASS_REQUIRE", "never");
+        // Without a person to answer, git must not wait for a password. (SSH settings are the
+        // user's own; a detached process has no terminal to ask on, and network steps have
+        // timeouts.)
         if !crate::os::stdin_is_tty() {
             c.env("GIT_TERMINAL_PROMPT", "0");
-            c.env("GIT_SSH_COMMAND", ssh_batch_command());
         }
         c.stdin(Stdio::null());
         c
@@ -384,13 +386,6 @@ fn parse_ls_tree(raw: &[u8]) -> Result<Vec<TreeEntry>> {
         });
     }
     Ok(out)
-}
-
-fn ssh_batch_command() -> String {
-    match std::env::var("GIT_SSH_COMMAND") {
-        Ok(c) if !c.is_empty() => c,
-        _ => "ssh -o BatchMode=yes".to_string(),
-    }
 }
 
 fn describe(args: &[std::ffi::OsString]) -> String {
