@@ -449,3 +449,34 @@ fn doctor_reports_problems_with_fixes() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("cannot reach"), "{}", stdout(&o));
 }
+
+#[test]
+fn set_remote_moves_the_machine_and_pushes_what_it_has() {
+    let w = World::new();
+    let first = w.path().join("first.git");
+    let second = w.path().join("second.git");
+    let m = w.machine("m");
+    m.init(
+        &first,
+        &["--add-placeholder", "PROJECTS=/srv/m", "--sync-dir", "/srv"],
+    );
+    let cwd = "/srv/m/app";
+    m.write_transcript(cwd, "s1", conversation("s1", cwd, "/", 2, 0).as_bytes());
+    m.ok(&["push"]);
+    let out = m.ok(&["config", "set-remote", second.to_str().unwrap()]);
+    assert!(
+        out.contains("now syncs with") && out.contains("Pushed 1"),
+        "{out}"
+    );
+    assert_eq!(m.config()["remote"], second.to_str().unwrap());
+    let paths = repo_paths(&second);
+    assert!(
+        paths.iter().any(|p| p.contains("/sessions/s1/transcript/")),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"machines/m.json".to_string()));
+    let sp: serde_json::Value =
+        serde_json::from_str(&repo_file(&second, "shared_placeholders.json").unwrap()).unwrap();
+    assert_eq!(sp["placeholders"]["PROJECTS"]["m"], "/srv/m");
+    assert!(m.ok(&["push"]).contains("up to date"));
+}

@@ -279,6 +279,25 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
     let history_changed =
         history_stat.is_some_and(|(sz, mt)| changed_log(&index, super::history::KEY, sz, mt));
 
+    // A transcript that cannot be read (gone, permissions) is reported and skipped; it must not
+    // stop the others from being pushed.
+    work.retain(|w| {
+        let unreadable = w
+            .logs
+            .iter()
+            .find_map(|l| File::open(&l.path).err().map(|e| (l, e)));
+        match unreadable {
+            Some((l, e)) => {
+                report.skipped.push(Skipped {
+                    session: w.entry.session.id.clone(),
+                    reason: format!("cannot read {}: {e}", l.path.display()),
+                });
+                false
+            }
+            None => true,
+        }
+    });
+
     if work.is_empty() && loose_changed.is_empty() && !history_changed {
         report.up_to_date = true;
         report.seconds = started.elapsed().as_secs_f64();
