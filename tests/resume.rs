@@ -420,7 +420,14 @@ fn an_old_session_only_in_the_repository_is_fetched_on_demand() {
     let a = machine(&w, "a", &remote);
     let b = machine(&w, "b", &remote);
     let old = "01d00000-0000-4000-8000-00000000000c";
-    let line = user_line(old, &a.cwd(), "o1", None, "2020-03-01T10:00:00.000Z", "an old conversation");
+    let line = user_line(
+        old,
+        &a.cwd(),
+        "o1",
+        None,
+        "2020-03-01T10:00:00.000Z",
+        "an old conversation",
+    );
     a.m.write_transcript(&a.cwd(), old, format!("{line}\n").as_bytes());
     a.m.ok(&["push"]);
     std::fs::create_dir_all(b.cwd()).unwrap();
@@ -432,6 +439,14 @@ fn an_old_session_only_in_the_repository_is_fetched_on_demand() {
     let o = b.m.run(&["resume", &old[..6]]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(b.m.claude_log()[0].contains(&format!("--resume {old}")));
-    let age = std::fs::metadata(&path).unwrap().modified().unwrap().elapsed().unwrap();
-    assert!(age < Duration::from_secs(600), "a fresh time, so Claude Code does not delete it at once");
+    let age = std::fs::metadata(&path)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .elapsed()
+        .unwrap();
+    assert!(
+        age < Duration::from_secs(600),
+        "a fresh time, so Claude Code does not delete it at once"
+    );
 }

@@ -935,3 +935,37 @@ fn secrets_are_redacted_in_what_is_pushed_and_block_mode_refuses() {
     assert!(stderr(&o).contains("secret_scan"), "{}", stderr(&o));
     assert!(!repo_paths(&remote).iter().any(|p| p.contains(sid2)));
 }
+
+#[test]
+fn forget_deletes_from_the_archive_only_on_purpose() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, sa) = posix_machine(&w, "a", &remote);
+    seed(&a, &sa);
+    a.ok(&["push"]);
+    let out = a.ok(&["forget", &SID[..8], "--dry-run"]);
+    assert!(out.contains("Would delete"), "{out}");
+    assert!(repo_paths(&remote).iter().any(|p| p.contains(SID)));
+    assert_eq!(a.run(&["forget", "zzzz"]).status.code(), Some(1));
+    let (b, sb) = posix_machine(&w, "b", &remote);
+    b.ok(&["pull"]);
+    a.ok(&["forget", &SID[..8]]);
+    assert!(
+        !repo_paths(&remote).iter().any(|p| p.contains(SID)),
+        "gone from the repository"
+    );
+    assert!(
+        folder(&a, &sa).join(format!("{SID}.jsonl")).exists(),
+        "the local copy stays"
+    );
+    // Neither machine brings it back with a push, even after new turns.
+    append_turn(&a, &sa, "after-forget", 30);
+    append_turn(&b, &sb, "b-after-forget", 31);
+    a.ok(&["push"]);
+    b.ok(&["push"]);
+    assert!(
+        !repo_paths(&remote).iter().any(|p| p.contains(SID)),
+        "not pushed again"
+    );
+    assert!(repo_paths(&remote).contains(&"forgotten.json".to_string()));
+}

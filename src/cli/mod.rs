@@ -4,6 +4,7 @@
 mod config_cmd;
 mod daemon_cmd;
 mod doctor;
+mod forget;
 mod hooks_cmd;
 mod init;
 mod list;
@@ -61,6 +62,8 @@ enum Command {
     Update,
     /// Inspect and manage session locks.
     Lock(lock_cmd::LockArgs),
+    /// Delete sessions from the repository (the archive) on purpose; local copies stay.
+    Forget(forget::ForgetArgs),
     /// Register this machine and connect it to a sync repository.
     Init(init::InitArgs),
     /// Show or edit the configuration.
@@ -193,6 +196,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Daemon(args) => daemon_cmd::run(&env, args),
         Command::SetupHooks(args) => hooks_cmd::setup(&env, args),
         Command::Hook(args) => hooks_cmd::hook(&env, args),
+        Command::Forget(args) => forget::run(&env, args),
         Command::Init(args) => init::run(&env, args),
         Command::List(args) => list::run(&env, args),
         Command::Status(args) => status::run(&env, args),

@@ -23,6 +23,8 @@ pub const SESSIONS_DIR: &str = "sessions";
 pub const PROJECTS_DIR: &str = "projects";
 pub const GLOBAL_DIR: &str = "global";
 pub const HISTORY_DIR: &str = "history";
+/// Sessions deleted from the archive on purpose (`ccsync forget`).
+pub const FORGOTTEN_FILE: &str = "forgotten.json";
 
 /// `ccsync.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -10,6 +10,7 @@
 //! What each file looked like when last in step is kept in the state index ([`state::Index`]).
 
 pub mod files;
+pub mod forget;
 pub mod history;
 pub mod log;
 pub mod pull;
@@ -31,6 +32,7 @@ use crate::config::{Config, Home, SecretMode};
 use crate::paths::{Context, Mapper};
 use crate::secrets;
 
+pub use forget::forget;
 pub use pull::{PullOptions, PullReport, pull};
 pub use push::{PushOptions, PushReport, push};
 

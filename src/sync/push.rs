@@ -135,6 +135,7 @@ impl LogDraft {
 
 #[derive(Default)]
 struct Staged {
+    forgotten: Vec<String>,
     logs: Vec<LogDraft>,
     files: Vec<(RecordDraft, u64, i128)>,
     forget: Vec<String>,
@@ -179,6 +180,9 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
         if let Some(only) = &opts.only
             && !only.contains(&e.session.id)
         {
+            continue;
+        }
+        if index.forgotten.contains(&e.session.id) {
             continue;
         }
         let Some(cwd) = e.meta.cwd.as_deref() else {
@@ -350,7 +354,13 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
             tracing::warn!("ignoring {p} in the sync repository: {why}");
         }
         let mut reader = store.git.reader()?;
+        let forgotten = snap.forgotten_ids(&store)?;
         for w in &work {
+            if forgotten.contains(&w.entry.session.id) {
+                // Deleted from the archive on purpose: remembered here, never pushed again.
+                staged.forgotten.push(w.entry.session.id.clone());
+                continue;
+            }
             push_session(
                 engine,
                 w,
@@ -507,6 +517,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
     for k in &staged.forget {
         index.files.remove(k);
     }
+    index.forgotten.extend(staged.forgotten.drain(..));
     for (sid, rec) in staged.sessions.drain(..) {
         index.sessions.insert(sid, rec);
     }

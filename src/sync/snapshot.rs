@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Result;
 
 use super::log::{Seg, StoredLog};
-use crate::store::format::{GLOBAL_DIR, HISTORY_DIR, PROJECTS_DIR, check_rel_path};
+use crate::store::format::{FORGOTTEN_FILE, GLOBAL_DIR, HISTORY_DIR, PROJECTS_DIR, check_rel_path};
 use crate::store::layout::{
     LEGACY_DIR, META_FILE, PROJECT_FILE, TRANSCRIPT_LOG, parse_segment_name, valid_session_id,
 };
@@ -51,6 +51,14 @@ pub struct RepoProject {
     pub memory: BTreeMap<String, StoredFile>,
 }
 
+/// `forgotten.json`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Forgotten {
+    /// Session id → when and by which machine.
+    #[serde(default)]
+    pub sessions: BTreeMap<String, serde_json::Value>,
+}
+
 /// The repository at one commit.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -60,11 +68,23 @@ pub struct Snapshot {
     /// `global/…` files by path relative to `global/`.
     pub global: BTreeMap<String, StoredFile>,
     pub history: StoredLog,
+    /// `forgotten.json`: sessions deleted from the archive on purpose (never pushed again).
+    pub forgotten: Option<StoredFile>,
     /// Entries not used, with the reason.
     pub refused: Vec<(String, String)>,
 }
 
 impl Snapshot {
+    /// The ids of sessions deleted from the archive on purpose.
+    pub fn forgotten_ids(&self, store: &Store) -> Result<std::collections::BTreeSet<String>> {
+        let Some(f) = &self.forgotten else {
+            return Ok(Default::default());
+        };
+        let b = store.git.reader()?.read(&f.oid)?;
+        let v: Forgotten = serde_json::from_slice(&b).unwrap_or_default();
+        Ok(v.sessions.into_keys().collect())
+    }
+
     /// Read the tree of `head` (an empty snapshot without one).
     pub fn load(store: &Store, head: Option<&Oid>) -> Result<Snapshot> {
         let mut snap = Snapshot {
@@ -82,6 +102,14 @@ impl Snapshot {
                 ));
                 continue;
             };
+            if path == FORGOTTEN_FILE && e.is_regular_file() {
+                snap.forgotten = Some(StoredFile {
+                    path: path.clone(),
+                    oid: e.oid.clone(),
+                    size: e.size.unwrap_or(0),
+                });
+                continue;
+            }
             let ours = path.starts_with(&format!("{PROJECTS_DIR}/"))
                 || path.starts_with(&format!("{GLOBAL_DIR}/"))
                 || path.starts_with(&format!("{HISTORY_DIR}/"));

@@ -130,6 +130,9 @@ pub struct Index {
     /// nothing was deferred, there is nothing to pull.
     #[serde(default)]
     pub pulled: Option<PullMark>,
+    /// Sessions deleted from the repository with `forget`: never pushed again from here.
+    #[serde(default)]
+    pub forgotten: std::collections::BTreeSet<String>,
 }
 
 /// See [`Index::pulled`].
