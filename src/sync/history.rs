@@ -132,7 +132,12 @@ pub fn pull(
         }
         // An entry of a project this machine has no path for would not make sense here.
         let mut line = Vec::with_capacity(l.len());
-        if !engine.mapper.to_local(l, crate::paths::Context::Json, &mut line).unknown.is_empty() {
+        if !engine
+            .mapper
+            .to_local(l, crate::paths::Context::Json, &mut line)
+            .unknown
+            .is_empty()
+        {
             return Ok(());
         }
         add.extend_from_slice(&line);
