@@ -99,10 +99,7 @@ impl Git {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_os_string())
-            .collect();
+        let args = os_args(args);
         let out = self
             .cmd()
             .args(&args)
@@ -117,10 +114,7 @@ impl Git {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args
-            .into_iter()
-            .map(|a| a.as_ref().to_os_string())
-            .collect();
+        let args = os_args(args);
         let child = self
             .cmd()
             .args(&args)
@@ -386,6 +380,16 @@ fn parse_ls_tree(raw: &[u8]) -> Result<Vec<TreeEntry>> {
         });
     }
     Ok(out)
+}
+
+fn os_args<I, S>(args: I) -> Vec<std::ffi::OsString>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    args.into_iter()
+        .map(|a| a.as_ref().to_os_string())
+        .collect()
 }
 
 fn describe(args: &[std::ffi::OsString]) -> String {

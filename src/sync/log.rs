@@ -562,58 +562,41 @@ mod tests {
         assert_ne!(identity(b"junk"), identity(b"junk2"));
     }
 
+    /// The log stored under `t/` at a commit.
+    fn stored(git: &crate::store::Git, head: Option<&Oid>) -> StoredLog {
+        let mut segs: Vec<Seg> = match head {
+            Some(h) => git
+                .ls_tree(h, Some("t"))
+                .unwrap()
+                .into_iter()
+                .map(|e| Seg {
+                    name: e.path_str().unwrap().trim_start_matches("t/").to_string(),
+                    oid: e.oid,
+                    size: e.size.unwrap(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        segs.sort_by(|a, b| a.name.cmp(&b.name));
+        StoredLog {
+            dir: "t".into(),
+            segs,
+        }
+    }
+
     /// Append to a stored log through the writer, commit, and read the log back.
     fn append(git: &crate::store::Git, head: Option<&Oid>, data: &[u8]) -> (Oid, StoredLog) {
         let mut reader = git.reader().unwrap();
-        let log = match head {
-            Some(h) => {
-                let mut segs: Vec<Seg> = git
-                    .ls_tree(h, Some("t"))
-                    .unwrap()
-                    .into_iter()
-                    .map(|e| Seg {
-                        name: e.path_str().unwrap().trim_start_matches("t/").to_string(),
-                        oid: e.oid,
-                        size: e.size.unwrap(),
-                    })
-                    .collect();
-                segs.sort_by(|a, b| a.name.cmp(&b.name));
-                StoredLog {
-                    dir: "t".into(),
-                    segs,
-                }
-            }
-            None => StoredLog {
-                dir: "t".into(),
-                segs: vec![],
-            },
-        };
         let mut txn = git.transaction().unwrap();
-        let mut w = SegmentWriter::new(log.clone());
+        let mut w = SegmentWriter::new(stored(git, head));
         for line in data.split_inclusive(|b| *b == b'\n') {
             w.push(line, &mut txn).unwrap();
             w.maybe_cut(&mut txn).unwrap();
         }
         w.finish(&mut txn, &mut reader).unwrap();
         let c = txn.commit(head, "t <t@t>", "x").unwrap();
-        let mut segs: Vec<Seg> = git
-            .ls_tree(&c, Some("t"))
-            .unwrap()
-            .into_iter()
-            .map(|e| Seg {
-                name: e.path_str().unwrap().trim_start_matches("t/").to_string(),
-                oid: e.oid,
-                size: e.size.unwrap(),
-            })
-            .collect();
-        segs.sort_by(|a, b| a.name.cmp(&b.name));
-        (
-            c,
-            StoredLog {
-                dir: "t".into(),
-                segs,
-            },
-        )
+        let log = stored(git, Some(&c));
+        (c, log)
     }
 
     #[test]
