@@ -7,7 +7,6 @@
 //! the locks it kept. Failures (offline remote, bad credentials) are logged and retried with
 //! back-off; nothing stops the loop but a stop request. While nothing changes it sleeps.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -268,12 +267,8 @@ fn main_loop(claude: &ClaudeDir, home: &Home, opts: &Options) -> Result<()> {
     }
 }
 
-fn engine_parts(home: &Home) -> Result<crate::config::Config> {
-    home.require_config()
-}
-
 fn push_cycle(claude: &ClaudeDir, home: &Home, status: &mut Status) -> Result<()> {
-    let config = engine_parts(home)?;
+    let config = home.require_config()?;
     let engine = Engine::new(claude, home, &config)?;
     let r = crate::sync::push(&engine, &PushOptions::default());
     record_push(status, &r);
@@ -313,7 +308,7 @@ fn record_push(status: &mut Status, r: &Result<crate::sync::PushReport>) {
 }
 
 fn full_cycle(claude: &ClaudeDir, home: &Home, opts: &Options, status: &mut Status) -> Result<()> {
-    let config = engine_parts(home)?;
+    let config = home.require_config()?;
     let engine = Engine::new(claude, home, &config)?;
     let t = Duration::from_secs(300);
     // Runs whose ccsync is gone (or sessions started by the hooks whose Claude Code exited).
@@ -533,15 +528,4 @@ fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-}
-
-/// Keep the CLI's file handles off this module.
-pub fn open_log(home: &Home) -> Result<File> {
-    crate::os::create_private_dir(&home.logs_dir())?;
-    let p = log_path(home);
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&p)
-        .with_context(|| format!("cannot open {}", p.display()))
 }

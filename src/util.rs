@@ -26,6 +26,11 @@ pub fn random_hex(n: usize) -> String {
         .collect()
 }
 
+/// The first 8 characters of a session id, as tables show it.
+pub fn short_id(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
 /// `1.2K`, `34M`, `2.0G` (powers of 1024).
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];

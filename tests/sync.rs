@@ -969,3 +969,25 @@ fn forget_deletes_from_the_archive_only_on_purpose() {
     );
     assert!(repo_paths(&remote).contains(&"forgotten.json".to_string()));
 }
+
+#[test]
+fn skipped_sessions_are_reported_by_reason_whatever_their_names() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, _) = posix_machine(&w, "a", &remote);
+    // Transcripts without any cwd, named with multi-byte characters.
+    for name in ["€€€€-1", "€€€€-2", "€€€€-3", "€€€€-4"] {
+        let p = a.claude.join("projects/-x").join(format!("{name}.jsonl"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(
+            &p,
+            "{\"type\":\"user\",\"message\":{\"content\":\"no cwd\"}}\n",
+        )
+        .unwrap();
+    }
+    let out = a.ok(&["push"]);
+    assert!(
+        out.contains("Skipped 4 sessions: no line tells its working directory"),
+        "{out}"
+    );
+}

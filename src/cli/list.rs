@@ -10,7 +10,9 @@ use serde::Serialize;
 use super::output::{print_json, table_width};
 use super::{Env, Format};
 use crate::catalog::{self, Entry};
-use crate::util::{human_size, pad, relative_age, rfc3339, tilde, truncate, truncate_left, width};
+use crate::util::{
+    human_size, pad, relative_age, rfc3339, short_id, tilde, truncate, truncate_left, width,
+};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
@@ -122,7 +124,7 @@ pub fn run(env: &Env, args: ListArgs) -> Result<ExitCode> {
         .iter()
         .map(|e| {
             [
-                e.session.id.chars().take(8).collect(),
+                short_id(&e.session.id),
                 e.meta
                     .cwd
                     .as_deref()

@@ -13,7 +13,7 @@ use crossterm::{execute, queue};
 use nucleo_matcher::pattern::{CaseMatching, Normalization, Pattern};
 use nucleo_matcher::{Config, Matcher, Utf32Str};
 
-use crate::util::{pad, truncate, truncate_left, width};
+use crate::util::{pad, short_id, truncate, truncate_left, width};
 
 /// One row of the picker.
 #[derive(Debug, Clone)]
@@ -195,7 +195,7 @@ fn draw(
                     .unwrap_or_default(),
                 w_lock
             ),
-            pad(&r.id.chars().take(8).collect::<String>(), w_id),
+            pad(&short_id(&r.id), w_id),
             pad(&r.machine, w_machine),
             pad(&truncate_left(&r.project, w_proj), w_proj),
             pad(&r.age, w_age),

@@ -20,7 +20,7 @@ use crate::launch::{self, Launch};
 use crate::lock::{self, Acquired, Holder, Lock};
 use crate::store::Store;
 use crate::sync::{self, Engine, PullOptions, PushOptions};
-use crate::util::{human_size, relative_age, rfc3339, tilde};
+use crate::util::{human_size, relative_age, rfc3339, short_id, tilde};
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
@@ -521,15 +521,7 @@ pub fn update(env: &Env) -> Result<ExitCode> {
 fn print_table(cands: &[Candidate], home: Option<&str>) {
     let rows: Vec<[String; 5]> = rows(cands, home)
         .into_iter()
-        .map(|r| {
-            [
-                r.id.chars().take(8).collect(),
-                r.project,
-                r.age,
-                r.machine,
-                r.title,
-            ]
-        })
+        .map(|r| [short_id(&r.id), r.project, r.age, r.machine, r.title])
         .collect();
     print!(
         "{}",
@@ -611,7 +603,7 @@ pub fn list_remote(
                 .map(|l| format!(" [locked by {}]", l.machine_id))
                 .unwrap_or_default();
             [
-                s.meta.session_id.chars().take(8).collect(),
+                short_id(&s.meta.session_id),
                 local
                     .as_deref()
                     .map(|p| tilde(p, home.as_deref()))

@@ -11,7 +11,7 @@ use super::{Env, TextFormat};
 use crate::config::Config;
 use crate::config::setup::{self, InitOptions, NoPrompt};
 use crate::sync::{self, Engine, PullOptions, PullReport, PushOptions, PushReport};
-use crate::util::human_size;
+use crate::util::{human_size, short_id};
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -238,18 +238,12 @@ fn print_pull(r: &PullReport) {
             "Deferred (open in a running Claude Code here; pulled once it exits): {}",
             r.deferred
                 .iter()
-                .map(|s| &s[..s.len().min(8)])
+                .map(|s| short_id(s))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
     }
-    for s in &r.skipped {
-        println!(
-            "Skipped {}: {}",
-            &s.session[..s.session.len().min(8)],
-            s.reason
-        );
-    }
+    print_skipped(&r.skipped);
     for c in &r.conflicts {
         println!("Conflict: both machines changed it; the other version is kept in {c}");
     }
@@ -267,13 +261,13 @@ fn print_pull(r: &PullReport) {
 
 /// Skipped sessions grouped by reason: ids for a few, a count for many.
 fn print_skipped(skipped: &[sync::push::Skipped]) {
-    let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> =
+    let mut by_reason: std::collections::BTreeMap<&str, Vec<String>> =
         std::collections::BTreeMap::new();
     for s in skipped {
         by_reason
             .entry(s.reason.as_str())
             .or_default()
-            .push(&s.session[..s.session.len().min(8)]);
+            .push(short_id(&s.session));
     }
     for (reason, ids) in by_reason {
         if ids.len() <= 3 {

@@ -659,7 +659,7 @@ fn push_session(
         )?;
         if item.rel == TRANSCRIPT_LOG {
             appended_lines = out.lines;
-            transcript_touched = out.writer.as_ref().is_some_and(|w| !w.is_empty());
+            transcript_touched = !out.writer.is_empty();
         }
         drafts.push((item, out));
     }
@@ -682,18 +682,17 @@ fn push_session(
             ..
         } = out;
         let repo_dir = stored.dir.clone();
-        let segs = match writer {
-            Some(wr) if !wr.is_empty() => {
-                staged.report.bytes += wr.appended;
-                staged.report.lines += wr.lines;
-                changed = true;
-                wr.finish(txn, reader)?
-            }
-            _ => stored
+        let segs = if !writer.is_empty() {
+            staged.report.bytes += writer.appended;
+            staged.report.lines += writer.lines;
+            changed = true;
+            writer.finish(txn, reader)?
+        } else {
+            stored
                 .segs
                 .iter()
                 .map(|s| (s.name.clone(), Some(s.oid.clone()), s.size))
-                .collect(),
+                .collect()
         };
         if item.rel == TRANSCRIPT_LOG {
             transcript_segs = Some(segs.clone());
@@ -841,7 +840,7 @@ fn merged_meta(
 }
 
 struct LogOut {
-    writer: Option<SegmentWriter>,
+    writer: SegmentWriter,
     stored: StoredLog,
     lines: u64,
     local_len: u64,
@@ -922,7 +921,7 @@ fn push_log(
         let equal = r.equal && extras.is_empty() && !dropped;
         let local_lines = line_no - 1;
         return Ok(LogOut {
-            writer: Some(writer),
+            writer,
             stored,
             lines: lines_out,
             local_len: end,
@@ -965,7 +964,7 @@ fn push_log(
     let equal = bag.is_empty();
     let local_lines = line_no - 1;
     Ok(LogOut {
-        writer: Some(writer),
+        writer,
         stored,
         lines: lines_out,
         local_len: end,
