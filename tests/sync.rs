@@ -284,9 +284,18 @@ fn replace_bytes(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Append a turn as Claude Code would: a child of the file's last message.
 fn append_turn(m: &Machine, s: &Spec, uuid: &str, minute: u32) {
     let p = folder(m, s).join(format!("{SID}.jsonl"));
-    let line = json!({"parentUuid": "u3", "cwd": s.cwd(), "sessionId": SID, "type": "user", "uuid": uuid, "timestamp": ts_at(minute),
+    let parent = std::fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "user" || v["type"] == "assistant")
+        .filter_map(|v| v["uuid"].as_str().map(str::to_string))
+        .next_back()
+        .unwrap();
+    let line = json!({"parentUuid": parent, "cwd": s.cwd(), "sessionId": SID, "type": "user", "uuid": uuid, "timestamp": ts_at(minute),
                       "message": {"role": "user", "content": format!("turn {uuid} in {}", s.p(&["my_app", "x.rs"]))}});
     let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
     use std::io::Write;
@@ -312,6 +321,31 @@ fn translate(lines: &[String], from: &Spec, to: &Spec) -> Vec<String> {
         .collect()
 }
 
+/// The branch Claude Code shows for a transcript file: its turns' uuids, root first.
+fn visible_turns(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let tree = ccsync::claude::tree::Tree::from_lines(bytes.split(|b| *b == b'\n'));
+    let Some(leaf) = tree.client_leaf() else {
+        return Vec::new();
+    };
+    let mut v = tree.ancestry(&leaf);
+    v.reverse();
+    v
+}
+
+/// Every session file of the test project on a machine, by id.
+fn sessions_in(m: &Machine, s: &Spec) -> BTreeMap<String, PathBuf> {
+    std::fs::read_dir(folder(m, s))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".jsonl")
+                .map(|id| (id.to_string(), e.path()))
+        })
+        .collect()
+}
+
 #[test]
 fn concurrent_appends_converge_to_the_union_in_either_order() {
     for a_first in [true, false] {
@@ -322,6 +356,7 @@ fn concurrent_appends_converge_to_the_union_in_either_order() {
         seed(&a, &sa);
         a.ok(&["push"]);
         b.ok(&["pull"]);
+        // Both continue the conversation apart: two branches from u3.
         append_turn(&a, &sa, "a-1", 10);
         append_turn(&a, &sa, "a-2", 11);
         append_turn(&b, &sb, "b-1", 12);
@@ -334,16 +369,16 @@ fn concurrent_appends_converge_to_the_union_in_either_order() {
             b.ok(&["push"]);
             a.ok(&["push"]);
         }
-        a.ok(&["pull"]);
-        b.ok(&["pull"]);
+        a.ok(&["sync"]);
+        b.ok(&["sync"]);
+        a.ok(&["sync"]);
         let la = lines_of(&a, &sa);
         let lb = lines_of(&b, &sb);
-        assert_eq!(la.len(), 6 + 5, "each line once (a_first={a_first})");
-        assert_eq!(
-            translate(&la, &sa, &sb),
-            lb,
-            "identical files (a_first={a_first})"
-        );
+        let mut sorted_a = translate(&la, &sa, &sb);
+        let mut sorted_b = lb.clone();
+        sorted_a.sort();
+        sorted_b.sort();
+        assert_eq!(sorted_a, sorted_b, "the same lines (a_first={a_first})");
         for id in ["a-1", "a-2", "b-1", "b-2", "b-3"] {
             assert_eq!(
                 la.iter()
@@ -353,6 +388,42 @@ fn concurrent_appends_converge_to_the_union_in_either_order() {
                 "{id}"
             );
         }
+        // No hidden turns: on both machines the client shows B's newer branch in the session,
+        // and A's branch is a session of its own; together they show every turn.
+        for (m, s) in [(&a, &sa), (&b, &sb)] {
+            let ids = sessions_in(m, s);
+            assert_eq!(ids.len(), 2, "the session and one fork on {}", m.name);
+            let main = visible_turns(&ids[SID]);
+            assert_eq!(main.last().map(String::as_str), Some("b-3"), "{}", m.name);
+            let (fork_id, fork) = ids.iter().find(|(id, _)| *id != SID).unwrap();
+            let forked = visible_turns(fork);
+            assert_eq!(forked.last().map(String::as_str), Some("a-2"), "{}", m.name);
+            assert!(forked.starts_with(&["u1".into(), "a1".into()]));
+            assert!(
+                std::fs::read_to_string(fork)
+                    .unwrap()
+                    .contains(&format!("\"sessionId\":\"{fork_id}\""))
+            );
+        }
+        let fa = std::fs::read(
+            sessions_in(&a, &sa)
+                .into_values()
+                .find(|p| !p.ends_with(format!("{SID}.jsonl")))
+                .unwrap(),
+        )
+        .unwrap();
+        let fb = std::fs::read(
+            sessions_in(&b, &sb)
+                .into_values()
+                .find(|p| !p.ends_with(format!("{SID}.jsonl")))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            translate(&[String::from_utf8(fa).unwrap()], &sa, &sb),
+            [String::from_utf8(fb).unwrap()],
+            "the fork is the same on both machines"
+        );
         // Nothing ping-pongs.
         assert!(a.ok(&["sync"]).matches("up to date").count() == 2);
         assert!(b.ok(&["sync"]).matches("up to date").count() == 2);

@@ -10,6 +10,7 @@ pub mod jsonscan;
 pub mod live;
 pub mod settings;
 pub mod transcript;
+pub mod tree;
 
 use std::path::{Path, PathBuf};
 

@@ -247,6 +247,16 @@ fn print_pull(r: &PullReport) {
     for c in &r.conflicts {
         println!("Conflict: both machines changed it; the other version is kept in {c}");
     }
+    if !r.branches.is_empty() {
+        println!(
+            "Two machines continued the same conversation: the other branch is now its own session ({}), so Claude Code shows every turn.",
+            r.branches
+                .iter()
+                .map(|s| short_id(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if !r.refused.is_empty() {
         eprintln!(
             "warning: refused {} entr{} of the sync repository:",

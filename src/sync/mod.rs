@@ -9,6 +9,7 @@
 //!
 //! What each file looked like when last in step is kept in the state index ([`state::Index`]).
 
+pub mod branches;
 pub mod files;
 pub mod forget;
 pub mod history;

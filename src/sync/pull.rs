@@ -22,7 +22,7 @@ use super::log::{self, StoredLog};
 use super::push::Skipped;
 use super::snapshot::{RepoSession, Snapshot};
 use super::state::{Event, FileRecord, Index, LogRecord, PullMark, SessionRecord, State};
-use super::{Engine, history};
+use super::{Engine, branches, history};
 use crate::claude::discover::{self, LocalSession};
 use crate::claude::encode::project_dir_for;
 use crate::config::shared::{self, RepoKind};
@@ -69,6 +69,8 @@ pub struct PullReport {
     pub skipped: Vec<Skipped>,
     pub conflicts: Vec<String>,
     pub refused: Vec<Refused>,
+    /// Sessions written to show a branch Claude Code would hide (see [`super::branches`]).
+    pub branches: Vec<String>,
     pub head: Option<String>,
     pub seconds: f64,
 }
@@ -183,15 +185,29 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         )
         .collect();
     engine.progress_end();
+    let mut to_settle = Vec::new();
     for d in deltas {
-        d?.apply(&mut index, &mut report);
+        d?.apply(&mut index, &mut report, &mut to_settle);
+    }
+    // No hidden turns: after every session is in, make each branch a merge made visible.
+    for (sid, path, title) in to_settle {
+        let s = super::branches::settle(&path, &sid, title.as_deref())?;
+        if s.pinned {
+            // The appended line is this machine's to push.
+            let key = engine.key(&path);
+            if let Some(r) = index.logs.get_mut(&key) {
+                r.size = 0;
+                r.mtime_ns = 0;
+            }
+        }
+        report.branches.extend(s.forks);
     }
     let mut reader = store.git.reader()?;
     if opts.only.is_none() {
         let mut d = Delta::default();
         pull_memory(engine, opts, &snap, &disc, &index, &mut reader, &mut d)?;
         pull_global(engine, opts, &snap, &index, &mut reader, &mut d)?;
-        d.apply(&mut index, &mut report);
+        d.apply(&mut index, &mut report, &mut Vec::new());
         let (n, rec) = history::pull(
             engine,
             &snap,
@@ -384,12 +400,16 @@ fn pull_session(
             .get(&key)
             .filter(|r| r.repo_dir == stored.dir && !opts.force)
             .cloned();
-        let (added, rec) = merge_log(engine, &path, stored, record.as_ref(), reader)?;
-        if added > 0 {
+        let m = merge_log(engine, &path, stored, record.as_ref(), reader)?;
+        if m.added > 0 {
             changed = true;
-            report.lines += added;
+            report.lines += m.added;
         }
-        d.changes.logs.insert(key, rec);
+        if m.may_branch && rel == TRANSCRIPT_LOG {
+            d.settle
+                .push((sid.clone(), path.clone(), meta.title.clone()));
+        }
+        d.changes.logs.insert(key, m.record);
     }
     for (rel, stored) in &rs.files {
         let (key, path) = log_target(engine, &transcript, sid, rel);
@@ -454,6 +474,14 @@ fn pull_session(
     Ok(())
 }
 
+/// A local log after a merge.
+struct Merged {
+    added: u64,
+    record: LogRecord,
+    /// The merge may have left the transcript with a second branch (see [`branches`]).
+    may_branch: bool,
+}
+
 /// Merge a stored log into a local file; returns the lines added and the new record.
 fn merge_log(
     engine: &Engine,
@@ -461,8 +489,7 @@ fn merge_log(
     stored: &StoredLog,
     record: Option<&LogRecord>,
     reader: &mut BlobReader,
-) -> Result<(u64, LogRecord)> {
-    let mut to_local = |l: &[u8], out: &mut Vec<u8>| engine.inbound(l, out);
+) -> Result<Merged> {
     // Fast path: the local file is exactly what was stored, and the stored log only grew.
     if let Some(r) = record
         && r.equal
@@ -475,13 +502,24 @@ fn merge_log(
         if r.local_len == 0 || log::fingerprint(&mut f, r.local_len)? == r.local_fp {
             let extras = &stored.segs[r.segs.len()..];
             let mut added = 0;
+            let mut watch = None;
             if !extras.is_empty() {
-                let ends_nl = r.local_len == 0 || ends_with_newline(&mut f, r.local_len)?;
+                let ends_nl = r.local_len == 0 || file_ends_with_newline(&mut f, r.local_len)?;
+                let w = watch.insert(branches::AppendWatch::new(path, r.local_len));
+                let mut to_local = |l: &[u8], out: &mut Vec<u8>| {
+                    w.see(l);
+                    engine.inbound(l, out)
+                };
                 added = log::append_to_local(path, reader, extras, ends_nl, &mut to_local)?;
             }
-            return Ok((added, after_write(path, stored, true)?));
+            return Ok(Merged {
+                added,
+                record: after_write(path, stored, true)?,
+                may_branch: watch.is_some_and(|w| w.may_branch()),
+            });
         }
     }
+    let mut to_local = |l: &[u8], out: &mut Vec<u8>| engine.inbound(l, out);
     let mut ignored = Vec::new();
     let key = engine.key(path);
     let mut to_portable = |l: &[u8]| {
@@ -489,6 +527,7 @@ fn merge_log(
         engine.outbound(l, &mut out, &key, 0, &mut ignored);
         out
     };
+    let had_lines = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
     let res = log::merge_into_local(path, reader, &stored.segs, &mut to_portable, &mut to_local)?;
     let mut rec = after_write(path, stored, res.local_only == 0)?;
     rec.local_len = res.repo_part_len;
@@ -496,10 +535,15 @@ fn merge_log(
         let mut f = std::fs::File::open(path)?;
         rec.local_fp = log::fingerprint(&mut f, res.repo_part_len)?;
     }
-    Ok((res.added_lines, rec))
+    Ok(Merged {
+        added: res.added_lines,
+        record: rec,
+        may_branch: had_lines && res.written && res.added_lines > 0,
+    })
 }
 
-fn ends_with_newline(f: &mut std::fs::File, len: u64) -> Result<bool> {
+/// Whether the first `len` bytes of a file end with a newline (`len` > 0).
+pub(crate) fn file_ends_with_newline(f: &mut std::fs::File, len: u64) -> std::io::Result<bool> {
     use std::io::{Read, Seek, SeekFrom};
     f.seek(SeekFrom::Start(len - 1))?;
     let mut b = [0u8; 1];
@@ -540,12 +584,20 @@ fn after_write(path: &Path, stored: &StoredLog, all_pushed: bool) -> Result<LogR
 #[derive(Default)]
 struct Delta {
     changes: Index,
+    /// Transcripts to look at for hidden branches once every session is pulled.
+    settle: Vec<(String, PathBuf, Option<String>)>,
     forget: Vec<String>,
     report: PullReport,
 }
 
 impl Delta {
-    fn apply(self, index: &mut Index, report: &mut PullReport) {
+    fn apply(
+        self,
+        index: &mut Index,
+        report: &mut PullReport,
+        settle: &mut Vec<(String, PathBuf, Option<String>)>,
+    ) {
+        settle.extend(self.settle);
         index.logs.extend(self.changes.logs);
         index.files.extend(self.changes.files);
         index.sessions.extend(self.changes.sessions);
