@@ -123,6 +123,15 @@ fn seed(m: &Machine, s: &Spec) {
     )
     .unwrap();
     std::fs::write(f.join("memory/MEMORY.md"), memory(s)).unwrap();
+    // What /rewind needs: snapshots of files before Claude Code edited them.
+    let fh = m.claude.join("file-history").join(SID);
+    std::fs::create_dir_all(&fh).unwrap();
+    std::fs::write(
+        fh.join("9f3c1e2a7b@v1"),
+        format!("fn main() {{}} // in {}\n", s.cwd()),
+    )
+    .unwrap();
+    std::fs::write(fh.join("0a1b2c3d4e@v2"), b"\x00\x01binary\xff\n").unwrap();
     std::fs::write(
         m.claude.join("CLAUDE.md"),
         format!("Global notes in {}\n", s.h(&["notes"])),
@@ -229,6 +238,16 @@ fn a_pushes_b_pulls_every_path_rewritten_and_back_unchanged() {
         assert_eq!(
             std::fs::read_to_string(f.join("memory/MEMORY.md")).unwrap(),
             memory(s)
+        );
+        // The session's file history travels with it (what /rewind restores).
+        let fh = m.claude.join("file-history").join(SID);
+        assert_eq!(
+            std::fs::read_to_string(fh.join("9f3c1e2a7b@v1")).unwrap(),
+            format!("fn main() {{}} // in {}\n", s.cwd())
+        );
+        assert_eq!(
+            std::fs::read(fh.join("0a1b2c3d4e@v2")).unwrap(),
+            b"\x00\x01binary\xff\n"
         );
         assert_eq!(
             std::fs::read_to_string(m.claude.join("CLAUDE.md")).unwrap(),

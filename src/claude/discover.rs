@@ -39,6 +39,9 @@ pub struct LocalSession {
     pub attachments: Vec<Attachment>,
     /// Legacy `agent-*.jsonl` files beside the sessions whose `sessionId` is this session.
     pub legacy_agents: Vec<Attachment>,
+    /// Pre-edit snapshots `/rewind` needs: files under `<claude>/file-history/<id>/`, relative
+    /// to that folder.
+    pub file_history: Vec<Attachment>,
 }
 
 impl LocalSession {
@@ -135,6 +138,7 @@ pub fn discover(claude: &ClaudeDir) -> io::Result<Discovery> {
                     mtime_ns: crate::os::mtime_ns(&meta),
                     attachments: Vec::new(),
                     legacy_agents: Vec::new(),
+                    file_history: Vec::new(),
                 });
             } else if name.starts_with("agent-") && name.ends_with(".jsonl") {
                 let att = Attachment {
@@ -174,9 +178,29 @@ pub fn discover(claude: &ClaudeDir) -> io::Result<Discovery> {
             None => out.orphan_agents.push(att.path),
         }
     }
+    // File history, kept outside the project folders, by session id.
+    let fh_root = claude.file_history();
+    match fs::read_dir(&fh_root) {
+        Ok(rd) => {
+            for e in rd {
+                let e = e?;
+                let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                if let Some(&i) = index.get(&name)
+                    && e.file_type()?.is_dir()
+                {
+                    walk_files(&e.path(), "", &mut out.sessions[i].file_history)?;
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     for s in &mut out.sessions {
         s.attachments.sort_by(|a, b| a.rel.cmp(&b.rel));
         s.legacy_agents.sort_by(|a, b| a.rel.cmp(&b.rel));
+        s.file_history.sort_by(|a, b| a.rel.cmp(&b.rel));
     }
     out.sessions
         .sort_by(|a, b| (&a.project_folder, &a.id).cmp(&(&b.project_folder, &b.id)));
@@ -289,6 +313,8 @@ mod tests {
         put(dir.path(), &format!("{p}/memory/MEMORY.md"), "# m");
         put(dir.path(), &format!("{p}/memory/topics/a.md"), "a");
         put(dir.path(), "projects/-other/s3.jsonl", "{}\n");
+        put(dir.path(), "file-history/s1/abc@v1", "old text");
+        put(dir.path(), "file-history/gone/abc@v1", "no session");
         put(dir.path(), "projects/stray-file.txt", "x");
 
         let d = discover(&claude).unwrap();
@@ -305,6 +331,8 @@ mod tests {
             ]
         );
         assert_eq!(s1.subagent_count(), 1);
+        let fh: Vec<_> = s1.file_history.iter().map(|a| a.rel.as_str()).collect();
+        assert_eq!(fh, ["abc@v1"]);
         let s2 = d.session("s2").unwrap();
         assert_eq!(s2.legacy_agents.len(), 1);
         assert_eq!(s2.subagent_count(), 1);

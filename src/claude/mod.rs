@@ -52,6 +52,10 @@ impl ClaudeDir {
     pub fn claude_md(&self) -> PathBuf {
         self.root.join("CLAUDE.md")
     }
+    /// `file-history/`: per-session snapshots of files before Claude Code edited them.
+    pub fn file_history(&self) -> PathBuf {
+        self.root.join("file-history")
+    }
     pub fn plans(&self) -> PathBuf {
         self.root.join("plans")
     }

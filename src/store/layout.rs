@@ -7,6 +7,7 @@
 //! projects/<slug>/sessions/<id>/transcript/NNNNNN.jsonl   the transcript, as segments
 //! projects/<slug>/sessions/<id>/<rel>.jsonl/NNNNNN.jsonl  other logs (subagents, legacy agents)
 //! projects/<slug>/sessions/<id>/<rel>               other files (subagent meta, tool-results)
+//! projects/<slug>/sessions/<id>/file-history/<rel>  the session's `file-history/<id>/` files
 //! global/CLAUDE.md, global/plans/<rel>              global instructions and plans
 //! history/NNNNNN.jsonl                              prompt history entries of synced sessions
 //! ```
@@ -25,6 +26,8 @@ use crate::claude::encode::encode_project_dir;
 pub const TRANSCRIPT_LOG: &str = "transcript";
 /// Legacy `agent-*.jsonl` files that sat beside the sessions.
 pub const LEGACY_DIR: &str = "legacy";
+/// The session's `file-history/<id>/` snapshots (what `/rewind` restores).
+pub const FILE_HISTORY_DIR: &str = "file-history";
 pub const META_FILE: &str = "meta.json";
 pub const PROJECT_FILE: &str = "project.json";
 

@@ -257,6 +257,12 @@ fn log_target(engine: &Engine, transcript: &Path, sid: &str, rel: &str) -> (Stri
             p.push(c);
         }
         p
+    } else if let Some(r) = rel.strip_prefix(&format!("{}/", layout::FILE_HISTORY_DIR)) {
+        let mut p = engine.claude.file_history().join(sid);
+        for c in r.split('/') {
+            p.push(c);
+        }
+        p
     } else if let Some(name) = rel.strip_prefix(&format!("{}/", layout::LEGACY_DIR)) {
         folder.join(name)
     } else {

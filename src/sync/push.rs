@@ -241,6 +241,18 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
                 });
             }
         }
+        for a in &s.file_history {
+            let k = engine.key(&a.path);
+            if changed_file(&index, &k, a.size, a.mtime_ns) {
+                w.files.push(FileItem {
+                    key: k,
+                    path: a.path.clone(),
+                    repo_path_rel: format!("{}/{}", layout::FILE_HISTORY_DIR, a.rel),
+                    size: a.size,
+                    mtime_ns: a.mtime_ns,
+                });
+            }
+        }
         for a in &s.legacy_agents {
             let k = engine.key(&a.path);
             if changed_log(&index, &k, a.size, a.mtime_ns) {

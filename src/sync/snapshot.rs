@@ -9,7 +9,8 @@ use anyhow::Result;
 use super::log::{Seg, StoredLog};
 use crate::store::format::{FORGOTTEN_FILE, GLOBAL_DIR, HISTORY_DIR, PROJECTS_DIR, check_rel_path};
 use crate::store::layout::{
-    LEGACY_DIR, META_FILE, PROJECT_FILE, TRANSCRIPT_LOG, parse_segment_name, valid_session_id,
+    FILE_HISTORY_DIR, LEGACY_DIR, META_FILE, PROJECT_FILE, TRANSCRIPT_LOG, parse_segment_name,
+    valid_session_id,
 };
 use crate::store::{Oid, Store};
 
@@ -221,7 +222,7 @@ impl Snapshot {
                             .segs
                             .push(g);
                     }
-                    ["files", ..] => {
+                    [FILE_HISTORY_DIR | "files", ..] => {
                         s.files.insert(rest.join("/"), f.clone());
                     }
                     _ => return Err("unknown file in a session folder".into()),
