@@ -48,22 +48,22 @@ fn load_state(home: &Home) -> Option<State> {
         .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
-/// Quote for a POSIX shell.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// The command line a hook runs: this executable (and this tool home, when it is not the
-/// default one).
-pub fn hook_command(event_arg: &str) -> Result<String> {
+/// The hook ccsync installs for `event` (`SessionStart`): this executable with `hook <word>`,
+/// and `--home` when the tool home is not the default one. Exec form: no shell parses it, so
+/// no quoting can go wrong and Windows needs neither Git Bash nor PowerShell syntax.
+pub fn hook_spec(event: &'static str, word: &str, home: &Home) -> Result<HookSpec> {
     let exe = std::env::current_exe().context("cannot find the ccsync executable")?;
-    let mut cmd = String::new();
-    if let Some(h) = std::env::var_os("CCSYNC_HOME").filter(|h| !h.is_empty()) {
-        cmd.push_str(&format!("CCSYNC_HOME={} ", sh_quote(&h.to_string_lossy())));
+    let mut args = vec!["hook".to_string(), word.to_string()];
+    if std::env::var_os("CCSYNC_HOME").is_some_and(|h| !h.is_empty()) {
+        args.push("--home".into());
+        args.push(home.root.to_string_lossy().into_owned());
     }
-    cmd.push_str(&sh_quote(&exe.to_string_lossy()));
-    cmd.push_str(&format!(" hook {event_arg}"));
-    Ok(cmd)
+    Ok(HookSpec {
+        event,
+        program: exe.to_string_lossy().into_owned(),
+        args,
+        timeout_secs: 30,
+    })
 }
 
 /// What `setup-hooks` did.
@@ -96,16 +96,8 @@ pub fn install(claude: &ClaudeDir, home: &Home) -> Result<Installed> {
         )
     })?;
     let specs = vec![
-        HookSpec {
-            event: "SessionStart",
-            command: hook_command("session-start")?,
-            timeout_secs: 30,
-        },
-        HookSpec {
-            event: "SessionEnd",
-            command: hook_command("session-end")?,
-            timeout_secs: 30,
-        },
+        hook_spec("SessionStart", "session-start", home)?,
+        hook_spec("SessionEnd", "session-end", home)?,
     ];
     let (new, created) = settings::install(&text, &specs)
         .map_err(|e| anyhow!("cannot add hooks to {}: {e}", path.display()))?;
@@ -278,8 +270,36 @@ fn claude_pid(claude: &ClaudeDir, sid: &str) -> u32 {
         .unwrap_or_else(crate::os::parent_pid)
 }
 
-/// Session start: newer turns, the lock, the record. Returns a warning for the user, if any.
-pub fn session_start(engine: &Engine, input: &HookInput) -> Result<Option<String>> {
+/// What the session-start hook has to tell the user.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// Another machine holds the session's lock.
+    pub warning: Option<String>,
+    /// Lines that arrived after Claude Code had loaded the transcript (it loads before the hook
+    /// runs, so it does not show them).
+    pub late_lines: u64,
+    pub session_id: String,
+}
+
+impl Started {
+    /// The message for the user, if any.
+    pub fn message(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.late_lines > 0 {
+            parts.push(format!(
+                "ccsync brought {} newer line(s) of this conversation from another machine after Claude Code had loaded it, so they are not shown. Exit now and run `claude --resume {}` (or `ccsync resume {}`) to see them; continuing here would branch the conversation.",
+                self.late_lines, self.session_id, self.session_id
+            ));
+        }
+        if let Some(w) = &self.warning {
+            parts.push(w.clone());
+        }
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+}
+
+/// Session start: newer turns, the lock, the record.
+pub fn session_start(engine: &Engine, input: &HookInput) -> Result<Started> {
     let cfg = engine.config;
     let budget = Duration::from_secs(cfg.hook_timeout_secs.max(1));
     let started = Instant::now();
@@ -289,6 +309,7 @@ pub fn session_start(engine: &Engine, input: &HookInput) -> Result<Option<String
             .max(Duration::from_millis(200))
     };
     let sid = &input.session_id;
+    let mut late_lines = 0;
     if input.source.as_deref() != Some("startup") {
         let opts = PullOptions {
             only: Some([sid.clone()].into_iter().collect()),
@@ -297,11 +318,12 @@ pub fn session_start(engine: &Engine, input: &HookInput) -> Result<Option<String
             timeout: Some(left()),
             ..PullOptions::default()
         };
-        if let Err(e) = crate::sync::pull(engine, &opts) {
-            log(
+        match crate::sync::pull(engine, &opts) {
+            Ok(r) => late_lines = r.lines,
+            Err(e) => log(
                 engine.home,
                 &format!("session-start {sid}: could not bring newer turns: {e:#}"),
-            );
+            ),
         }
     }
     let mut warning = None;
@@ -343,9 +365,13 @@ pub fn session_start(engine: &Engine, input: &HookInput) -> Result<Option<String
     held::record(engine.home, &record)?;
     log(
         engine.home,
-        &format!("session-start {sid}: locked={locked}"),
+        &format!("session-start {sid}: locked={locked}, late lines={late_lines}"),
     );
-    Ok(warning)
+    Ok(Started {
+        warning,
+        late_lines,
+        session_id: sid.clone(),
+    })
 }
 
 /// Session end, in the detached worker: wait for Claude Code to exit, push the session, release

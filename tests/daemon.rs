@@ -248,18 +248,19 @@ fn setup_hooks_round_trip_is_byte_identical() {
         v["hooks"]["PreToolUse"][0]["hooks"][0]["command"], "audit.sh",
         "other hooks kept"
     );
-    assert!(
-        v["hooks"]["SessionStart"][0]["hooks"][0]["command"]
-            .as_str()
-            .unwrap()
-            .ends_with("hook session-start")
-    );
-    assert!(
-        v["hooks"]["SessionEnd"][0]["hooks"][0]["command"]
-            .as_str()
-            .unwrap()
-            .ends_with("hook session-end")
-    );
+    // Exec form: the program and its arguments, no shell (so it also runs under PowerShell).
+    for (event, word) in [
+        ("SessionStart", "session-start"),
+        ("SessionEnd", "session-end"),
+    ] {
+        let h = &v["hooks"][event][0]["hooks"][0];
+        assert_eq!(h["command"], bin_path().to_str().unwrap(), "{event}");
+        assert_eq!(
+            h["args"],
+            serde_json::json!(["hook", word, "--home", a.tool.to_str().unwrap()]),
+            "{event}"
+        );
+    }
     assert!(
         text.starts_with("{\n    \"model\": \"opus\",\n    \"hooks\": {\n        \"PreToolUse\""),
         "untouched bytes stay: {text}"
@@ -486,4 +487,52 @@ fn daemon_install_writes_a_user_service() {
     c.env("XDG_CONFIG_HOME", &xdg).args(["daemon", "uninstall"]);
     assert!(c.output().unwrap().status.success());
     assert!(!unit.exists());
+}
+
+/// Run a hook with `input` on stdin; returns its stdout.
+fn run_hook(m: &Machine, event: &str, input: &str) -> String {
+    let mut c = m.cmd();
+    c.args(["hook", event])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "a hook never fails Claude Code");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn turns_the_start_hook_brings_too_late_are_announced_visibly() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let a = machine(&w, "a", &remote);
+    let b = machine(&w, "b", &remote);
+    let sid = "0d3c1a2b-0000-4000-8000-00000000000a";
+    append(&a, sid, "first");
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    let input = serde_json::json!({"session_id": sid, "cwd": cwd(&b), "hook_event_name": "SessionStart", "source": "resume", "transcript_path": ""}).to_string();
+    // Nothing new: the hook says nothing to the user.
+    let quiet = run_hook(&b, "session-start", &input);
+    assert!(quiet.trim().is_empty(), "{quiet}");
+    b.ok(&["lock", "release"]);
+    // A added a turn; Claude Code on B had already loaded the transcript when the hook pulled it.
+    append(&a, sid, "second");
+    a.ok(&["push"]);
+    let out = run_hook(&b, "session-start", &input);
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let msg = v["systemMessage"].as_str().unwrap();
+    assert!(
+        msg.contains("1 newer line") && msg.contains(&format!("claude --resume {sid}")),
+        "{msg}"
+    );
 }

@@ -273,29 +273,43 @@ fn remove_item(text: &str, arr: &Node, idx: usize) -> String {
     }
 }
 
-/// The hooks ccsync installs: (event, command, matcher, timeout in seconds).
+/// A hook ccsync installs, in the client's exec form (`command` is the program, `args` its
+/// arguments): Claude Code then starts it directly, with no shell, so the same entry works
+/// under sh, Git Bash and PowerShell alike.
 #[derive(Debug, Clone)]
 pub struct HookSpec {
     pub event: &'static str,
-    pub command: String,
+    pub program: String,
+    pub args: Vec<String>,
     pub timeout_secs: u64,
 }
 
 impl HookSpec {
     fn group(&self) -> String {
-        serde_json::json!({"hooks": [{"type": "command", "command": self.command, "timeout": self.timeout_secs}]}).to_string()
+        serde_json::json!({"hooks": [{"type": "command", "command": self.program, "args": self.args, "timeout": self.timeout_secs}]}).to_string()
     }
 }
 
-/// Whether a hook command is one of ccsync's (for `event`).
-pub fn is_ours(command: &str, event: &str) -> bool {
-    let suffix = match event {
-        "SessionStart" => "hook session-start",
-        "SessionEnd" => "hook session-end",
+/// Whether a hook entry is one of ccsync's (for `event`): the exec form this version writes, or
+/// the shell command line older versions wrote.
+pub fn is_ours(hook: &serde_json::Value, event: &str) -> bool {
+    let word = match event {
+        "SessionStart" => "session-start",
+        "SessionEnd" => "session-end",
         _ => return false,
     };
-    command.trim_end().ends_with(suffix)
-        && (command.contains("ccsync") || command.contains("claude-session-sync"))
+    let Some(command) = hook.get("command").and_then(|c| c.as_str()) else {
+        return false;
+    };
+    let ccsync = command.contains("ccsync") || command.contains("claude-session-sync");
+    match hook.get("args").and_then(|a| a.as_array()) {
+        Some(args) => {
+            ccsync
+                && args.first().and_then(|a| a.as_str()) == Some("hook")
+                && args.get(1).and_then(|a| a.as_str()) == Some(word)
+        }
+        None => ccsync && command.trim_end().ends_with(&format!("hook {word}")),
+    }
 }
 
 /// Indexes of ccsync's groups in an event's array.
@@ -310,14 +324,7 @@ fn our_groups(text: &str, arr: &Node, event: &str) -> Vec<usize> {
             serde_json::from_str::<serde_json::Value>(&text[g.start()..g.end()])
                 .ok()
                 .and_then(|v| v.get("hooks").and_then(|h| h.as_array()).cloned())
-                .is_some_and(|hs| {
-                    !hs.is_empty()
-                        && hs.iter().all(|h| {
-                            h.get("command")
-                                .and_then(|c| c.as_str())
-                                .is_some_and(|c| is_ours(c, event))
-                        })
-                })
+                .is_some_and(|hs| !hs.is_empty() && hs.iter().all(|h| is_ours(h, event)))
         })
         .map(|(i, _)| i)
         .collect()
@@ -459,12 +466,14 @@ mod tests {
         vec![
             HookSpec {
                 event: "SessionStart",
-                command: "'/bin/ccsync' hook session-start".into(),
+                program: "/bin/ccsync".into(),
+                args: vec!["hook".into(), "session-start".into()],
                 timeout_secs: 10,
             },
             HookSpec {
                 event: "SessionEnd",
-                command: "'/bin/ccsync' hook session-end".into(),
+                program: "/bin/ccsync".into(),
+                args: vec!["hook".into(), "session-end".into()],
                 timeout_secs: 10,
             },
         ]
@@ -489,8 +498,8 @@ mod tests {
                     .as_array()
                     .unwrap()
                     .last()
-                    .unwrap()["hooks"][0]["command"],
-                "'/bin/ccsync' hook session-start"
+                    .unwrap()["hooks"][0],
+                serde_json::json!({"type": "command", "command": "/bin/ccsync", "args": ["hook", "session-start"], "timeout": 10})
             );
             // Idempotent.
             let (again, _) = install(&installed_text, &specs()).unwrap();
@@ -505,7 +514,7 @@ mod tests {
 
     #[test]
     fn other_hooks_are_kept_and_old_ccsync_groups_replaced() {
-        let text = r#"{"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"/old/ccsync hook session-start"}]},{"hooks":[{"type":"command","command":"mine.sh"}]}]}}"#;
+        let text = r#"{"hooks":{"SessionStart":[{"hooks":[{"type":"command","command":"'/old/ccsync' hook session-start"}]},{"hooks":[{"type":"command","command":"mine.sh"}]},{"hooks":[{"type":"command","command":"/old/ccsync","args":["hook","session-start","--home","/x"]}]}]}}"#;
         let (t, _) = install(text, &specs()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&t).unwrap();
         let groups = v["hooks"]["SessionStart"].as_array().unwrap();
@@ -514,6 +523,28 @@ mod tests {
         assert!(t.contains("mine.sh") && !t.contains("/old/ccsync"));
         let back = remove(&t, &Created::default()).unwrap();
         assert!(back.contains("mine.sh") && !back.contains("ccsync"));
+    }
+
+    #[test]
+    fn ours_in_both_forms_and_nothing_else() {
+        use serde_json::json;
+        let exec =
+            json!({"command": "C:/Users/a/.cargo/bin/ccsync.exe", "args": ["hook", "session-end"]});
+        assert!(is_ours(&exec, "SessionEnd"));
+        assert!(!is_ours(&exec, "SessionStart"));
+        assert!(is_ours(
+            &json!({"command": "CCSYNC_HOME='/t' '/b/ccsync' hook session-start"}),
+            "SessionStart"
+        ));
+        assert!(!is_ours(
+            &json!({"command": "node", "args": ["hook", "session-start"]}),
+            "SessionStart"
+        ));
+        assert!(!is_ours(
+            &json!({"command": "ccsync-audit.sh"}),
+            "SessionStart"
+        ));
+        assert!(!is_ours(&json!({"args": ["hook"]}), "SessionStart"));
     }
 
     #[test]

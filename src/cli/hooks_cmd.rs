@@ -32,6 +32,9 @@ pub struct HookArgs {
     event: HookEvent,
     /// Internal: the stashed hook input of session-end-worker.
     file: Option<std::path::PathBuf>,
+    /// The tool home (the hooks name it when it is not the default one).
+    #[arg(long, hide = true)]
+    home: Option<std::path::PathBuf>,
 }
 
 pub fn setup(env: &Env, args: SetupHooksArgs) -> Result<ExitCode> {
@@ -69,6 +72,18 @@ pub fn setup(env: &Env, args: SetupHooksArgs) -> Result<ExitCode> {
 
 /// A hook never fails Claude Code: whatever happens, exit 0; problems go to the hook log.
 pub fn hook(env: &Env, args: HookArgs) -> Result<ExitCode> {
+    let own;
+    let env = match &args.home {
+        Some(h) => {
+            own = Env {
+                claude: env.claude.clone(),
+                home: crate::config::Home::new(h),
+                quiet: env.quiet,
+            };
+            &own
+        }
+        None => env,
+    };
     if let Err(e) = hook_inner(env, &args) {
         hooks::log(&env.home, &format!("{:?}: {e:#}", args.event));
     }
@@ -99,15 +114,21 @@ fn hook_inner(env: &Env, args: &HookArgs) -> Result<()> {
     match args.event {
         HookEvent::SessionStart => {
             let engine = Engine::new(&env.claude, &env.home, &config)?;
-            if let Some(w) = hooks::session_start(&engine, &input)? {
-                eprintln!("{w}");
+            let started = hooks::session_start(&engine, &input)?;
+            // Claude Code shows a hook's `systemMessage` to the user; plain output it would not.
+            if let Some(msg) = started.message() {
+                println!("{}", serde_json::json!({ "systemMessage": msg }));
             }
         }
         HookEvent::SessionEnd => {
             let file = hooks::stash_input(&env.home, &data)?;
             let exe = std::env::current_exe().context("cannot find the ccsync executable")?;
             let mut cmd = std::process::Command::new(exe);
-            cmd.arg("hook").arg("session-end-worker").arg(&file);
+            cmd.arg("hook")
+                .arg("session-end-worker")
+                .arg(&file)
+                .arg("--home")
+                .arg(&env.home.root);
             crate::os::spawn_detached(&mut cmd, None)
                 .context("cannot start the session-end worker")?;
         }

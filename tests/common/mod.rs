@@ -378,7 +378,10 @@ payload = json.dumps({"session_id": sid, "cwd": os.getcwd(), "hook_event_name": 
 for group in settings.get("hooks", {}).get(event, []):
     for h in group.get("hooks", []):
         if h.get("type") == "command":
-            subprocess.run(h["command"], shell=True, input=payload)
+            if "args" in h:
+                subprocess.run([h["command"]] + h["args"], input=payload)
+            else:
+                subprocess.run(h["command"], shell=True, input=payload)
 "#,
         )
         .unwrap();
