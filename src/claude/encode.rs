@@ -259,6 +259,22 @@ mod tests {
         assert!(!folder_matches("-home-a-p-abc", "/home/a/p"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn output_shape(path in "\\PC{0,260}") {
+            let enc = encode_project_dir(&path);
+            let units = path.encode_utf16().count();
+            proptest::prop_assert!(enc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            if units <= MAX_ENCODED_LEN {
+                proptest::prop_assert_eq!(enc.len(), units);
+            } else {
+                proptest::prop_assert_eq!(&enc[..MAX_ENCODED_LEN], &sanitize(&path)[..MAX_ENCODED_LEN]);
+                proptest::prop_assert_eq!(&enc[MAX_ENCODED_LEN + 1..], hash_suffix(&path));
+                proptest::prop_assert!(folder_matches(&enc, &path));
+            }
+        }
+    }
+
     #[test]
     fn lookup_prefers_existing_long_folder() {
         let dir = tempfile::tempdir().unwrap();
