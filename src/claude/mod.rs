@@ -1,6 +1,10 @@
 //! Claude Code's on-disk model: where its config dir is, how project folders are named, which
 //! files make up a session, what a transcript says about itself, and which sessions are live.
 //!
+//! Where the client puts a working directory's sessions and memory is decided in one place,
+//! [`naming`] (realpath, git root, `autoMemoryDirectory`); [`encode`] is only the string
+//! encoding under it. The settings the client merges are read by [`settings::MergedSettings`].
+//!
 //! Read-only: nothing here writes into the Claude Code dir ([`settings`] edits text, the caller
 //! writes it).
 
@@ -8,6 +12,7 @@ pub mod discover;
 pub mod encode;
 pub mod jsonscan;
 pub mod live;
+pub mod naming;
 pub mod settings;
 pub mod transcript;
 pub mod tree;
@@ -15,6 +20,9 @@ pub mod tree;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+
+/// [`ClaudeDir::cleanup_period_days`]'s stand-in for "never" (about 273 years).
+pub const CLEANUP_NEVER_DAYS: u32 = 100_000;
 
 /// The Claude Code config dir (`$CLAUDE_CONFIG_DIR`, else `~/.claude`).
 #[derive(Debug, Clone)]
@@ -63,14 +71,25 @@ impl ClaudeDir {
         self.root.join("settings.json")
     }
 
-    /// `cleanupPeriodDays` from the user settings (Claude Code's default: 30).
+    /// The settings Claude Code would use when started in `cwd` (`None`: user and managed
+    /// settings only), merged as the client merges them.
+    pub fn settings_for(&self, cwd: Option<&Path>) -> settings::MergedSettings {
+        settings::MergedSettings::load(self, cwd)
+    }
+
+    /// Days after which Claude Code's clean-up deletes transcripts when started in `cwd`;
+    /// `None` when it deletes nothing (see [`settings::MergedSettings::cleanup_period_days`]).
+    pub fn cleanup_period(&self, cwd: Option<&Path>) -> Option<u32> {
+        self.settings_for(cwd).cleanup_period_days()
+    }
+
+    /// Clean-up period for a date cut-off, from the user and managed settings: the client's
+    /// value capped at [`CLEANUP_NEVER_DAYS`], which also stands for "the client deletes
+    /// nothing" (a cut-off that far back keeps every file and stays a valid date). New code
+    /// that must tell "never" apart uses [`ClaudeDir::cleanup_period`].
     pub fn cleanup_period_days(&self) -> u32 {
-        std::fs::read(self.settings())
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v.get("cleanupPeriodDays").and_then(|d| d.as_u64()))
-            .map(|d| d.min(100_000) as u32)
-            .unwrap_or(30)
+        self.cleanup_period(None)
+            .map_or(CLEANUP_NEVER_DAYS, |d| d.min(CLEANUP_NEVER_DAYS))
     }
 
     /// Whether a path lies inside this directory (lexically).
