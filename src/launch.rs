@@ -196,8 +196,7 @@ fn finish(
 
 /// Sessions in the project folder of `cwd` written since `since` (what a `start` created).
 fn sessions_touched_since(engine: &Engine, cwd: &Path, since: SystemTime) -> Vec<String> {
-    let folder =
-        crate::claude::encode::project_dir_for(&engine.claude.projects(), &cwd.to_string_lossy());
+    let folder = crate::claude::naming::project_folder(engine.claude, &cwd.to_string_lossy());
     let Ok(rd) = std::fs::read_dir(&folder) else {
         return Vec::new();
     };

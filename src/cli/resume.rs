@@ -328,7 +328,7 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
             if !d.is_dir() {
                 bail!("{} is not a directory", d.display());
             }
-            move_session(&env.claude, &local.session, &d)?;
+            move_session(env, &local.session, &d)?;
             d
         }
         None => {
@@ -432,29 +432,14 @@ fn report_outcome(out: &launch::Outcome, locked: bool) {
     }
 }
 
-/// Move a session's transcript and folder into the project folder of `dir`, so that
-/// `claude --resume` started there finds it.
-fn move_session(
-    claude: &crate::claude::ClaudeDir,
-    s: &crate::claude::discover::LocalSession,
-    dir: &Path,
-) -> Result<()> {
-    let target = crate::claude::encode::project_dir_for(&claude.projects(), &dir.to_string_lossy());
-    if s.transcript.parent() == Some(target.as_path()) {
-        return Ok(());
-    }
-    std::fs::create_dir_all(&target)
-        .with_context(|| format!("cannot create {}", target.display()))?;
-    let to = target.join(format!("{}.jsonl", s.id));
-    std::fs::rename(&s.transcript, &to)
-        .with_context(|| format!("cannot move {} to {}", s.transcript.display(), to.display()))?;
-    if let Some(from_dir) = s.transcript.parent().map(|p| p.join(&s.id))
-        && from_dir.is_dir()
-    {
-        std::fs::rename(&from_dir, target.join(&s.id))
-            .with_context(|| format!("cannot move {}", from_dir.display()))?;
-    }
-    Ok(())
+/// Move a session into the project folder of `dir`, so that `claude --resume` started there
+/// finds it.
+fn move_session(env: &Env, s: &crate::claude::discover::LocalSession, dir: &Path) -> Result<()> {
+    let target = crate::claude::naming::session_file(&env.claude, &dir.to_string_lossy(), &s.id)?;
+    let remote = env.config()?.map(|c| c.remote).unwrap_or_default();
+    let mut index = crate::sync::state::Index::load(&env.home, &remote);
+    crate::sync::place::move_session(&env.claude, s, &target, &mut index)?;
+    index.save(&env.home)
 }
 
 pub fn start(env: &Env, args: StartArgs) -> Result<ExitCode> {

@@ -247,6 +247,19 @@ fn print_pull(r: &PullReport) {
     for c in &r.conflicts {
         println!("Conflict: both machines changed it; the other version is kept in {c}");
     }
+    if !r.moved.is_empty() {
+        println!(
+            "{} {} session(s) into the folder Claude Code looks in: {}",
+            if r.dry_run { "Would move" } else { "Moved" },
+            r.moved.len(),
+            r.moved
+                .iter()
+                .take(5)
+                .map(|s| short_id(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if !r.branches.is_empty() {
         println!(
             "Two machines continued the same conversation: the other branch is now its own session ({}), so Claude Code shows every turn.",

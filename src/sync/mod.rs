@@ -14,6 +14,7 @@ pub mod files;
 pub mod forget;
 pub mod history;
 pub mod log;
+pub mod place;
 pub mod pull;
 pub mod push;
 pub mod remote;

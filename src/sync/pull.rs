@@ -24,7 +24,7 @@ use super::snapshot::{RepoSession, Snapshot};
 use super::state::{Event, FileRecord, Index, LogRecord, PullMark, SessionRecord, State};
 use super::{Engine, branches, history};
 use crate::claude::discover::{self, LocalSession};
-use crate::claude::encode::project_dir_for;
+use crate::claude::naming;
 use crate::config::shared::{self, RepoKind};
 use crate::paths::normalize_path;
 use crate::store::layout::{self, PROJECT_FILE, ProjectRecord, SessionMeta, TRANSCRIPT_LOG};
@@ -71,6 +71,8 @@ pub struct PullReport {
     pub refused: Vec<Refused>,
     /// Sessions written to show a branch Claude Code would hide (see [`super::branches`]).
     pub branches: Vec<String>,
+    /// Sessions moved into the folder Claude Code looks in (or merged from two folders).
+    pub moved: Vec<String>,
     pub head: Option<String>,
     pub seconds: f64,
 }
@@ -110,12 +112,13 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
     let mut index = Index::load(engine.home, &cfg.remote);
     report.head = head.as_ref().map(|h| h.0.clone());
     let settings = format!(
-        "{:?}|{:?}|{}|{}|{}",
+        "{:?}|{:?}|{}|{:?}|{}|{}",
         cfg.placeholders,
         cfg.sync_directories,
         cfg.path_style,
-        engine.claude.cleanup_period_days(),
-        opts.all
+        engine.claude.cleanup_period(None),
+        opts.all,
+        PLACEMENT_VERSION,
     );
     let full = opts.only.is_none() && !opts.force && !opts.dry_run;
     if full
@@ -138,12 +141,40 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
             reason: r.clone(),
         })
         .collect();
-    let disc = discover::discover(engine.claude)
+    let mut disc = discover::discover(engine.claude)
         .with_context(|| format!("cannot list {}", engine.claude.projects().display()))?;
+    let live = crate::claude::live::live_ids(engine.claude);
+    // Every session in the one folder Claude Code looks in: move what is elsewhere first.
+    {
+        let mut reader = store.git.reader()?;
+        let all = index.placement < PLACEMENT_VERSION || opts.force;
+        let moves = plan_moves(engine, &snap, &disc, &index, all, &mut reader)?;
+        for m in &moves {
+            if opts.only.as_ref().is_some_and(|o| !o.contains(&m.session)) {
+                continue;
+            }
+            if live.contains(&m.session) && !opts.ignore_live {
+                report.deferred.push(m.session.clone());
+                continue;
+            }
+            if !opts.dry_run {
+                for c in disc.sessions.iter().filter(|c| c.id == m.session) {
+                    super::place::move_session(engine.claude, c, &m.to, &mut index)?;
+                }
+            }
+            report.moved.push(m.session.clone());
+        }
+        if !report.moved.is_empty() && !opts.dry_run {
+            disc = discover::discover(engine.claude)
+                .with_context(|| format!("cannot list {}", engine.claude.projects().display()))?;
+        }
+        if opts.only.is_none() && !opts.dry_run {
+            index.placement = PLACEMENT_VERSION;
+        }
+    }
     let local: HashMap<&str, &LocalSession> =
         disc.sessions.iter().map(|s| (s.id.as_str(), s)).collect();
-    let live = crate::claude::live::live_ids(engine.claude);
-    let cutoff = Utc::now() - chrono::Duration::days(engine.claude.cleanup_period_days() as i64);
+    let cutoff = Cutoffs::new();
     let mut ids: Vec<&String> = snap
         .sessions
         .keys()
@@ -178,7 +209,9 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
                 let mut d = Delta::default();
                 let rs = &snap.sessions[*sid];
                 let loc = local.get(sid.as_str()).copied();
-                pull_session(engine, opts, rs, loc, &live, cutoff, &index, reader, &mut d)?;
+                pull_session(
+                    engine, opts, rs, loc, &live, &cutoff, &index, reader, &mut d,
+                )?;
                 engine.progress_advance(rs.logs.values().map(|l| l.size()).sum());
                 Ok(d)
             },
@@ -205,7 +238,7 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
     let mut reader = store.git.reader()?;
     if opts.only.is_none() {
         let mut d = Delta::default();
-        pull_memory(engine, opts, &snap, &disc, &index, &mut reader, &mut d)?;
+        pull_memory(engine, opts, &snap, &index, &mut reader, &mut d)?;
         pull_global(engine, opts, &snap, &index, &mut reader, &mut d)?;
         d.apply(&mut index, &mut report, &mut Vec::new());
         let (n, rec) = history::pull(
@@ -274,19 +307,25 @@ fn log_target(engine: &Engine, transcript: &Path, sid: &str, rel: &str) -> (Stri
 /// Nothing stored for this session changed since this machine last saw it.
 fn unchanged(engine: &Engine, rs: &RepoSession, loc: Option<&LocalSession>, index: &Index) -> bool {
     let Some(loc) = loc else { return false };
-    rs.logs.iter().all(|(rel, stored)| {
-        let (key, _) = log_target(engine, &loc.transcript, &rs.id, rel);
-        index
-            .logs
-            .get(&key)
-            .is_some_and(|r| r.equal && r.segs == stored.segs && r.repo_dir == stored.dir)
-    }) && rs.files.iter().all(|(rel, f)| {
-        let (key, _) = log_target(engine, &loc.transcript, &rs.id, rel);
-        index
-            .files
-            .get(&key)
-            .is_some_and(|r| r.base.as_ref() == Some(&f.oid))
-    })
+    let same_meta = index
+        .sessions
+        .get(&rs.id)
+        .is_some_and(|r| r.meta.as_deref() == rs.meta.as_ref().map(|m| m.oid.0.as_str()));
+    same_meta
+        && rs.logs.iter().all(|(rel, stored)| {
+            let (key, _) = log_target(engine, &loc.transcript, &rs.id, rel);
+            index
+                .logs
+                .get(&key)
+                .is_some_and(|r| r.equal && r.segs == stored.segs && r.repo_dir == stored.dir)
+        })
+        && rs.files.iter().all(|(rel, f)| {
+            let (key, _) = log_target(engine, &loc.transcript, &rs.id, rel);
+            index
+                .files
+                .get(&key)
+                .is_some_and(|r| r.base.as_ref() == Some(&f.oid))
+        })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -296,7 +335,7 @@ fn pull_session(
     rs: &RepoSession,
     loc: Option<&LocalSession>,
     live: &std::collections::HashSet<String>,
-    cutoff: chrono::DateTime<Utc>,
+    cutoff: &Cutoffs,
     index: &Index,
     reader: &mut BlobReader,
     d: &mut Delta,
@@ -309,59 +348,28 @@ fn pull_session(
             reason,
         })
     };
-    let Some(meta_file) = &rs.meta else {
-        report.refused.push(Refused {
-            path: rs.dir.clone(),
-            reason: "session folder without meta.json".into(),
-        });
-        return Ok(());
-    };
-    let meta: SessionMeta = match serde_json::from_slice(&reader.read(&meta_file.oid)?) {
-        Ok(m) => m,
-        Err(e) => {
-            report.refused.push(Refused {
-                path: meta_file.path.clone(),
-                reason: format!("not valid: {e}"),
-            });
+    let Placed {
+        meta,
+        local_cwd,
+        transcript: expected,
+    } = match placement(engine, rs, reader)? {
+        Ok(p) => p,
+        Err(Unplaced::Refused(r)) => {
+            report.refused.push(r);
+            return Ok(());
+        }
+        Err(Unplaced::Skipped(why)) => {
+            skip(report, why);
             return Ok(());
         }
     };
-    if meta.session_id != *sid {
-        report.refused.push(Refused {
-            path: meta_file.path.clone(),
-            reason: "names another session".into(),
-        });
-        return Ok(());
-    }
-    let local_cwd = match engine.mapper.local_path(&meta.cwd) {
-        Ok(c) => c,
-        Err(missing) => {
-            let names: Vec<String> = missing.into_iter().collect();
-            skip(
-                report,
-                format!(
-                    "no path on this machine for {} (ccsync config add-placeholder {}=PATH)",
-                    names.join(", "),
-                    names[0]
-                ),
-            );
-            return Ok(());
-        }
-    };
-    if normalize_path(engine.config.path_style, "cwd", &local_cwd).is_err() && local_cwd.len() > 1 {
-        report.refused.push(Refused {
-            path: meta_file.path.clone(),
-            reason: format!("working directory {local_cwd:?} is not an absolute path here"),
-        });
-        return Ok(());
-    }
     if !opts.all && opts.only.is_none() && !engine.config.in_sync_dirs(&local_cwd) {
         return Ok(());
     }
-    let transcript = match loc {
-        Some(l) => l.transcript.clone(),
-        None => project_dir_for(&engine.claude.projects(), &local_cwd).join(format!("{sid}.jsonl")),
-    };
+    // Where the local copy is (moved into place before this, unless live), else where Claude
+    // Code will look for it.
+    let transcript = loc.map_or(expected, |l| l.transcript.clone());
+    let cutoff = cutoff.at(engine, &local_cwd);
     if live.contains(sid) && !opts.ignore_live {
         report.deferred.push(sid.clone());
         return Ok(());
@@ -370,7 +378,7 @@ fn pull_session(
     let stored_t = rs.transcript();
     let exists = transcript.exists();
     if !exists && opts.only.is_none() {
-        let old = meta.last_activity.is_some_and(|t| t < cutoff);
+        let old = meta.last_activity.zip(cutoff).is_some_and(|(t, c)| t < c);
         if old {
             skip(
                 report,
@@ -468,6 +476,7 @@ fn pull_session(
         SessionRecord {
             repo_dir: rs.dir.clone(),
             local: tkey,
+            meta: rs.meta.as_ref().map(|m| m.oid.0.clone()),
         },
     );
     if let Some(folder) = transcript
@@ -478,6 +487,158 @@ fn pull_session(
         d.changes.projects.insert(folder, meta.cwd.clone());
     }
     Ok(())
+}
+
+/// Bump when the rules of [`placement`] change: the next pull checks every session again.
+pub const PLACEMENT_VERSION: u32 = 1;
+
+/// A session whose local copies are not (only) where Claude Code looks for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Move {
+    pub session: String,
+    pub from: Vec<PathBuf>,
+    pub to: PathBuf,
+}
+
+/// The local sessions to move into place: those the repository says changed (`all`: every
+/// stored session with a local copy), in the wrong folder or in more than one.
+pub fn plan_moves(
+    engine: &Engine,
+    snap: &Snapshot,
+    disc: &discover::Discovery,
+    index: &Index,
+    all: bool,
+    reader: &mut BlobReader,
+) -> Result<Vec<Move>> {
+    let mut copies: HashMap<&str, Vec<&LocalSession>> = HashMap::new();
+    for s in &disc.sessions {
+        copies.entry(s.id.as_str()).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    let mut ids: Vec<&&str> = copies.keys().collect();
+    ids.sort();
+    for sid in ids {
+        let here = &copies[*sid];
+        let Some(rs) = snap.sessions.get(*sid) else {
+            continue;
+        };
+        if !all && here.len() == 1 && unchanged(engine, rs, Some(here[0]), index) {
+            continue;
+        }
+        let Ok(Ok(placed)) = placement(engine, rs, reader) else {
+            continue;
+        };
+        if here.len() == 1 && super::place::in_place(here[0], &placed.transcript) {
+            continue;
+        }
+        out.push(Move {
+            session: sid.to_string(),
+            from: here.iter().map(|c| c.transcript.clone()).collect(),
+            to: placed.transcript,
+        });
+    }
+    Ok(out)
+}
+
+/// Where a stored session belongs on this machine.
+pub(crate) struct Placed {
+    pub meta: SessionMeta,
+    /// The working directory in this machine's form (the directory of its last `/cd`).
+    pub local_cwd: String,
+    /// The transcript path Claude Code uses for it.
+    pub transcript: PathBuf,
+}
+
+pub(crate) enum Unplaced {
+    Refused(Refused),
+    Skipped(String),
+}
+
+/// Read a stored session's metadata and work out where it belongs here.
+pub(crate) fn placement(
+    engine: &Engine,
+    rs: &RepoSession,
+    reader: &mut BlobReader,
+) -> Result<std::result::Result<Placed, Unplaced>> {
+    let refused = |path: &str, reason: String| {
+        Ok(Err(Unplaced::Refused(Refused {
+            path: path.to_string(),
+            reason,
+        })))
+    };
+    let Some(meta_file) = &rs.meta else {
+        return refused(&rs.dir, "session folder without meta.json".into());
+    };
+    let meta: SessionMeta = match serde_json::from_slice(&reader.read(&meta_file.oid)?) {
+        Ok(m) => m,
+        Err(e) => return refused(&meta_file.path, format!("not valid: {e}")),
+    };
+    if meta.session_id != rs.id {
+        return refused(&meta_file.path, "names another session".into());
+    }
+    let local_cwd = match engine.mapper.local_path(effective_cwd(&meta)) {
+        Ok(c) => c,
+        Err(missing) => {
+            let names: Vec<String> = missing.into_iter().collect();
+            return Ok(Err(Unplaced::Skipped(format!(
+                "no path on this machine for {} (ccsync config add-placeholder {}=PATH)",
+                names.join(", "),
+                names.first().map_or("NAME", String::as_str)
+            ))));
+        }
+    };
+    if normalize_path(engine.config.path_style, "cwd", &local_cwd).is_err() {
+        return refused(
+            &meta_file.path,
+            format!("working directory {local_cwd:?} is not an absolute path here"),
+        );
+    }
+    let transcript = match naming::session_file(engine.claude, &local_cwd, &rs.id) {
+        Ok(t) => t,
+        Err(e) => return refused(&meta_file.path, format!("{e:#}")),
+    };
+    Ok(Ok(Placed {
+        meta,
+        local_cwd,
+        transcript,
+    }))
+}
+
+/// The working directory Claude Code files a session under: the directory of its last `/cd`,
+/// else where it started (portable form).
+pub(crate) fn effective_cwd(meta: &SessionMeta) -> &str {
+    &meta.cwd
+}
+
+/// Claude Code's clean-up horizon for each project: sessions whose last activity is older are
+/// deleted by the client (the merged settings of that project; `None`: it deletes nothing).
+pub(crate) struct Cutoffs {
+    now: chrono::DateTime<Utc>,
+    by_cwd: std::sync::Mutex<HashMap<String, Option<chrono::DateTime<Utc>>>>,
+}
+
+impl Cutoffs {
+    pub fn new() -> Self {
+        Cutoffs {
+            now: Utc::now(),
+            by_cwd: Default::default(),
+        }
+    }
+
+    /// The horizon for sessions of `local_cwd`.
+    pub fn at(&self, engine: &Engine, local_cwd: &str) -> Option<chrono::DateTime<Utc>> {
+        if let Ok(m) = self.by_cwd.lock()
+            && let Some(c) = m.get(local_cwd)
+        {
+            return *c;
+        }
+        let days = engine.claude.cleanup_period(Some(Path::new(local_cwd)));
+        let c = days.map(|d| self.now - chrono::Duration::days(d as i64));
+        if let Ok(mut m) = self.by_cwd.lock() {
+            m.insert(local_cwd.to_string(), c);
+        }
+        c
+    }
 }
 
 /// A local log after a merge.
@@ -663,7 +824,6 @@ fn pull_memory(
     engine: &Engine,
     opts: &PullOptions,
     snap: &Snapshot,
-    disc: &discover::Discovery,
     index: &Index,
     reader: &mut BlobReader,
     d: &mut Delta,
@@ -695,12 +855,8 @@ fn pull_memory(
         if !opts.all && !engine.config.in_sync_dirs(&local_cwd) {
             continue;
         }
-        let folder = disc
-            .projects
-            .iter()
-            .find(|f| crate::claude::encode::folder_matches(&f.name, &local_cwd))
-            .map(|f| f.path.clone())
-            .unwrap_or_else(|| project_dir_for(&engine.claude.projects(), &local_cwd));
+        // The folder Claude Code reads this project's memory from (its git root's, realpath).
+        let folder = naming::project_folder(engine.claude, &local_cwd);
         let mem_root = folder.join("memory");
         let mut rels: BTreeSet<String> = p.memory.keys().cloned().collect();
         let prefix = format!("{}/", layout::memory_dir(slug));

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -67,6 +67,8 @@ pub struct PushReport {
     pub blocked: Vec<String>,
     pub skipped: Vec<Skipped>,
     pub conflicts: Vec<String>,
+    /// Project folders whose memory could not be synced: nothing tells their directory.
+    pub memory_unplaced: Vec<String>,
     pub commit: Option<String>,
     pub seconds: f64,
 }
@@ -103,6 +105,8 @@ struct LooseFile {
     size: u64,
     mtime_ns: i128,
     exists: bool,
+    /// For memory: the project's portable directory (recorded in `project.json`).
+    project: Option<String>,
 }
 
 /// Log record draft: segment objects written in this commit are resolved after the push.
@@ -272,7 +276,14 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
     let loose = if opts.only.is_some() {
         Vec::new()
     } else {
-        loose_files(engine, &cat, &index, &folder_cwd, opts.all)?
+        loose_files(
+            engine,
+            &cat,
+            &index,
+            &folder_cwd,
+            opts.all,
+            &mut report.memory_unplaced,
+        )?
     };
     let loose_changed: Vec<&LooseFile> = loose
         .iter()
@@ -384,6 +395,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
                 &mut staged,
             )?;
         }
+        let mut written_records = BTreeSet::new();
         for f in &loose_changed {
             let stored = stored_loose(&snap, &f.repo_path);
             let rec = index.files.get(&f.key);
@@ -401,6 +413,22 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
                 false,
             )?;
             apply_reconciled(r, txn, &mut staged, f.size, f.mtime_ns)?;
+            // A project that only has memory (no session stored yet) still records its
+            // directory, so that every machine knows where the memory goes.
+            if let Some(cwd) = &f.project {
+                let slug = layout::project_slug(cwd);
+                if snap.projects.get(&slug).is_none_or(|p| p.record.is_none())
+                    && written_records.insert(slug.clone())
+                {
+                    let rec =
+                        crate::store::format::to_json_bytes(&ProjectRecord { cwd: cwd.clone() })?;
+                    let m = txn.blob(&rec)?;
+                    txn.put(&format!("{}/{PROJECT_FILE}", layout::project_dir(&slug)), m);
+                }
+                if let Some(folder) = f.key.split('/').nth(1) {
+                    staged.projects.push((folder.to_string(), cwd.clone()));
+                }
+            }
         }
         if history_changed && let Some((sz, mt)) = history_stat {
             staged.history = super::history::push(
@@ -784,6 +812,9 @@ fn push_session(
         SessionRecord {
             repo_dir: dir.clone(),
             local: engine.key(&e.session.transcript),
+            // The metadata this machine last pulled: a push that rewrote it makes the next
+            // pull look at the session once more (cheaply).
+            meta: index.sessions.get(sid).and_then(|r| r.meta.clone()),
         },
     ));
     staged
@@ -1015,6 +1046,7 @@ fn loose_files(
     index: &Index,
     folder_cwd: &BTreeMap<String, String>,
     all: bool,
+    unplaced: &mut Vec<String>,
 ) -> Result<Vec<LooseFile>> {
     let cfg = engine.config;
     let mut out = Vec::new();
@@ -1023,7 +1055,8 @@ fn loose_files(
                    key: String,
                    path: PathBuf,
                    repo_path: String,
-                   att: Option<&Attachment>| {
+                   att: Option<&Attachment>,
+                   project: Option<&String>| {
         if seen.insert(key.clone()) {
             out.push(LooseFile {
                 key,
@@ -1032,21 +1065,37 @@ fn loose_files(
                 size: att.map_or(0, |a| a.size),
                 mtime_ns: att.map_or(0, |a| a.mtime_ns),
                 exists: att.is_some(),
+                project: project.cloned(),
             });
         }
     };
+    // Claude Code keeps memory per git root (the main worktree's), not per working directory:
+    // the folder of each session's git root holds the memory of all its sessions.
+    let mut roots: HashMap<&str, String> = HashMap::new();
+    let mut root_of_folder: BTreeMap<String, String> = BTreeMap::new();
+    for e in &cat.entries {
+        let Some(cwd) = e.meta.cwd.as_deref() else {
+            continue;
+        };
+        let root = roots.entry(cwd).or_insert_with(|| {
+            crate::claude::naming::git_root(Path::new(&crate::claude::naming::client_path(cwd)))
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_else(|| cwd.to_string())
+        });
+        root_of_folder
+            .entry(crate::claude::naming::project_folder_name(root))
+            .or_insert_with(|| root.clone());
+    }
     for p in &cat.discovery.projects {
-        // The folder's cwd: from one of its sessions, else from what an earlier sync recorded.
-        let portable = match folder_cwd.get(&p.name) {
+        // The folder's directory: the git root of a session, else a session's own directory,
+        // else what an earlier sync recorded.
+        let portable = match root_of_folder.get(&p.name).or(folder_cwd.get(&p.name)) {
             Some(cwd) => Some(engine.mapper.portable_path(cwd)),
             None => index.projects.get(&p.name).cloned(),
         };
         let Some(portable) = portable else {
             if !p.memory.is_empty() {
-                tracing::info!(
-                    "memory of {} not synced: no session there tells its working directory",
-                    p.name
-                );
+                unplaced.push(p.name.clone());
             }
             continue;
         };
@@ -1065,6 +1114,7 @@ fn loose_files(
                 a.path.clone(),
                 format!("{mem_dir}/{}", a.rel),
                 Some(a),
+                Some(&portable),
             );
         }
         for (k, r) in records_under(index, &format!("projects/{}/memory/", p.name)) {
@@ -1074,6 +1124,7 @@ fn loose_files(
                 engine.local_path(k),
                 r.repo_path.clone(),
                 None,
+                Some(&portable),
             );
         }
     }
@@ -1095,6 +1146,7 @@ fn loose_files(
             claude_md,
             layout::claude_md_path(),
             att.as_ref(),
+            None,
         );
     }
     let mut plans = Vec::new();
@@ -1106,6 +1158,7 @@ fn loose_files(
             a.path.clone(),
             format!("{}/{}", layout::plans_dir(), a.rel),
             Some(a),
+            None,
         );
     }
     for (k, r) in records_under(index, "plans/") {
@@ -1114,6 +1167,7 @@ fn loose_files(
             k.clone(),
             engine.local_path(k),
             r.repo_path.clone(),
+            None,
             None,
         );
     }

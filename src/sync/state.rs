@@ -108,6 +108,10 @@ pub struct SessionRecord {
     pub repo_dir: String,
     /// The transcript relative to the Claude Code dir.
     pub local: String,
+    /// The stored `meta.json` object when last pulled (a new one may place the session
+    /// elsewhere, after `relocate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<String>,
 }
 
 /// `state/index.json`: the local state index. Keys of `logs` and `files` are paths relative
@@ -133,6 +137,10 @@ pub struct Index {
     /// Sessions deleted from the repository with `forget`: never pushed again from here.
     #[serde(default)]
     pub forgotten: std::collections::BTreeSet<String>,
+    /// The placement rules every local session was last checked against
+    /// ([`crate::sync::pull::PLACEMENT_VERSION`]).
+    #[serde(default)]
+    pub placement: u32,
 }
 
 /// See [`Index::pulled`].
