@@ -126,6 +126,7 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         && mark.head == *h
         && mark.settings == settings
         && mark.deferred.is_empty()
+        && !has_duplicates(engine)
     {
         // The repository did not change since the last complete pull.
         report.up_to_date = true;
@@ -487,6 +488,16 @@ fn pull_session(
         d.changes.projects.insert(folder, meta.cwd.clone());
     }
     Ok(())
+}
+
+/// Whether a session id is in more than one project folder here (Claude Code then finds none):
+/// one directory walk, no reading.
+fn has_duplicates(engine: &Engine) -> bool {
+    let Ok(d) = discover::discover(engine.claude) else {
+        return false;
+    };
+    let mut seen = std::collections::HashSet::new();
+    d.sessions.iter().any(|s| !seen.insert(s.id.as_str()))
 }
 
 /// Bump when the rules of [`placement`] change: the next pull checks every session again.
