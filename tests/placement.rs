@@ -73,7 +73,7 @@ fn a_symlinked_placeholder_root_lands_in_the_realpath_folder_and_old_placements_
         .join(format!("{SID}.jsonl"));
     assert_eq!(
         session_files(&b, SID),
-        [want.clone()],
+        std::slice::from_ref(&want),
         "the realpath folder"
     );
     let text = std::fs::read_to_string(&want).unwrap();
@@ -101,7 +101,7 @@ fn a_symlinked_placeholder_root_lands_in_the_realpath_folder_and_old_placements_
     let out = b.ok(&["pull"]);
     assert!(out.contains("Moved 1 session"), "{out}");
     assert!(!stale.exists());
-    assert_eq!(session_files(&b, SID), [want.clone()]);
+    assert_eq!(session_files(&b, SID), std::slice::from_ref(&want));
     assert!(
         std::fs::read_to_string(&want)
             .unwrap()
