@@ -76,8 +76,22 @@ fn a_symlinked_placeholder_root_lands_in_the_realpath_folder_and_old_placements_
         std::slice::from_ref(&want),
         "the realpath folder"
     );
+    // Paths come in as Claude Code itself records them on B: realpaths.
     let text = std::fs::read_to_string(&want).unwrap();
-    assert!(text.contains(&format!("\"cwd\":\"{logical}\"")), "{text}");
+    assert!(text.contains(&format!("\"cwd\":\"{real}\"")), "{text}");
+    // And B's own sessions (realpaths, as the client writes them) reach A with A's paths.
+    let s_b = "7a0c4e2b-1111-4000-8000-0000000000b1";
+    write_session(&b, &real, s_b, 30);
+    b.ok(&["push"]);
+    a.ok(&["pull"]);
+    let on_a = session_files(&a, s_b);
+    assert_eq!(on_a.len(), 1, "B's session reached A");
+    let a_text = std::fs::read_to_string(&on_a[0]).unwrap();
+    assert!(
+        a_text.contains(&format!("\"cwd\":\"{}/app\"", a_proj.display()))
+            && !a_text.contains("data/code"),
+        "{a_text}"
+    );
 
     // A copy an earlier ccsync left in the folder of the logical path, with a line of its own,
     // is merged into the right one: one copy, nothing lost.

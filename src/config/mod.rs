@@ -125,6 +125,9 @@ pub struct Config {
     /// `owner/repo` when the remote was set up with `--github`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub github_repo: Option<String>,
+    /// The realpaths of sync directories behind symbolic links (computed when first needed).
+    #[serde(skip)]
+    real_sync_dirs: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Config {
@@ -145,22 +148,53 @@ impl Config {
             hook_timeout_secs: default_hook_timeout(),
             install_id: crate::util::random_hex(16),
             github_repo: None,
+            real_sync_dirs: Default::default(),
         }
     }
 
-    /// The mapper for this machine's placeholders.
+    /// The mapper for this machine's placeholders. Claude Code records realpaths: when a
+    /// placeholder's path is (or lies under) a symbolic link, its realpath is what the mapper
+    /// writes on the way in, and the configured spelling is kept as an alias on the way out.
     pub fn mapper(&self) -> Result<Mapper, MapError> {
-        Mapper::new(self.path_style, self.placeholders.iter())
+        if self.path_style != PathStyle::native() {
+            return Mapper::new(self.path_style, self.placeholders.iter());
+        }
+        let mut primary: Vec<(String, String)> = Vec::new();
+        let mut aliases: Vec<(String, String)> = Vec::new();
+        for (name, path) in &self.placeholders {
+            let real = crate::claude::naming::client_path(path);
+            if real != *path && crate::paths::normalize_path(self.path_style, name, &real).is_ok() {
+                primary.push((name.clone(), real));
+                aliases.push((name.clone(), path.clone()));
+            } else {
+                primary.push((name.clone(), path.clone()));
+            }
+        }
+        Mapper::with_aliases(self.path_style, primary, aliases)
     }
 
     /// Whether a local cwd is under the configured sync directories (all are, when none are
     /// configured).
     pub fn in_sync_dirs(&self, cwd: &str) -> bool {
-        self.sync_directories.is_empty()
-            || self
-                .sync_directories
+        if self.sync_directories.is_empty() {
+            return true;
+        }
+        // Claude Code records realpaths: a sync directory behind a symbolic link counts under
+        // both spellings (resolved once per process).
+        let real = self.real_sync_dirs.get_or_init(|| {
+            if self.path_style != PathStyle::native() {
+                return Vec::new();
+            }
+            self.sync_directories
                 .iter()
-                .any(|d| path_is_under(self.path_style, cwd, d))
+                .map(|d| crate::claude::naming::client_path(d))
+                .filter(|r| !self.sync_directories.contains(r))
+                .collect()
+        });
+        self.sync_directories
+            .iter()
+            .chain(real.iter())
+            .any(|d| path_is_under(self.path_style, cwd, d))
     }
 }
 

@@ -196,6 +196,10 @@ enum Unit {
 #[derive(Debug, Clone)]
 struct Entry {
     name: String,
+    /// Another spelling of the placeholder's path on this machine (the symbolic link the user
+    /// configured, when Claude Code records its realpath): mapped on the way out with its
+    /// spelling kept, never written on the way in.
+    alias: bool,
     path: String,
     units: Vec<Unit>,
     json: Vec<u8>,
@@ -239,9 +243,35 @@ impl Mapper {
         N: AsRef<str>,
         P: AsRef<str>,
     {
+        Self::with_aliases(style, placeholders, std::iter::empty::<(String, String)>())
+    }
+
+    /// Like [`Mapper::new`], plus other spellings of some placeholders' paths on this machine
+    /// (`(NAME, PATH)`; NAME must be among the placeholders). A path under an alias becomes
+    /// `{{NAME|spelling}}`, which this machine maps back to the same bytes and others to their
+    /// path for NAME.
+    pub fn with_aliases<I, N, P, A, AN, AP>(
+        style: PathStyle,
+        placeholders: I,
+        aliases: A,
+    ) -> Result<Mapper, MapError>
+    where
+        I: IntoIterator<Item = (N, P)>,
+        N: AsRef<str>,
+        P: AsRef<str>,
+        A: IntoIterator<Item = (AN, AP)>,
+        AN: AsRef<str>,
+        AP: AsRef<str>,
+    {
         let mut entries = Vec::new();
-        for (name, path) in placeholders {
-            let name = name.as_ref();
+        let primary = placeholders
+            .into_iter()
+            .map(|(n, p)| (n.as_ref().to_string(), p.as_ref().to_string(), false));
+        let extra = aliases
+            .into_iter()
+            .map(|(n, p)| (n.as_ref().to_string(), p.as_ref().to_string(), true));
+        for (name, path, alias) in primary.chain(extra) {
+            let name = name.as_str();
             if !valid_name(name) {
                 return Err(MapError::BadName(name.to_string()));
             }
@@ -269,6 +299,7 @@ impl Mapper {
             };
             entries.push(Entry {
                 name: name.to_string(),
+                alias,
                 path,
                 units,
                 json,
@@ -281,6 +312,13 @@ impl Mapper {
                 .cmp(&a.units.len())
                 .then_with(|| a.name.cmp(&b.name))
         });
+        // An alias of an unknown placeholder, or equal to its path, means nothing.
+        let primaries: Vec<(String, String)> = entries
+            .iter()
+            .filter(|e| !e.alias)
+            .map(|e| (e.name.clone(), e.path.clone()))
+            .collect();
+        entries.retain(|e| !e.alias || primaries.iter().any(|(n, p)| *n == e.name && *p != e.path));
         let mut starts = [false; 256];
         starts[b'{' as usize] = true;
         for e in &entries {
@@ -312,16 +350,18 @@ impl Mapper {
 
     /// This machine's path for a placeholder.
     pub fn path_of(&self, name: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .find(|e| e.name == name)
-            .map(|e| e.path.as_str())
+        self.primary(name).map(|e| e.path.as_str())
     }
 
-    /// `(name, path)` pairs, longest path first.
+    fn primary(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| !e.alias && e.name == name)
+    }
+
+    /// `(name, path)` pairs, longest path first (aliases not included).
     pub fn placeholders(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries
             .iter()
+            .filter(|e| !e.alias)
             .map(|e| (e.name.as_str(), e.path.as_str()))
     }
 
@@ -381,14 +421,14 @@ impl Mapper {
             }
             out.extend_from_slice(pending);
             if self.style == PathStyle::Posix {
-                push_token(out, &e.name, None);
+                push_token(out, &e.name, e.alias.then(|| &hay[at..end]));
                 return Some(end);
             }
             // Windows: look at the separators of the rest of the path.
             let rest = scan_rest(hay, end, ctx, true);
             let native = native_sep(PathStyle::Windows, ctx);
             let all_native = rest.seps.iter().all(|&(_, len)| len == native.len());
-            if canonical && all_native {
+            if canonical && all_native && !e.alias {
                 push_token(out, &e.name, None);
                 let mut last = end;
                 for &(pos, len) in &rest.seps {
@@ -463,14 +503,19 @@ impl Mapper {
                 continue;
             };
             let name = std::str::from_utf8(&input[tok.name.0..tok.name.1]).unwrap_or_default();
-            let Some(e) = self.entries.iter().find(|e| e.name == name) else {
+            let Some(e) = self.primary(name) else {
                 unmapped.unknown.insert(name.to_string());
                 i = tok.end;
                 continue;
             };
             out.extend_from_slice(&input[copied..at]);
             let spelling = tok.spelling.map(|(s, t)| &input[s..t]);
-            let same = spelling.is_some_and(|sp| self.is_spelling_of(e, sp, ctx));
+            let same = spelling.is_some_and(|sp| {
+                self.entries
+                    .iter()
+                    .filter(|x| x.name == name)
+                    .any(|x| self.is_spelling_of(x, sp, ctx))
+            });
             if let (true, Some(sp)) = (same, spelling) {
                 out.extend_from_slice(sp);
                 i = tok.end;

@@ -372,3 +372,70 @@ proptest! {
         }
     }
 }
+
+/// B's placeholder is a symbolic link; Claude Code records its realpath.
+fn posix_linked() -> Mapper {
+    Mapper::with_aliases(
+        PathStyle::Posix,
+        [("PROJECTS", "/data/code"), ("HOME", "/home/b")],
+        [("PROJECTS", "/home/b/code")],
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_alias_maps_out_with_its_spelling_and_comes_back_as_written() {
+    let b = posix_linked();
+    let mut p = Vec::new();
+    b.to_portable(
+        br#"{"cwd":"/data/code/app","t":"ls /home/b/code/app/src"}"#,
+        Context::Json,
+        &mut p,
+    );
+    assert_eq!(
+        String::from_utf8(p.clone()).unwrap(),
+        r#"{"cwd":"{{PROJECTS}}/app","t":"ls {{PROJECTS|/home/b/code}}/app/src"}"#
+    );
+    let mut back = Vec::new();
+    b.to_local(&p, Context::Json, &mut back);
+    assert_eq!(
+        back,
+        br#"{"cwd":"/data/code/app","t":"ls /home/b/code/app/src"}"#
+    );
+    // Another machine takes its own path for both.
+    let a = posix_a();
+    let mut on_a = Vec::new();
+    a.to_local(&p, Context::Json, &mut on_a);
+    assert_eq!(
+        String::from_utf8(on_a).unwrap(),
+        r#"{"cwd":"/home/alice/projects/app","t":"ls /home/alice/projects/app/src"}"#
+    );
+    assert_eq!(b.path_of("PROJECTS"), Some("/data/code"));
+    assert_eq!(b.placeholders().count(), 2, "aliases are not placeholders");
+    // An alias of an unknown name, or equal to the path, is ignored.
+    let m = Mapper::with_aliases(
+        PathStyle::Posix,
+        [("HOME", "/home/b")],
+        [("NOPE", "/x"), ("HOME", "/home/b")],
+    )
+    .unwrap();
+    let mut q = Vec::new();
+    m.to_portable(b"/x/y /home/b/z", Context::Text, &mut q);
+    assert_eq!(q, b"/x/y {{HOME}}/z");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    #[test]
+    fn aliases_round_trip_on_their_machine(x in text(vec!["/data/code", "/home/b/code", "/home/b", "/home/b/codex", "/data/codes"])) {
+        let m = posix_linked();
+        for ctx in [Context::Json, Context::Text] {
+            let mut p = Vec::new();
+            m.to_portable(x.as_bytes(), ctx, &mut p);
+            let mut back = Vec::new();
+            m.to_local(&p, ctx, &mut back);
+            prop_assert_eq!(String::from_utf8(back).unwrap(), x.clone());
+        }
+    }
+}
