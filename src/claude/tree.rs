@@ -59,6 +59,10 @@ static WANTS: &[Want] = &[
         key: "lastPrompt",
         cap: 4096,
     },
+    Want {
+        key: "logicalParentUuid",
+        cap: 200,
+    },
 ];
 
 /// What a message line is, for the leaf rules.
@@ -94,6 +98,8 @@ pub struct LineFacts {
     pub explicit: bool,
     pub subtype: Option<String>,
     pub last_prompt: Option<String>,
+    /// A compact boundary's link to the conversation it summarises.
+    pub logical_parent: Option<String>,
 }
 
 impl LineFacts {
@@ -113,6 +119,7 @@ impl LineFacts {
             explicit: raw_is("explicit", b"true"),
             subtype: s.get_str("subtype"),
             last_prompt: s.get_str("lastPrompt"),
+            logical_parent: s.get_str("logicalParentUuid").filter(|u| !u.is_empty()),
         }
     }
 }
@@ -173,7 +180,9 @@ impl Tree {
             }
             "user" | "assistant" | "attachment" | "system" => {
                 let Some(u) = &f.uuid else { return };
-                let parent = match &f.parent {
+                // A compact boundary starts a new chain; for branches it continues the old one.
+                let parent = f.parent.as_ref().or(f.logical_parent.as_ref());
+                let parent = match parent {
                     Some(p) => match self.progress.get(p) {
                         Some(t) => t.clone(),
                         None => Some(p.clone()),
@@ -352,18 +361,19 @@ impl Tree {
             .max_by_key(|l| (self.get(l).map_or(i64::MIN, |n| n.ts), l.as_str()))
     }
 
-    /// The first message of the branch of `leaf` that is not on `main`'s branch.
+    /// The first message of the branch of `leaf` that is not on `main`'s branch; `None` when the
+    /// two share no message (separate trees are not branches of one conversation).
     pub fn branch_root(&self, leaf: &str, main: &str) -> Option<String> {
         let on_main: HashSet<String> = self.ancestry(main).into_iter().collect();
         let path = self.ancestry(leaf);
         let mut root = None;
         for u in path {
             if on_main.contains(&u) {
-                break;
+                return root;
             }
             root = Some(u);
         }
-        root
+        None
     }
 
     /// The `lastPrompt` text recorded for a leaf, if any.
@@ -504,6 +514,23 @@ mod tests {
         ]);
         assert_eq!(t.client_leaf(), None);
         assert!(tree(&[]).client_leaf().is_none());
+    }
+
+    #[test]
+    fn a_compaction_continues_the_conversation_and_separate_trees_are_not_branches() {
+        let t = tree(&[
+            msg("user", "u1", None, 1),
+            msg("assistant", "a1", Some("u1"), 2),
+            r#"{"type":"system","subtype":"compact_boundary","uuid":"cb","parentUuid":null,"logicalParentUuid":"a1","timestamp":"2026-11-01T10:03:00.000Z"}"#.to_string(),
+            msg("user", "u2", Some("cb"), 4),
+            msg("assistant", "a2", Some("u2"), 5),
+            msg("user", "lone", None, 6),
+        ]);
+        let mut leaves = t.leaves();
+        leaves.sort();
+        assert_eq!(leaves, ["a2", "lone"], "the summarised part is no branch");
+        assert_eq!(t.branch_root("lone", "a2"), None);
+        assert_eq!(t.branch_root("a2", "lone"), None);
     }
 
     #[test]
