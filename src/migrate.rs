@@ -525,6 +525,11 @@ fn legacy_meta(
         lines: lines.max(t.lines),
         subagents: Vec::new(),
         updated_at: Some(chrono::Utc::now()),
+        picker_hidden: t.picker_hidden_reason().map(str::to_string),
+        is_sidechain: t.is_sidechain,
+        entrypoint: t.entrypoint.clone(),
+        // Read from the portable transcript, so already portable.
+        relocated_cwd: t.relocated_cwd.clone(),
     })
 }
 

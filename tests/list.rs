@@ -92,6 +92,81 @@ fn lists_sessions_with_true_cwd_subagents_and_titles() {
 }
 
 #[test]
+fn sessions_claude_code_hides_are_listed_and_marked() {
+    let w = World::new();
+    let mut m = w.machine("a");
+    let line = |sid: &str, extra: serde_json::Value| {
+        let mut v: Value = serde_json::from_str(&user_line(
+            sid,
+            "/srv/p",
+            "u1",
+            None,
+            &ts_at(10),
+            &format!("prompt of {sid}"),
+        ))
+        .unwrap();
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::to_string(&v).unwrap() + "\n"
+    };
+    m.write_transcript(
+        "/srv/p",
+        "s-print",
+        line("s-print", serde_json::json!({"entrypoint": "sdk-cli"})).as_bytes(),
+    );
+    m.write_transcript(
+        "/srv/p",
+        "s-side",
+        line("s-side", serde_json::json!({"isSidechain": true})).as_bytes(),
+    );
+    let mut moved = line("s-moved", serde_json::json!({"entrypoint": "cli"}));
+    moved.push_str(
+        "{\"type\":\"relocated\",\"sessionId\":\"s-moved\",\"relocatedCwd\":\"/srv/q\"}\n",
+    );
+    moved.push_str(
+        "{\"type\":\"last-prompt\",\"lastPrompt\":\"the latest prompt\",\"sessionId\":\"s-moved\"}\n",
+    );
+    m.write_transcript("/srv/q", "s-moved", moved.as_bytes());
+
+    let rows = m.json(&["list"]);
+    assert_eq!(rows.as_array().unwrap().len(), 3, "ccsync lists them all");
+    let p = find(&rows, "s-print");
+    assert_eq!(p["hidden_in_claude"], true);
+    assert_eq!(p["hidden_reason"], "-p");
+    assert_eq!(p["entrypoint"], "sdk-cli");
+    let s = find(&rows, "s-side");
+    assert_eq!(s["hidden_in_claude"], true);
+    assert_eq!(s["hidden_reason"], "sidechain");
+    assert_eq!(s["is_sidechain"], true);
+    let mv = find(&rows, "s-moved");
+    assert_eq!(mv["hidden_in_claude"], false);
+    assert!(mv["hidden_reason"].is_null());
+    assert_eq!(mv["relocated_cwd"], "/srv/q");
+    assert_eq!(mv["project_path"], "/srv/p");
+    assert_eq!(
+        mv["title"], "the latest prompt",
+        "the last prompt beats the first"
+    );
+
+    m.columns = Some(120);
+    let out = m.run(&["list"]);
+    let table = stdout(&out);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("HIDDEN"), "{table}");
+    let line_of = |id: &str| {
+        *lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap()
+    };
+    assert!(line_of("s-print").contains("  -p  "), "{table}");
+    assert!(line_of("s-side").contains("  sidechain  "), "{table}");
+    assert!(!line_of("s-moved").contains("  -p  "), "{table}");
+    assert!(stderr(&out).contains("claude -p"));
+}
+
+#[test]
 fn table_fits_the_terminal() {
     let w = World::new();
     let mut m = w.machine("a");
@@ -166,4 +241,63 @@ fn usage_errors_exit_2_and_help_exits_0() {
     assert!(String::from_utf8_lossy(&v.stdout).contains(env!("CARGO_PKG_VERSION")));
     let c = m.run(&["completions", "bash"]);
     assert!(c.status.success() && String::from_utf8_lossy(&c.stdout).contains("ccsync"));
+}
+
+#[test]
+fn pushed_metadata_records_visibility_and_relocation() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let m = w.machine("a");
+    let projects = format!("{}/projects", m.home.display());
+    m.init(
+        &remote,
+        &[
+            "--add-placeholder",
+            &format!("PROJECTS={projects}"),
+            "--sync-dir",
+            "~",
+        ],
+    );
+    let cwd = format!("{projects}/app");
+    let mut print_line: Value = serde_json::from_str(&user_line(
+        "s-print",
+        &cwd,
+        "u1",
+        None,
+        &ts_at(1),
+        "summarize",
+    ))
+    .unwrap();
+    print_line["entrypoint"] = "sdk-cli".into();
+    m.write_transcript(
+        &cwd,
+        "s-print",
+        (serde_json::to_string(&print_line).unwrap() + "\n").as_bytes(),
+    );
+    let mut moved = conversation("s-moved", &cwd, "/", 1, 2);
+    moved.push_str(&format!(
+        "{{\"type\":\"relocated\",\"sessionId\":\"s-moved\",\"relocatedCwd\":\"{projects}/other\"}}\n"
+    ));
+    m.write_transcript(&format!("{projects}/other"), "s-moved", moved.as_bytes());
+    m.ok(&["push"]);
+
+    let meta = |id: &str| -> Value {
+        let path = repo_paths(&remote)
+            .into_iter()
+            .find(|p| p.ends_with(&format!("/{id}/meta.json")))
+            .unwrap_or_else(|| panic!("no meta for {id}"));
+        serde_json::from_str(&repo_file(&remote, &path).unwrap()).unwrap()
+    };
+    let p = meta("s-print");
+    assert_eq!(p["picker_hidden"], "-p");
+    assert_eq!(p["entrypoint"], "sdk-cli");
+    assert!(p.get("is_sidechain").is_none(), "false is not written");
+    assert!(p.get("relocated_cwd").is_none());
+    let mv = meta("s-moved");
+    assert!(mv.get("picker_hidden").is_none());
+    assert_eq!(
+        mv["relocated_cwd"], "{{PROJECTS}}/other",
+        "stored in portable form"
+    );
+    assert_eq!(mv["cwd"], "{{PROJECTS}}/app");
 }

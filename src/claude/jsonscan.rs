@@ -340,45 +340,6 @@ impl TopScanner {
     }
 }
 
-/// Decode the beginning of a JSON string whose raw bytes (starting with `"`) may be cut off.
-/// Returns what could be decoded; stops at the closing quote or the end of the input.
-pub fn decode_string_prefix(raw: &[u8]) -> String {
-    let mut out: Vec<u8> = Vec::new();
-    let mut i = if raw.first() == Some(&b'"') { 1 } else { 0 };
-    while i < raw.len() {
-        match raw[i] {
-            b'"' => break,
-            b'\\' => {
-                let Some(&e) = raw.get(i + 1) else { break };
-                i += 2;
-                match e {
-                    b'n' => out.push(b'\n'),
-                    b't' => out.push(b'\t'),
-                    b'r' => out.push(b'\r'),
-                    b'b' | b'f' => out.push(b' '),
-                    b'u' => {
-                        let Some(hex) = raw.get(i..i + 4) else { break };
-                        i += 4;
-                        let cp = std::str::from_utf8(hex)
-                            .ok()
-                            .and_then(|h| u32::from_str_radix(h, 16).ok())
-                            .and_then(char::from_u32)
-                            .unwrap_or('\u{FFFD}');
-                        let mut buf = [0u8; 4];
-                        out.extend_from_slice(cp.encode_utf8(&mut buf).as_bytes());
-                    }
-                    other => out.push(other),
-                }
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,12 +409,5 @@ mod tests {
         let s = scan_in_chunks(torn, 4);
         assert!(s.valid() && !s.done());
         assert_eq!(s.get_str("type").as_deref(), Some("user"));
-    }
-
-    #[test]
-    fn string_prefix_decoding() {
-        assert_eq!(decode_string_prefix(br#""a\nb\u00e9\"c"rest"#), "a\nbé\"c");
-        assert_eq!(decode_string_prefix(br#""cut \u00"#), "cut ");
-        assert_eq!(decode_string_prefix(br#""cut \"#), "cut ");
     }
 }

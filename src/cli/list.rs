@@ -44,6 +44,15 @@ pub struct ListedSession {
     pub subagents: usize,
     pub machine: String,
     pub locked_by: Option<String>,
+    /// Claude Code's own `/resume` picker does not list the session (ccsync still does).
+    pub hidden_in_claude: bool,
+    /// Why: `sidechain`, `-p` (`claude -p` or an SDK), `team`, `daemon` or `loop`.
+    pub hidden_reason: Option<String>,
+    /// How Claude Code was started (`cli`, `sdk-cli`, …).
+    pub entrypoint: Option<String>,
+    pub is_sidechain: bool,
+    /// The directory `/cd` last moved the session to (Claude Code keeps it in that project).
+    pub relocated_cwd: Option<String>,
 }
 
 pub fn run(env: &Env, args: ListArgs) -> Result<ExitCode> {
@@ -103,6 +112,11 @@ pub fn run(env: &Env, args: ListArgs) -> Result<ExitCode> {
                 subagents: e.session.subagent_count(),
                 machine: machine.clone(),
                 locked_by: locks.get(&e.session.id).cloned(),
+                hidden_in_claude: e.meta.hidden_from_picker(),
+                hidden_reason: e.meta.picker_hidden_reason().map(str::to_string),
+                entrypoint: e.meta.entrypoint.clone(),
+                is_sidechain: e.meta.is_sidechain,
+                relocated_cwd: e.meta.relocated_cwd.clone(),
             })
             .collect();
         print_json(&rows)?;
@@ -120,7 +134,8 @@ pub fn run(env: &Env, args: ListArgs) -> Result<ExitCode> {
         .and_then(|c| c.placeholders.get("HOME").cloned())
         .or_else(|| crate::os::home_dir().map(|h| h.to_string_lossy().into_owned()));
     let now = Utc::now();
-    let rows: Vec<[String; 5]> = entries
+    let marked = entries.iter().any(|e| e.meta.hidden_from_picker());
+    let rows: Vec<[String; 6]> = entries
         .iter()
         .map(|e| {
             [
@@ -132,29 +147,50 @@ pub fn run(env: &Env, args: ListArgs) -> Result<ExitCode> {
                     .unwrap_or_else(|| "?".into()),
                 relative_age(e.meta.last_activity, now),
                 human_size(e.session.size),
+                e.meta.picker_hidden_reason().unwrap_or("").to_string(),
                 e.meta.title().unwrap_or("(no prompt)").to_string(),
             ]
         })
         .collect();
-    print!(
-        "{}",
+    let table = if marked {
+        render_table(
+            &["ID", "PROJECT", "LAST", "SIZE", "HIDDEN", "TITLE"],
+            &rows,
+            table_width(),
+        )
+    } else {
+        // No column for a mark nobody has.
+        let rows: Vec<[String; 5]> = rows
+            .into_iter()
+            .map(|[id, project, last, size, _, title]| [id, project, last, size, title])
+            .collect();
         render_table(
             &["ID", "PROJECT", "LAST", "SIZE", "TITLE"],
             &rows,
-            table_width()
+            table_width(),
         )
-    );
+    };
+    print!("{table}");
+    if marked && !env.quiet {
+        eprintln!(
+            "(HIDDEN: Claude Code's /resume does not list these; -p = started by `claude -p` or an SDK. `ccsync resume` still can.)"
+        );
+    }
     if hidden > 0 && !env.quiet {
         eprintln!("({hidden} sessions outside the sync directories are hidden; --all shows them)");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Lay out five columns (id, project, age, a short fourth, title) in `total` terminal columns
-/// (unlimited when `None`): the project column gets at most two fifths of what is left, the title
-/// the rest. A fourth column called SIZE is right-aligned.
-pub fn render_table(headers: &[&str; 5], rows: &[[String; 5]], total: Option<usize>) -> String {
-    let right = headers[3] == "SIZE";
+/// Lay out `N` columns in `total` terminal columns (unlimited when `None`): the first (an id)
+/// and the middle ones keep their natural width, the second (a project) gets at most two fifths
+/// of what is left and is cut on the left, the last (a title) gets the rest. A column called
+/// SIZE is right-aligned.
+pub fn render_table<const N: usize>(
+    headers: &[&str; N],
+    rows: &[[String; N]],
+    total: Option<usize>,
+) -> String {
     let natural = |c: usize| {
         rows.iter()
             .map(|r| width(&r[c]))
@@ -162,35 +198,39 @@ pub fn render_table(headers: &[&str; 5], rows: &[[String; 5]], total: Option<usi
             .max()
             .unwrap_or(0)
     };
-    let (w_id, w_last, w_size) = (natural(0), natural(2), natural(3));
-    let mut w_proj = natural(1);
-    let mut w_title = natural(4);
-    if let Some(total) = total {
-        let fixed = w_id + w_last + w_size + 2 * 4;
+    let mut w: Vec<usize> = (0..N).map(natural).collect();
+    let last = N.saturating_sub(1);
+    if N >= 3
+        && let Some(total) = total
+    {
+        let fixed = (0..N)
+            .filter(|&c| c != 1 && c != last)
+            .map(|c| w[c])
+            .sum::<usize>()
+            + 2 * (N - 1);
         let left = total.saturating_sub(fixed);
-        w_proj = w_proj.min((left * 2 / 5).max(10));
-        w_title = left.saturating_sub(w_proj).max(5);
+        w[1] = w[1].min((left * 2 / 5).max(10));
+        w[last] = left.saturating_sub(w[1]).max(5);
     }
-    let mut out = String::new();
-    let line = |cells: [&str; 5]| -> String {
-        let fourth = if right {
-            format!("{:>w_size$}", cells[3])
-        } else {
-            pad(cells[3], w_size)
-        };
-        let s = format!(
-            "{}  {}  {}  {}  {}",
-            pad(cells[0], w_id),
-            pad(&truncate_left(cells[1], w_proj), w_proj),
-            pad(cells[2], w_last),
-            fourth,
-            truncate(cells[4], w_title),
-        );
-        format!("{}\n", s.trim_end())
+    let line = |cells: [&str; N]| -> String {
+        let parts: Vec<String> = (0..N)
+            .map(|c| {
+                if c == last {
+                    truncate(cells[c], w[c])
+                } else if c == 1 {
+                    pad(&truncate_left(cells[c], w[c]), w[c])
+                } else if headers[c] == "SIZE" {
+                    format!("{:>width$}", cells[c], width = w[c])
+                } else {
+                    pad(cells[c], w[c])
+                }
+            })
+            .collect();
+        format!("{}\n", parts.join("  ").trim_end())
     };
-    out.push_str(&line(*headers));
+    let mut out = line(*headers);
     for r in rows {
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+        out.push_str(&line(std::array::from_fn(|c| r[c].as_str())));
     }
     out
 }
@@ -225,5 +265,45 @@ mod tests {
         assert!(t.lines().nth(1).unwrap().contains('…'));
         let unlimited = render_table(&["ID", "PROJECT", "LAST", "SIZE", "TITLE"], &rows, None);
         assert!(unlimited.contains("goes on"));
+    }
+
+    #[test]
+    fn six_columns_with_a_mark() {
+        let rows = vec![
+            [
+                "0123abcd".into(),
+                "~/p".into(),
+                "5m ago".into(),
+                "12K".into(),
+                "-p".into(),
+                "summarize the logs".into(),
+            ],
+            [
+                "ffff0000".into(),
+                "~/q".into(),
+                "1d ago".into(),
+                "1.2M".into(),
+                String::new(),
+                "a normal one".into(),
+            ],
+        ];
+        let t = render_table(
+            &["ID", "PROJECT", "LAST", "SIZE", "HIDDEN", "TITLE"],
+            &rows,
+            Some(60),
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0], "ID        PROJECT  LAST    SIZE  HIDDEN  TITLE",
+            "{t}"
+        );
+        assert_eq!(
+            lines[1],
+            "0123abcd  ~/p      5m ago   12K  -p      summarize the logs"
+        );
+        assert_eq!(
+            lines[2],
+            "ffff0000  ~/q      1d ago  1.2M          a normal one"
+        );
     }
 }

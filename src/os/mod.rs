@@ -85,6 +85,25 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// A process's start as Claude Code records it in `sessions/<pid>.json` (`procStart`): on Linux
+/// the `starttime` field (22) of `/proc/<pid>/stat`, in clock ticks since boot, as text — the
+/// client takes `stat.slice(lastIndexOf(")")+2).split(" ")[19]`. `None` elsewhere (the client's
+/// macOS value is `ps -o lstart=` text, which this does not reproduce) or when unreadable.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn process_start(pid: u32) -> Option<String> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let field = rest.split(' ').nth(19)?.trim();
+    (!field.is_empty()).then(|| field.to_string())
+}
+
+/// See the Linux version: other systems do not tell, and the caller falls back to liveness.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn process_start(pid: u32) -> Option<String> {
+    let _ = pid;
+    None
+}
+
 /// Whether `pid` is alive and, when a start time is known, is the same process.
 pub fn process_matches(pid: u32, started: Option<u64>) -> bool {
     if !pid_alive(pid) {
@@ -421,6 +440,21 @@ mod tests {
         assert!(pid_alive(std::process::id()));
         assert!(!pid_alive(0));
         assert!(!pid_alive(u32::MAX));
+    }
+
+    #[test]
+    fn process_start_is_the_proc_stat_start_time() {
+        let me = std::process::id();
+        if cfg!(target_os = "linux") {
+            let start = process_start(me).expect("own /proc/self/stat");
+            assert_eq!(
+                start.parse::<u64>().ok(),
+                process_start_time(me),
+                "the same field as the numeric start time"
+            );
+        }
+        assert_eq!(process_start(0), None);
+        assert_eq!(process_start(u32::MAX), None);
     }
 
     #[test]

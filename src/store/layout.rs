@@ -133,6 +133,19 @@ pub struct SessionMeta {
     pub subagents: Vec<String>,
     #[serde(default)]
     pub updated_at: Option<DateTime<Utc>>,
+    /// Why Claude Code's own resume picker does not list the session (`sidechain`, `-p`,
+    /// `team`, `daemon`, `loop`); absent when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picker_hidden: Option<String>,
+    /// The transcript is a subagent's (`isSidechain`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_sidechain: bool,
+    /// How the session was started (`cli`; `sdk-cli`, `sdk-ts`, `sdk-py` for `claude -p`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+    /// Portable form of the directory `/cd` last moved the session to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relocated_cwd: Option<String>,
 }
 
 /// `project.json` of a project folder.
@@ -162,6 +175,27 @@ mod tests {
         );
         let long = project_slug(&format!("{{{{HOME}}}}/{}", "deep/".repeat(60)));
         assert!(long.len() <= 80 + 9);
+    }
+
+    #[test]
+    fn session_meta_of_older_repositories_still_reads() {
+        let old = r#"{"session_id":"s","cwd":"{{HOME}}/p","title":"t","custom_title":false}"#;
+        let m: SessionMeta = serde_json::from_str(old).unwrap();
+        assert_eq!(m.picker_hidden, None);
+        assert!(!m.is_sidechain);
+        assert_eq!((m.entrypoint, m.relocated_cwd), (None, None));
+        let back = serde_json::to_value(SessionMeta::default()).unwrap();
+        for absent in [
+            "picker_hidden",
+            "is_sidechain",
+            "entrypoint",
+            "relocated_cwd",
+        ] {
+            assert!(
+                back.get(absent).is_none(),
+                "{absent} is only written when set"
+            );
+        }
     }
 
     #[test]

@@ -839,11 +839,18 @@ fn merged_meta(
         m.cwd = portable_cwd.to_string();
     }
     let local = &e.meta;
-    if local.custom_title.is_some() {
-        m.title = local.custom_title.clone();
+    if local.custom_title.is_some() || local.agent_name.is_some() {
+        // A name given to the session (`/rename`, agent name): Claude Code's title.
+        m.title = local.title().map(str::to_string);
         m.custom_title = true;
     } else if !m.custom_title && (m.title.is_none() || local.title().is_some()) {
         m.title = local.title().map(str::to_string).or(m.title);
+    }
+    m.picker_hidden = local.picker_hidden_reason().map(str::to_string);
+    m.is_sidechain = local.is_sidechain;
+    m.entrypoint = local.entrypoint.clone().or(m.entrypoint);
+    if let Some(to) = &local.relocated_cwd {
+        m.relocated_cwd = Some(engine.mapper.portable_path(to));
     }
     m.first_activity = match (m.first_activity, local.first_activity) {
         (Some(a), Some(b)) => Some(a.min(b)),
