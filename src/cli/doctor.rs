@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use super::Env;
 use crate::catalog;
@@ -129,6 +129,41 @@ pub fn run(env: &Env) -> Result<ExitCode> {
             r.warn(&format!(
                 "this machine's clock is {} min behind the newest commit in the repository: fix the clock (locks judge expiry by it)",
                 ahead / 60
+            ));
+        }
+    }
+    // Sessions Claude Code would not find: not in the folder it looks in, or in two.
+    let engine = crate::sync::Engine::new(&env.claude, &env.home, &config)?;
+    let snap = crate::sync::snapshot::Snapshot::load(&store, head.as_ref())?;
+    let disc = crate::claude::discover::discover(&env.claude)
+        .with_context(|| format!("cannot list {}", env.claude.projects().display()))?;
+    let index = crate::sync::state::Index::load(&env.home, &config.remote);
+    let moves = crate::sync::pull::plan_moves(
+        &engine,
+        &snap,
+        &disc,
+        &index,
+        true,
+        &mut store.git.reader()?,
+    )?;
+    if moves.is_empty() {
+        r.ok("every synced session is in the folder Claude Code looks in");
+    } else {
+        r.warn(&format!(
+            "{} session(s) are not where Claude Code looks for them; `ccsync pull` moves them:",
+            moves.len()
+        ));
+        for m in moves.iter().take(5) {
+            for from in &m.from {
+                println!("        {}  →  {}", from.display(), m.to.display());
+            }
+        }
+    }
+    for (name, path) in &config.placeholders {
+        let real = crate::claude::naming::client_path(path);
+        if real != *path {
+            r.ok(&format!(
+                "{name}={path} is a symbolic link: Claude Code records {real}; both spellings are mapped"
             ));
         }
     }

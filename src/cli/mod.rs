@@ -11,6 +11,7 @@ mod list;
 mod lock_cmd;
 mod output;
 mod picker;
+mod relocate;
 mod resume;
 mod status;
 mod sync_cmd;
@@ -64,6 +65,8 @@ enum Command {
     Lock(lock_cmd::LockArgs),
     /// Delete sessions from the repository (the archive) on purpose; local copies stay.
     Forget(forget::ForgetArgs),
+    /// A project directory moved or was renamed: its sessions, memory and history follow, on every machine.
+    Relocate(relocate::RelocateArgs),
     /// Register this machine and connect it to a sync repository.
     Init(init::InitArgs),
     /// Show or edit the configuration.
@@ -197,6 +200,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::SetupHooks(args) => hooks_cmd::setup(&env, args),
         Command::Hook(args) => hooks_cmd::hook(&env, args),
         Command::Forget(args) => forget::run(&env, args),
+        Command::Relocate(args) => relocate::run(&env, args),
         Command::Init(args) => init::run(&env, args),
         Command::List(args) => list::run(&env, args),
         Command::Status(args) => status::run(&env, args),

@@ -318,8 +318,8 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
     // Where Claude Code runs.
     let session_cwd = local
         .meta
-        .cwd
-        .clone()
+        .effective_cwd()
+        .map(str::to_string)
         .ok_or_else(|| anyhow!("session {sid} does not say its working directory"))?;
     let cwd = match &args.cwd {
         Some(d) => {
@@ -433,9 +433,18 @@ fn report_outcome(out: &launch::Outcome, locked: bool) {
 }
 
 /// Move a session into the project folder of `dir`, so that `claude --resume` started there
-/// finds it.
+/// finds it — the way Claude Code's `/cd` does: a `relocated` line says where the session now
+/// lives, so every machine (and the next pull here) keeps it there.
 fn move_session(env: &Env, s: &crate::claude::discover::LocalSession, dir: &Path) -> Result<()> {
-    let target = crate::claude::naming::session_file(&env.claude, &dir.to_string_lossy(), &s.id)?;
+    let dir = crate::claude::naming::client_path(&dir.to_string_lossy());
+    let target = crate::claude::naming::session_file(&env.claude, &dir, &s.id)?;
+    if crate::sync::place::in_place(s, &target) {
+        return Ok(());
+    }
+    crate::sync::relocate::append_line(
+        &s.transcript,
+        &crate::sync::relocate::relocated_line(&s.id, &dir),
+    )?;
     let remote = env.config()?.map(|c| c.remote).unwrap_or_default();
     let mut index = crate::sync::state::Index::load(&env.home, &remote);
     crate::sync::place::move_session(&env.claude, s, &target, &mut index)?;

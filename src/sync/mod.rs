@@ -17,6 +17,7 @@ pub mod log;
 pub mod place;
 pub mod pull;
 pub mod push;
+pub mod relocate;
 pub mod remote;
 pub mod snapshot;
 pub mod state;

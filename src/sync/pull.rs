@@ -618,7 +618,7 @@ pub(crate) fn placement(
 /// The working directory Claude Code files a session under: the directory of its last `/cd`,
 /// else where it started (portable form).
 pub(crate) fn effective_cwd(meta: &SessionMeta) -> &str {
-    &meta.cwd
+    meta.relocated_cwd.as_deref().unwrap_or(&meta.cwd)
 }
 
 /// Claude Code's clean-up horizon for each project: sessions whose last activity is older are

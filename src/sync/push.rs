@@ -198,12 +198,14 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
             }
             continue;
         };
-        if !opts.all && !cfg.in_sync_dirs(cwd) {
+        // Where the session lives now (after a `/cd` or a relocation).
+        let here = e.meta.effective_cwd().unwrap_or(cwd);
+        if !opts.all && !cfg.in_sync_dirs(cwd) && !cfg.in_sync_dirs(here) {
             continue;
         }
         folder_cwd
             .entry(e.session.project_folder.clone())
-            .or_insert_with(|| cwd.to_string());
+            .or_insert_with(|| here.to_string());
         let s = &e.session;
         let key = engine.key(&s.transcript);
         let new = !index.logs.contains_key(&key);
@@ -1081,7 +1083,7 @@ fn loose_files(
     let mut roots: HashMap<&str, String> = HashMap::new();
     let mut root_of_folder: BTreeMap<String, String> = BTreeMap::new();
     for e in &cat.entries {
-        let Some(cwd) = e.meta.cwd.as_deref() else {
+        let Some(cwd) = e.meta.effective_cwd() else {
             continue;
         };
         let root = roots.entry(cwd).or_insert_with(|| {
