@@ -262,3 +262,28 @@ fn the_clean_up_period_comes_from_the_merged_settings() {
     b.ok(&["pull"]);
     assert_eq!(session_files(&b, s_strict).len(), 1);
 }
+
+#[test]
+fn the_fake_claude_names_folders_as_the_real_one() {
+    let w = World::new();
+    let m = w.machine("f");
+    m.fake_claude();
+    let long = format!("/home/a/{}", "長い/".repeat(80));
+    for p in [
+        "/home/a/my_app",
+        "/home/a/文档",
+        "/home/a/😀x",
+        long.as_str(),
+    ] {
+        let out = std::process::Command::new("python3")
+            .arg(m.bin.join("enc.py"))
+            .arg(p)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim_end(),
+            ccsync::claude::encode::encode_project_dir(p),
+            "{p}"
+        );
+    }
+}

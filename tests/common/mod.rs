@@ -343,17 +343,17 @@ sid=""
 if [ "$1" = "--resume" ]; then sid="$2"; fi
 new=0
 if [ -z "$sid" ]; then sid=$(cat /proc/sys/kernel/random/uuid); new=1; fi
-enc=$(pwd | sed 's/[^A-Za-z0-9]/-/g')
+enc=$(python3 "$b/enc.py" "$(pwd -P)")
 f="$CLAUDE_CONFIG_DIR/projects/$enc/$sid.jsonl"
 mkdir -p "$CLAUDE_CONFIG_DIR/projects/$enc" "$CLAUDE_CONFIG_DIR/sessions"
-printf '{{"pid":%s,"sessionId":"%s","cwd":"%s"}}' "$$" "$sid" "$(pwd)" > "$CLAUDE_CONFIG_DIR/sessions/$$.json"
+printf '{{"pid":%s,"sessionId":"%s","cwd":"%s"}}' "$$" "$sid" "$(pwd -P)" > "$CLAUDE_CONFIG_DIR/sessions/$$.json"
 if [ -f "$b/claude.hooks" ]; then python3 "$b/run_hooks.py" SessionStart "$sid"; fi
 if [ -f "$b/claude.during" ]; then sh "$b/claude.during" "$sid"; fi
 n=$(cat "$b/claude.append" 2>/dev/null || echo 1)
 i=0
 while [ "$i" -lt "$n" ]; do
   ts=$(date -u +%Y-%m-%dT%H:%M:%S.000Z)
-  printf '{{"type":"user","uuid":"fake-{name}-%s-%s","cwd":"%s","sessionId":"%s","timestamp":"%s","message":{{"role":"user","content":"turn %s from {name}"}}}}\n' "$$" "$i" "$(pwd)" "$sid" "$ts" "$i" >> "$f"
+  printf '{{"type":"user","uuid":"fake-{name}-%s-%s","cwd":"%s","sessionId":"%s","timestamp":"%s","message":{{"role":"user","content":"turn %s from {name}"}}}}\n' "$$" "$i" "$(pwd -P)" "$sid" "$ts" "$i" >> "$f"
   i=$((i+1))
 done
 sleep "$(cat "$b/claude.sleep" 2>/dev/null || echo 0)"
@@ -364,6 +364,32 @@ exit "$(cat "$b/claude.exit" 2>/dev/null || echo 0)"
 "#
         );
         self.script("claude", &body);
+        // Claude Code's folder name: UTF-16 units outside [A-Za-z0-9] become '-', and past 200
+        // units the name is cut and the base-36 Java-style hash of the whole path appended.
+        std::fs::write(
+            self.bin.join("enc.py"),
+            r#"import sys
+p = sys.argv[1]
+units = p.encode("utf-16-le")
+codes = [int.from_bytes(units[i:i + 2], "little") for i in range(0, len(units), 2)]
+s = "".join(chr(c) if c < 128 and chr(c).isalnum() else "-" for c in codes)
+if len(s) > 200:
+    h = 0
+    for c in codes:
+        h = (h * 31 + c) & 0xFFFFFFFF
+    if h >= 2**31:
+        h -= 2**32
+    n, digits, out = abs(h), "0123456789abcdefghijklmnopqrstuvwxyz", ""
+    while True:
+        out = digits[n % 36] + out
+        n //= 36
+        if n == 0:
+            break
+    s = s[:200] + "-" + out
+print(s)
+"#,
+        )
+        .unwrap();
         // Runs the hooks settings.json names, as Claude Code does, with the hook input on stdin.
         std::fs::write(
             self.bin.join("run_hooks.py"),
