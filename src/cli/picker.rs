@@ -26,14 +26,27 @@ pub struct Row {
     pub project: String,
     pub age: String,
     pub title: String,
+    /// Why Claude Code's own picker leaves the session out (`-p`, `sidechain`, …), if it does.
+    pub hidden: Option<String>,
 }
 
 impl Row {
     fn haystack(&self) -> String {
         format!(
             "{} {} {} {}",
-            self.title, self.project, self.id, self.machine
+            self.shown_title(),
+            self.project,
+            self.id,
+            self.machine
         )
+    }
+
+    /// The title, marked when Claude Code's own picker would not offer the session.
+    fn shown_title(&self) -> String {
+        match &self.hidden {
+            Some(why) => format!("[{why}] {}", self.title),
+            None => self.title.clone(),
+        }
     }
 }
 
@@ -199,7 +212,7 @@ fn draw(
             pad(&r.machine, w_machine),
             pad(&truncate_left(&r.project, w_proj), w_proj),
             pad(&r.age, w_age),
-            truncate(&r.title, w_title)
+            truncate(&r.shown_title(), w_title)
         );
         let y = (3 + line - top) as u16;
         if line == sel {
@@ -238,6 +251,7 @@ mod tests {
             project: project.into(),
             age: "1d".into(),
             title: title.into(),
+            hidden: None,
         }
     }
 
@@ -257,5 +271,11 @@ mod tests {
         assert_eq!(filter(&rows, &hay, "bbbb", &mut m), vec![1]);
         assert_eq!(filter(&rows, &hay, "site", &mut m), vec![1]);
         assert!(filter(&rows, &hay, "zzzz", &mut m).is_empty());
+        let mut p = row("dddd4444", "Summarize logs", "~/p/app");
+        p.hidden = Some("-p".into());
+        assert_eq!(p.shown_title(), "[-p] Summarize logs");
+        let rows = vec![rows[0].clone(), p];
+        let hay: Vec<String> = rows.iter().map(Row::haystack).collect();
+        assert_eq!(filter(&rows, &hay, "[-p]", &mut m), vec![1]);
     }
 }

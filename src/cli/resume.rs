@@ -62,6 +62,8 @@ pub struct Candidate {
     pub last_activity: Option<DateTime<Utc>>,
     pub machine: String,
     pub lock: Option<Lock>,
+    /// Why Claude Code's own picker leaves the session out (`-p`, `sidechain`, …), if it does.
+    pub hidden: Option<String>,
 }
 
 /// Local sessions and stored ones, merged by id, newest first. Remote metadata comes from the
@@ -84,6 +86,7 @@ pub fn candidates(env: &Env, config: &Config, all: bool) -> Result<Vec<Candidate
                 last_activity: e.meta.last_activity,
                 machine: config.machine_id.clone(),
                 lock: None,
+                hidden: e.meta.picker_hidden_reason().map(str::to_string),
             },
         );
     }
@@ -108,6 +111,7 @@ pub fn candidates(env: &Env, config: &Config, all: bool) -> Result<Vec<Candidate
                     last_activity: m.last_activity,
                     machine: m.last_machine.clone(),
                     lock: None,
+                    hidden: m.picker_hidden.clone(),
                 });
             if !m.last_machine.is_empty() && m.last_activity >= c.last_activity {
                 c.machine = m.last_machine.clone();
@@ -117,6 +121,9 @@ pub fn candidates(env: &Env, config: &Config, all: bool) -> Result<Vec<Candidate
                 c.title = m.title.clone().or(c.title.take());
             }
             c.lock = r.lock.clone();
+            if c.hidden.is_none() {
+                c.hidden = m.picker_hidden.clone();
+            }
         }
     }
     let mut out: Vec<Candidate> = by_id
@@ -173,6 +180,7 @@ fn rows(cands: &[Candidate], home: Option<&str>) -> Vec<Row> {
                 .unwrap_or_else(|| "?".into()),
             age: relative_age(c.last_activity, now),
             title: c.title.clone().unwrap_or_else(|| "(no prompt)".into()),
+            hidden: c.hidden.clone(),
         })
         .collect()
 }
@@ -581,6 +589,11 @@ pub fn list_remote(
                     "subagents": s.meta.subagents.len(),
                     "machine": s.meta.last_machine,
                     "locked_by": s.lock.as_ref().map(|l| l.machine_id.clone()),
+                    "hidden_in_claude": s.meta.picker_hidden.is_some(),
+                    "hidden_reason": s.meta.picker_hidden,
+                    "entrypoint": s.meta.entrypoint,
+                    "is_sidechain": s.meta.is_sidechain,
+                    "relocated_cwd": s.meta.relocated_cwd,
                 })
             })
             .collect();
@@ -605,7 +618,12 @@ pub fn list_remote(
                 relative_age(s.meta.last_activity, now),
                 s.meta.last_machine.clone(),
                 format!(
-                    "{}{lock}",
+                    "{}{}{lock}",
+                    s.meta
+                        .picker_hidden
+                        .as_deref()
+                        .map(|why| format!("[{why}] "))
+                        .unwrap_or_default(),
                     s.meta.title.clone().unwrap_or_else(|| "(no prompt)".into())
                 ),
             ]
