@@ -403,13 +403,17 @@ pub fn session_end(engine: &Engine, input: &HookInput) -> Result<()> {
     let released = Store::of_waiting(engine.home, cfg, timeout)
         .and_then(|s| lock::release(&s, &cfg.machine_id, sid, false, timeout));
     match (&pushed, &released) {
-        (Ok(p), Ok(_)) => {
+        (Ok(p), Ok(r)) => {
+            let lock = match r {
+                lock::Released::Yes => "lock released".to_string(),
+                lock::Released::NotLocked => "no lock to release".to_string(),
+                lock::Released::HeldBy(l) => {
+                    format!("the lock is {}'s, left alone", l.describe())
+                }
+            };
             log(
                 engine.home,
-                &format!(
-                    "session-end {sid}: pushed (+{} lines), lock released",
-                    p.lines
-                ),
+                &format!("session-end {sid}: pushed (+{} lines), {lock}", p.lines),
             );
             for (p, _) in records {
                 held::remove(&p);

@@ -28,8 +28,13 @@ pub fn run(env: &Env, args: RelocateArgs) -> Result<ExitCode> {
     };
     let (old, new) = (expand(&args.old, "OLD")?, expand(&args.new, "NEW")?);
     // Bring what other machines have of this project first, so that it moves too.
-    if !args.dry_run {
-        sync::pull(&engine, &sync::PullOptions::default())?;
+    if !args.dry_run
+        && let Err(e) = sync::pull(&engine, &sync::PullOptions::default())
+    {
+        eprintln!(
+            "warning: could not pull first ({}); moving what this machine has",
+            crate::cli::output::error_line(&e)
+        );
     }
     let r = sync::relocate::relocate(&engine, &old, &new, args.dry_run)?;
     let verb = if args.dry_run { "Would move" } else { "Moved" };
