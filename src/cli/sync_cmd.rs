@@ -189,6 +189,16 @@ fn print_push(r: &PushReport) {
             r.seconds
         );
     }
+    if !r.memory_unplaced.is_empty() {
+        eprintln!(
+            "warning: memory not synced, nothing tells which directory it belongs to: {} (run Claude Code once in that project, then sync)",
+            r.memory_unplaced
+                .iter()
+                .map(|f| format!("projects/{f}/memory"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if !r.secrets.is_empty() {
         let what = if r.blocked.is_empty() {
             "redacted in what was pushed (local files untouched)"

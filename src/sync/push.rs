@@ -448,7 +448,9 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
     })?;
 
     engine.progress_end();
+    let unplaced = std::mem::take(&mut report.memory_unplaced);
     let mut report = std::mem::take(&mut staged.report);
+    report.memory_unplaced = unplaced;
     report.dry_run = false;
     if let Some(c) = &commit {
         // Resolve the objects written in this commit, then remember everything.
