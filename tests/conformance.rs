@@ -1,6 +1,72 @@
-//! Conformance against the real Claude Code client.
+//! Conformance against the real Claude Code client (pinned: 2.1.197, installed by
+//! `scripts/install-claude-code.sh`, found through `CCSYNC_REAL_CLAUDE`; without it every case
+//! prints a SKIPPED line and passes, unless `CI` is set, where that is a failure).
 //!
-//! FINDINGS-PLACEHOLDER
+//! The client runs in tmux (`common/real_claude.rs`) against a loopback stand-in for the Messages
+//! API (`common/messages_api.rs`); nothing leaves 127.0.0.1. Each case takes 1–5 s.
+//!
+//! Findings (2.1.197, from runs of the client and its bundled code; the cases below re-check each
+//! one, so a new pin that changes them fails here):
+//!
+//! (a) Symbolic links. Started in `/x/link/app` with `link -> real` (and the shell's logical
+//!     `PWD=/x/link/app`), the client uses the realpath everywhere: the transcript goes to
+//!     `projects/ENC(/x/real/app)/`, every `cwd` field is `/x/real/app`, and so are the
+//!     history's `project`, `sessions/<pid>.json`'s `cwd` and the welcome box. Code: the start-up
+//!     state is `originalCwd: realpathSync(process.cwd())`; `PWD` is only used to add the
+//!     logical path as an extra allowed working directory for permissions. `/cd` resolves its
+//!     argument with `realpath` too.
+//!
+//! (b) `/cd DIR` flushes the transcript, renames `projects/ENC(old)/<id>.jsonl` (and its `<id>/`
+//!     folder) to `projects/ENC(DIR)/`, so the old folder no longer has it, then appends
+//!     `{"type":"relocated","sessionId":"<id>","relocatedCwd":"<DIR realpath>"}` (no uuid, no
+//!     timestamp, no cwd). Later lines carry `cwd: DIR`; earlier lines keep the old cwd. The
+//!     metadata re-append (every 32 KiB written and at exit) writes it again as
+//!     `{"type":"relocated","relocatedCwd":"<DIR>","sessionId":"<id>"}` (other key order). The
+//!     picker takes the project path from the last `relocated` line of the tail. For a directory
+//!     the session has not worked in, the client first asks "Moving to a new directory … 1. No,
+//!     stay put / 2. Yes, move here".
+//!
+//! (c) The `--resume` picker lists the UUID-named `.jsonl` files of the cwd's folder (newest
+//!     mtime first, enriched 50 at a time) and reads only the first 64 KiB and the last 64 KiB
+//!     of each file (`Bw = 65536`), as text, without parsing whole lines. Title: customTitle
+//!     (last `"customTitle":"…"` in the tail, else in the head) || aiTitle (same) || summary
+//!     (last line of the tail containing `"type":"summary"` — compact JSON only) || lastPrompt
+//!     (tail) || first real user prompt (head) || …; an `agent-name` line is NOT used by the
+//!     picker (despite `agentName` coming first in the client's display function, the lite
+//!     reader never fills it). A `custom-title` line in the middle of a long file (more than
+//!     64 KiB from both ends) is NOT seen: the picker falls back to the prompt. The client
+//!     itself keeps its titles visible by re-appending custom-title/ai-title/tag/agent-name/
+//!     last-prompt/relocated/mode lines at the end every 32 KiB and at exit. Hidden: head
+//!     containing `"isSidechain":true`, `entrypoint` sdk-cli/sdk-ts/sdk-py, teamName, daemon
+//!     session kinds, `/loop` sessions.
+//!
+//! (d) `claude --fork-session --resume ID` (interactive) leaves the original file untouched and
+//!     writes `<new-id>.jsonl` in the same folder only when the first new message is sent: all
+//!     earlier lines (metadata such as custom-title/agent-name/mode first, then the conversation)
+//!     copied byte for byte except `sessionId`, which is the new id in every line that has one
+//!     (file-history-snapshot lines have none); `uuid`s and `parentUuid`s are kept; no
+//!     `forkedFrom` field. So the fork shares every uuid with its origin (a union keyed on uuid
+//!     must also key on the session). The Agent SDK's `forkSession()` is different: fresh uuids,
+//!     `forkedFrom: {sessionId, messageUuid}` on every line and a custom-title "<title> (fork)".
+//!
+//! (e) SessionStart hook output is shown to the user only through JSON on stdout with
+//!     `systemMessage`: rendered as "SessionStart:startup says: <text>" (or
+//!     "SessionStart:resume says: …"), stored as a `hook_system_message` attachment and not sent
+//!     to the model. Plain stdout and `hookSpecificOutput.additionalContext` go to the model as
+//!     context and are not shown; stderr with exit 0 is neither. Exit 1 shows
+//!     "SessionStart:startup hook error / Failed with non-blocking status code: <stderr>"; exit 2
+//!     showed nothing. Caveat on resume: the client drops all new SessionStart attachments,
+//!     `systemMessage` included, when the transcript already holds SessionStart context and none
+//!     of this run's context strings (plain stdout, additionalContext, from any hook) is new; a
+//!     hook that wants to be seen on every resume must emit a changing `additionalContext` (or
+//!     no hook may ever emit context). The hook's stdin has `session_id`, `transcript_path`,
+//!     `cwd`, `hook_event_name`, `source` (and `model` on startup).
+//!
+//! Also seen: the client asks a small model for an AI title after the first prompt of a
+//! session (`tools: []`, a JSON schema `{title}`); `CLAUDE_CODE_DISABLE_TERMINAL_TITLE` turns that
+//! off in the interactive client. `/rename NAME` appends both `custom-title` and `agent-name`.
+//! The folder-trust check walks up the parents of the cwd, so trusting a machine's base
+//! directory in `$CLAUDE_CONFIG_DIR/.claude.json` covers every project below it.
 
 mod common;
 
