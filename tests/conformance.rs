@@ -81,13 +81,13 @@ use common::*;
 use serde_json::{Value, json};
 
 /// A machine with its PROJECTS directory (canonical: the client records realpaths).
-struct Box {
+struct Site {
     m: Machine,
     projects: PathBuf,
 }
 
-impl Box {
-    fn new(w: &World, name: &str, projects_dir: &str, remote: &Path) -> Box {
+impl Site {
+    fn new(w: &World, name: &str, projects_dir: &str, remote: &Path) -> Site {
         let m = w.machine(name);
         let projects = m.home.parent().unwrap().join(projects_dir);
         std::fs::create_dir_all(projects.join("app")).unwrap();
@@ -99,7 +99,7 @@ impl Box {
                 &format!("PROJECTS={}", projects.display()),
             ],
         );
-        Box { m, projects }
+        Site { m, projects }
     }
 
     fn app(&self) -> PathBuf {
@@ -132,7 +132,7 @@ fn a_real_session_written_on_a_resumes_on_b_with_b_paths() {
     let api = MessagesApi::start();
 
     // A: a conversation with a tool call, renamed, then pushed.
-    let a = Box::new(&w, "a", "projects", &remote);
+    let a = Site::new(&w, "a", "projects", &remote);
     let a_file = a.app().join("hello.txt");
     api.push(Reply::write(&a_file, "hello from A\n"));
     api.push(Reply::text("Wrote hello.txt for you."));
@@ -144,7 +144,8 @@ fn a_real_session_written_on_a_resumes_on_b_with_b_paths() {
     tui.submit(&prompt);
     tui.wait_for("Do you want to create hello.txt?", WAIT);
     tui.send_keys(&["Enter"]); // "❯ 1. Yes"
-    tui.wait_for("Wrote hello.txt for you.", WAIT);
+    tui.wait_reply("Wrote hello.txt for you.");
+    tui.wait_recorded("Wrote hello.txt for you.", 1);
     tui.rename("My title");
     tui.exit();
     drop(tui);
@@ -176,7 +177,7 @@ fn a_real_session_written_on_a_resumes_on_b_with_b_paths() {
     a.m.ok(&["push"]);
 
     // B: another PROJECTS path; init + pull.
-    let b = Box::new(&w, "b", "code", &remote);
+    let b = Site::new(&w, "b", "code", &remote);
     b.m.ok(&["pull"]);
     let b_transcript = b.m.transcript_path(&b.app().to_string_lossy(), &id);
     assert!(
@@ -230,7 +231,7 @@ fn a_real_session_written_on_a_resumes_on_b_with_b_paths() {
     eprintln!("conformance case took {:?}", t0.elapsed());
 }
 
-/// The text of a transcript's lines, parsed.
+/// A transcript's lines as raw text.
 fn raw_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -277,7 +278,11 @@ fn a_symlinked_cwd_is_recorded_as_its_realpath() {
         .into_iter()
         .filter_map(|l| l.get("cwd").cloned())
         .collect();
-    assert!(!cwds.is_empty());
+    assert!(
+        !cwds.is_empty(),
+        "no cwd in:\n{}",
+        std::fs::read_to_string(&path).unwrap()
+    );
     assert!(
         cwds.iter().all(|c| *c == json!(real.to_string_lossy())),
         "{cwds:?}"
@@ -530,6 +535,11 @@ fn fork_session_copies_the_lines_under_a_new_session_id() {
     let id = ids[0].clone();
     let original_path = m.transcript_path(&app.to_string_lossy(), &id);
     let original = std::fs::read(&original_path).unwrap();
+    let text = String::from_utf8_lossy(&original);
+    assert!(
+        text.contains("original prompt") && text.contains("Original answer."),
+        "the first run's transcript lacks its turn:\n{text}"
+    );
 
     let tui = client.start(&app, &["--fork-session", "--resume", &id]);
     tui.wait_for("Original answer.", WAIT);
@@ -565,7 +575,9 @@ fn fork_session_copies_the_lines_under_a_new_session_id() {
             let copied = l.replace(&id, &new);
             assert!(
                 fork_set.contains(copied.as_str()),
-                "not copied verbatim: {l}"
+                "not copied verbatim: {l}\nORIGINAL:\n{}\nFORK:\n{}",
+                String::from_utf8_lossy(&original),
+                fork.join("\n")
             );
         }
     }
@@ -633,6 +645,11 @@ fn a_session_start_hook_is_shown_through_system_message() {
     tui.exit();
     drop(tui);
     let id = real_claude::session_ids(&m.claude, &app).remove(0);
+    let text = std::fs::read_to_string(m.transcript_path(&app.to_string_lossy(), &id)).unwrap();
+    assert!(
+        text.contains("check the hooks") && text.contains("Hook answer."),
+        "the first run's transcript lacks its turn:\n{text}"
+    );
 
     // Resume, same hook output: the hooks run (before the transcript is shown), but nothing is
     // displayed.

@@ -58,6 +58,14 @@ pub fn find() -> Option<PathBuf> {
         "{ENV}={} is not a file; run scripts/install-claude-code.sh",
         exe.display()
     );
+    let v = version(&exe);
+    if !v.starts_with(&format!("{PINNED_VERSION} ")) {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: {ENV} is Claude Code {v}; these tests were written against {PINNED_VERSION}"
+        );
+    }
     let tmux = Command::new("tmux").arg("-V").output();
     assert!(
         tmux.is_ok_and(|o| o.status.success()),
@@ -224,6 +232,7 @@ impl Client {
             socket,
             conf,
             status,
+            claude_dir: self.claude_dir.clone(),
             dir,
             cwd: cwd.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -255,6 +264,7 @@ pub struct Tui {
     socket: PathBuf,
     conf: PathBuf,
     status: PathBuf,
+    claude_dir: PathBuf,
     dir: tempfile::TempDir,
     pub cwd: PathBuf,
     pub args: Vec<String>,
@@ -382,10 +392,59 @@ impl Tui {
         self.send_keys(&["Enter"]);
     }
 
-    /// Send a prompt and wait for `reply` (a text the scripted answer contains).
+    /// Wait for `reply` (a text of the scripted answer) and then for the end of the turn: the
+    /// client's "✻ <Verb>ed for Ns" line below it. The answer is drawn while it streams, before
+    /// the turn is recorded; a command typed in between (such as `/exit`) can end the client
+    /// before the turn's lines reach the transcript.
+    pub fn wait_reply(&self, reply: &str) -> String {
+        self.wait_until(&format!("{reply:?} and the end of its turn"), WAIT, |s| {
+            s.rfind(reply)
+                .is_some_and(|at| s[at..].lines().skip(1).any(is_turn_done_line))
+        })
+    }
+
+    /// How many times `text` occurs in the transcripts of this client's config dir (every
+    /// `projects/*/*.jsonl`). `text` must be the same in JSON (no quotes, backslashes, control
+    /// characters).
+    pub fn recorded(&self, text: &str) -> usize {
+        let Ok(folders) = std::fs::read_dir(self.claude_dir.join("projects")) else {
+            return 0;
+        };
+        folders
+            .filter_map(|f| f.ok())
+            .filter_map(|f| std::fs::read_dir(f.path()).ok())
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .map(|t| t.matches(text).count())
+            .sum()
+    }
+
+    /// Wait (bounded) until `text` occurs at least `times` times in the transcripts. The client
+    /// writes transcript lines through a queue drained every 100 ms; an `/exit` right after a
+    /// turn has been seen to lose that turn's lines, so exit only once they are on disk.
+    pub fn wait_recorded(&self, text: &str, times: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self.recorded(text) < times {
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} never reached a transcript under {}; screen:\n{}",
+                self.claude_dir.display(),
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Send a prompt and wait for `reply` (a text the scripted answer contains, JSON-safe as for
+    /// [`Tui::recorded`]), the end of the turn and the reply's line in the transcript.
     pub fn ask(&self, prompt: &str, reply: &str) -> String {
+        let before = self.recorded(reply);
         self.submit(prompt);
-        self.wait_for(reply, WAIT)
+        let screen = self.wait_reply(reply);
+        self.wait_recorded(reply, before + 1);
+        screen
     }
 
     /// `/rename NAME`, waiting for the client's confirmation.
@@ -452,6 +511,17 @@ impl Tui {
         self.send_keys(&["C-d"]);
         self.wait_exit(WAIT)
     }
+}
+
+/// The line the client draws when a turn has ended, e.g. "✻ Brewed for 0s" (while the turn
+/// runs the spinner line reads like "✻ Brewing… (esc to interrupt)").
+fn is_turn_done_line(line: &str) -> bool {
+    let l = line.trim();
+    l.starts_with("✻ ")
+        && l.contains(" for ")
+        && l.ends_with('s')
+        && !l.contains('…')
+        && !l.contains('(')
 }
 
 impl Drop for Tui {
