@@ -41,13 +41,15 @@
 //!     session kinds, `/loop` sessions.
 //!
 //! (d) `claude --fork-session --resume ID` (interactive) leaves the original file untouched and
-//!     writes `<new-id>.jsonl` in the same folder only when the first new message is sent: all
-//!     earlier lines (metadata such as custom-title/agent-name/mode first, then the conversation)
-//!     copied byte for byte except `sessionId`, which is the new id in every line that has one
-//!     (file-history-snapshot lines have none); `uuid`s and `parentUuid`s are kept; no
-//!     `forkedFrom` field. So the fork shares every uuid with its origin (a union keyed on uuid
-//!     must also key on the session). The Agent SDK's `forkSession()` is different: fresh uuids,
-//!     `forkedFrom: {sessionId, messageUuid}` on every line and a custom-title "<title> (fork)".
+//!     writes `<new-id>.jsonl` in the same folder only when the first new message is sent. The
+//!     conversation chain up to the resumed leaf is copied byte for byte except `sessionId`,
+//!     which is the new id in every line that has one (file-history-snapshot lines have none);
+//!     `uuid`s and `parentUuid`s are kept; no `forkedFrom` field anywhere; metadata lines
+//!     (custom-title, agent-name, mode, permission-mode, ai-title) are re-written with the new id,
+//!     so the fork carries the same title. So a fork shares its uuids with its origin: a union
+//!     keyed on uuid must be per session. The Agent SDK's `forkSession()` is different: fresh
+//!     uuids, `forkedFrom: {sessionId, messageUuid}` on every line, a custom-title
+//!     "<title> (fork)".
 //!
 //! (e) SessionStart hook output is shown to the user only through JSON on stdout with
 //!     `systemMessage`: rendered as "SessionStart:startup says: <text>" (or
@@ -61,6 +63,14 @@
 //!     hook that wants to be seen on every resume must emit a changing `additionalContext` (or
 //!     no hook may ever emit context). The hook's stdin has `session_id`, `transcript_path`,
 //!     `cwd`, `hook_event_name`, `source` (and `model` on startup).
+//!
+//! Line order and flushing: transcript lines are appended through a queue drained every 100 ms
+//! (metadata lines such as ai-title, custom-title, mode are appended directly), so file order is
+//! not parent-before-child: a fork's first answer has been seen written before the copied history
+//! and before its own prompt, an ai-title or last-prompt line can be the first line, and after a
+//! `/cd` an assistant line preceded its prompt. Under load, an `/exit` typed right after a turn
+//! has lost that turn's queued lines (the file kept only mode/permission-mode/last-prompt), so
+//! the driver waits for a reply's line on disk before going on.
 //!
 //! Also seen: the client asks a small model for an AI title after the first prompt of a
 //! session (`tools: []`, a JSON schema `{title}`); `CLAUDE_CODE_DISABLE_TERMINAL_TITLE` turns that
@@ -569,18 +579,45 @@ fn fork_session_copies_the_lines_under_a_new_session_id() {
         }
     }
     let fork_set: std::collections::HashSet<&str> = fork.iter().map(|l| l.as_str()).collect();
-    for l in raw_lines(&original_path) {
-        let v: Value = serde_json::from_str(&l).unwrap();
-        if v.get("uuid").is_some() {
-            let copied = l.replace(&id, &new);
-            assert!(
-                fork_set.contains(copied.as_str()),
-                "not copied verbatim: {l}\nORIGINAL:\n{}\nFORK:\n{}",
-                String::from_utf8_lossy(&original),
+    let original_lines = raw_lines(&original_path);
+    let by_uuid: std::collections::HashMap<String, (&String, Value)> = original_lines
+        .iter()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            Some((v.get("uuid")?.as_str()?.to_string(), (l, v)))
+        })
+        .collect();
+    // The fork's prompt continues the resumed leaf; the chain up to it is copied. (Not
+    // necessarily the fork's first new line in file order: its answer has been seen written
+    // before the copied history and the prompt.)
+    let first_new = fork
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["type"] == "user" && v["message"]["content"] == "fork prompt")
+        .expect("the fork's prompt");
+    let mut chain = 0;
+    let mut cur = first_new["parentUuid"].as_str().map(str::to_string);
+    while let Some(u) = cur {
+        let (raw, v) = by_uuid.get(&u).unwrap_or_else(|| {
+            panic!(
+                "{u} not in the original:\n{}\nFORK:\n{}",
+                original_lines.join("\n"),
                 fork.join("\n")
-            );
-        }
+            )
+        });
+        let copied = raw.replace(&id, &new);
+        assert!(
+            fork_set.contains(copied.as_str()),
+            "not copied verbatim: {raw}\nFORK:\n{}",
+            fork.join("\n")
+        );
+        chain += 1;
+        cur = v["parentUuid"].as_str().map(str::to_string);
     }
+    assert!(
+        chain >= 2,
+        "the prompt and the answer are on the copied chain"
+    );
 }
 
 /// Finding (e): a SessionStart hook is shown to the user through JSON `systemMessage`
