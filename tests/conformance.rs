@@ -5,8 +5,8 @@
 //! The client runs in tmux (`common/real_claude.rs`) against a loopback stand-in for the Messages
 //! API (`common/messages_api.rs`); nothing leaves 127.0.0.1. Each case takes 1–5 s.
 //!
-//! Findings (2.1.197, from runs of the client and its bundled code; the cases below re-check each
-//! one, so a new pin that changes them fails here):
+//! Findings (2.1.197, from runs of the client and its bundled code; the cases below re-check the
+//! main point of each of (a)–(e), so a new pin that changes one fails here):
 //!
 //! (a) Symbolic links. Started in `/x/link/app` with `link -> real` (and the shell's logical
 //!     `PWD=/x/link/app`), the client uses the realpath everywhere: the transcript goes to

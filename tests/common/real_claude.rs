@@ -206,8 +206,15 @@ impl Client {
             "set -g remain-on-exit on\nset -g history-limit 50000\nset -g status off\n",
         )
         .unwrap();
+        // The client runs in the foreground (it needs the terminal) of an inner shell that
+        // records its own pid and then becomes the client (`exec`), so `Drop` can wait for it.
+        let pid_file = dir.path().join("pid");
         let mut script = String::from("#!/bin/sh\n");
-        script += &format!("cd {} || exit 97\nenv -i", sh_quote(&cwd.to_string_lossy()));
+        script += &format!(
+            "cd {} || exit 97\nsh -c 'echo $$ > \"$0\"; exec \"$@\"' {} env -i",
+            sh_quote(&cwd.to_string_lossy()),
+            sh_quote(&pid_file.to_string_lossy())
+        );
         for (k, v) in self.environment(cwd) {
             script += &format!(" {}", sh_quote(&format!("{k}={v}")));
         }
@@ -232,6 +239,7 @@ impl Client {
             socket,
             conf,
             status,
+            pid_file,
             claude_dir: self.claude_dir.clone(),
             dir,
             cwd: cwd.to_path_buf(),
@@ -264,6 +272,8 @@ pub struct Tui {
     socket: PathBuf,
     conf: PathBuf,
     status: PathBuf,
+    /// Holds the client's pid once it runs.
+    pid_file: PathBuf,
     claude_dir: PathBuf,
     dir: tempfile::TempDir,
     pub cwd: PathBuf,
@@ -524,9 +534,37 @@ fn is_turn_done_line(line: &str) -> bool {
         && !l.contains('(')
 }
 
+/// Whether process `pid` still exists (a zombie counts).
+fn alive(pid: &str) -> bool {
+    Command::new("kill")
+        .args(["-0", pid])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 impl Drop for Tui {
+    /// Kill the tmux server; a client still running (a failed test) gets its hang-up and is
+    /// waited for (bounded, then killed), so it cannot write into the machine's directories
+    /// after the test has removed them.
     fn drop(&mut self) {
+        let running = self.exit_status().is_none();
         let _ = self.tmux(&["kill-server"]);
+        let Some(pid) = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .map(|p| p.trim().to_string())
+            .filter(|p| running && !p.is_empty())
+        else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(&pid) {
+            if Instant::now() >= deadline {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
