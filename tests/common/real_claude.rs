@@ -6,11 +6,16 @@
 //! client has for traffic other than the API turned off (checked with `strace -e connect`: the
 //! only connections are to the stand-in). `CLAUDE_CODE_DISABLE_TERMINAL_TITLE` is left unset on
 //! purpose: in the interactive client it also turns off the AI session title (`ai-title` lines),
-//! which real users get. The per-machine `$CLAUDE_CONFIG_DIR/.claude.json` skips
-//! the first-run screens: `hasCompletedOnboarding` (onboarding and theme picker),
-//! `customApiKeyResponses.approved` holding the last 20 characters of the key (the "use this API
-//! key?" prompt), and `projects[<dir>].hasTrustDialogAccepted` (the folder-trust dialog; the client
-//! also accepts a trusted ancestor, so the machine's base directory is trusted).
+//! which real users get.
+//!
+//! The per-machine `$CLAUDE_CONFIG_DIR/.claude.json` skips the first-run screens:
+//! `hasCompletedOnboarding` (onboarding and theme picker), `customApiKeyResponses.approved`
+//! holding the last 20 characters of the key (the "use this API key?" prompt), and
+//! `projects[<dir>].hasTrustDialogAccepted` (the folder-trust dialog; the client also accepts a
+//! trusted ancestor, so the machine's base directory is trusted).
+//!
+//! Waiting is always polling for a condition with a deadline ([`WAIT`]): text on the screen, the
+//! end of a turn ("✻ Brewed for 0s"), a reply's line in the transcript, the client's exit.
 //!
 //! Each [`Tui`] has its own tmux server on a private socket (killed on drop), with
 //! `remain-on-exit` so the last screen can still be read after the client ends; the launcher
