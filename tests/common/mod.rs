@@ -2,6 +2,9 @@
 //! under one temporary root, and runs the real binary with a cleared environment.
 #![allow(dead_code)]
 
+pub mod messages_api;
+pub mod real_claude;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
