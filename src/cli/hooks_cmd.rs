@@ -115,9 +115,24 @@ fn hook_inner(env: &Env, args: &HookArgs) -> Result<()> {
         HookEvent::SessionStart => {
             let engine = Engine::new(&env.claude, &env.home, &config)?;
             let started = hooks::session_start(&engine, &input)?;
-            // Claude Code shows a hook's `systemMessage` to the user; plain output it would not.
+            // Claude Code shows a hook's `systemMessage` to the user (plain output it would
+            // not). On a resume it drops a hook's output unless some context is new, so the
+            // same news also goes to Claude as context, stamped with the time.
             if let Some(msg) = started.message() {
-                println!("{}", serde_json::json!({ "systemMessage": msg }));
+                let context = format!(
+                    "{msg} (ccsync, {})",
+                    crate::util::rfc3339(chrono::Utc::now())
+                );
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "systemMessage": msg,
+                        "hookSpecificOutput": {
+                            "hookEventName": "SessionStart",
+                            "additionalContext": context,
+                        },
+                    })
+                );
             }
         }
         HookEvent::SessionEnd => {
