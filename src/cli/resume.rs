@@ -449,9 +449,9 @@ fn move_session(env: &Env, s: &crate::claude::discover::LocalSession, dir: &Path
     if crate::sync::place::in_place(s, &target) {
         return Ok(());
     }
-    crate::sync::relocate::append_line(
+    crate::sync::append_lines(
         &s.transcript,
-        &crate::sync::relocate::relocated_line(&s.id, &dir),
+        &[crate::sync::relocate::relocated_line(&s.id, &dir)],
     )?;
     let remote = env.config()?.map(|c| c.remote).unwrap_or_default();
     let mut index = crate::sync::state::Index::load(&env.home, &remote);

@@ -94,7 +94,7 @@ pub fn settle(path: &Path, sid: &str, title: Option<&str>) -> Result<Settled> {
         return Ok(out);
     };
     if tree.client_leaf().as_deref() != Some(main.as_str()) {
-        append_line(path, &pin_line(sid, &main, tree.prompt_of(&main)))?;
+        super::append_lines(path, &[pin_line(sid, &main, tree.prompt_of(&main))])?;
         out.pinned = true;
     }
     let folder = path.parent().unwrap_or(Path::new("."));
@@ -156,34 +156,6 @@ fn custom_title_line(sid: &str, title: &str) -> Vec<u8> {
         json_str(sid)
     )
     .into_bytes()
-}
-
-/// Append one line to a file, atomically (a copy with the line, then a rename).
-fn append_line(path: &Path, line: &[u8]) -> Result<()> {
-    let mut tmp = crate::os::temp_beside(path)
-        .with_context(|| format!("cannot create a temporary file beside {}", path.display()))?;
-    let mut src = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    std::io::copy(&mut src, tmp.as_file_mut())
-        .with_context(|| format!("cannot copy {}", path.display()))?;
-    let ends_nl = {
-        let len = src.metadata()?.len();
-        len == 0 || super::pull::file_ends_with_newline(&mut src, len)?
-    };
-    if !ends_nl {
-        tmp.as_file_mut().write_all(b"\n")?;
-    }
-    tmp.as_file_mut().write_all(line)?;
-    tmp.as_file_mut().sync_data()?;
-    let mtime = super::mtime_secs(path);
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    // The session keeps its place in Claude Code's newest-first lists.
-    if let Some(t) = mtime {
-        crate::os::set_mtime(path, t)
-            .with_context(|| format!("cannot set the time of {}", path.display()))?;
-    }
-    Ok(())
 }
 
 /// `"sessionId":"<from>"` → `"sessionId":"<to>"` in one line, bytes otherwise untouched.

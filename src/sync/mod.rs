@@ -247,6 +247,44 @@ pub fn pending_sessions(home: &Home, entries: &[&Entry]) -> usize {
         .count()
 }
 
+/// Append whole lines to a local file atomically (a copy with the lines, then a rename), keeping
+/// its modification time so the session keeps its place in Claude Code's newest-first lists. A
+/// last line without a newline gets one first.
+pub fn append_lines(path: &Path, lines: &[Vec<u8>]) -> Result<()> {
+    use anyhow::Context as _;
+    use std::io::Write;
+    let mtime = mtime_secs(path);
+    let mut tmp = crate::os::temp_beside(path)
+        .with_context(|| format!("cannot create a temporary file beside {}", path.display()))?;
+    {
+        let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+        let mut src =
+            File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        std::io::copy(&mut src, &mut out)
+            .with_context(|| format!("cannot copy {}", path.display()))?;
+        let len = src.metadata()?.len();
+        if len > 0 && !pull::file_ends_with_newline(&mut src, len)? {
+            out.write_all(b"\n")?;
+        }
+        for l in lines {
+            out.write_all(l)?;
+            if !l.ends_with(b"\n") {
+                out.write_all(b"\n")?;
+            }
+        }
+        out.flush()?;
+    }
+    tmp.as_file_mut().sync_data()?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
+    if let Some(t) = mtime {
+        crate::os::set_mtime(path, t)
+            .with_context(|| format!("cannot set the time of {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Seconds since the epoch of a file's modification time (`None` if unknown).
 pub fn mtime_secs(path: &Path) -> Option<i64> {
     let m = std::fs::metadata(path).ok()?;

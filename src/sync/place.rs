@@ -11,7 +11,7 @@
 //! `agent-*.jsonl` files; the state index follows the files.
 
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -128,9 +128,7 @@ fn move_file(from: &Path, to: &Path) -> Result<()> {
 pub fn union_into(from: &Path, to: &Path) -> Result<()> {
     let mut have = log::IdentBag::default();
     let f = File::open(to).with_context(|| format!("cannot read {}", to.display()))?;
-    let mut to_len = 0u64;
     for_each_line(BufReader::new(f), |l| {
-        to_len += l.len() as u64;
         have.add(log::identity(l));
         Ok(())
     })?;
@@ -145,28 +143,7 @@ pub fn union_into(from: &Path, to: &Path) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let mut tmp = crate::os::temp_beside(to)
-        .with_context(|| format!("cannot create a temporary file beside {}", to.display()))?;
-    {
-        let mut out = std::io::BufWriter::new(tmp.as_file_mut());
-        let mut cur = File::open(to).with_context(|| format!("cannot read {}", to.display()))?;
-        std::io::copy(&mut cur, &mut out)?;
-        if to_len > 0 && !super::pull::file_ends_with_newline(&mut cur, to_len)? {
-            out.write_all(b"\n")?;
-        }
-        for l in &missing {
-            out.write_all(l)?;
-            if !l.ends_with(b"\n") {
-                out.write_all(b"\n")?;
-            }
-        }
-        out.flush()?;
-    }
-    tmp.as_file_mut().sync_data()?;
-    tmp.persist(to)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", to.display()))?;
-    Ok(())
+    super::append_lines(to, &missing)
 }
 
 /// Remove `dir` and the empty folders below it, if they are empty.

@@ -64,31 +64,6 @@ pub fn relocated_line(sid: &str, cwd: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Append one line to a transcript, atomically (copy, append, rename), keeping its time.
-pub fn append_line(path: &Path, line: &[u8]) -> Result<()> {
-    let mtime = super::mtime_secs(path);
-    let mut tmp = crate::os::temp_beside(path)
-        .with_context(|| format!("cannot create a temporary file beside {}", path.display()))?;
-    let mut src =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    std::io::copy(&mut src, tmp.as_file_mut())
-        .with_context(|| format!("cannot copy {}", path.display()))?;
-    let len = src.metadata()?.len();
-    if len > 0 && !super::pull::file_ends_with_newline(&mut src, len)? {
-        tmp.as_file_mut().write_all(b"\n")?;
-    }
-    tmp.as_file_mut().write_all(line)?;
-    tmp.as_file_mut().sync_data()?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    if let Some(t) = mtime {
-        crate::os::set_mtime(path, t)
-            .with_context(|| format!("cannot set the time of {}", path.display()))?;
-    }
-    Ok(())
-}
-
 /// Move this machine's sessions, memory and history entries of `old` (and below) to `new`.
 /// Local only: the caller pushes afterwards.
 pub fn relocate(engine: &Engine, old: &str, new: &str, dry_run: bool) -> Result<Relocated> {
@@ -140,7 +115,7 @@ pub fn relocate(engine: &Engine, old: &str, new: &str, dry_run: bool) -> Result<
         if dry_run {
             continue;
         }
-        append_line(&e.session.transcript, &relocated_line(&e.session.id, &to))?;
+        super::append_lines(&e.session.transcript, &[relocated_line(&e.session.id, &to)])?;
         let target = naming::session_file(engine.claude, &to, &e.session.id)?;
         super::place::move_session(engine.claude, &e.session, &target, &mut index)?;
     }
