@@ -101,7 +101,8 @@ pub struct TranscriptMeta {
 
 impl TranscriptMeta {
     /// The title Claude Code's resume picker shows:
-    /// `agentName || customTitle || aiTitle || summary || lastPrompt || first prompt`, each as
+    /// `customTitle || aiTitle || summary || lastPrompt || first prompt` (its `agentName` is never
+    /// read from files on disk), each as
     /// the picker finds it in the first and last [`PICKER_WINDOW`] bytes. `None` where the
     /// picker would fall back to a placeholder (`(session)` or the id).
     pub fn title(&self) -> Option<&str> {
@@ -555,7 +556,9 @@ mod lite {
         let stripped = prompt
             .map(|p| strip_tags(p).trim().to_string())
             .filter(|p| !p.is_empty() && !autonomous);
-        let chosen = [&m.agent_name, &m.custom_title, &m.ai_title, &m.summary]
+        // `agentName` comes first in the client's display function, but the picker's reader of
+        // files on disk never fills it (checked with the real 2.1.197 picker): not used.
+        let chosen = [&m.custom_title, &m.ai_title, &m.summary]
             .into_iter()
             .find_map(|v| v.clone())
             .or(stripped)
@@ -977,8 +980,9 @@ mod tests {
                 "My title",
             ),
             (
+                // The picker does not read agent names from files.
                 r#"{"type":"agent-name","agentName":"my-agent","sessionId":"s1"}"#,
-                "my-agent",
+                "My title",
             ),
         ];
         assert_eq!(scan_text(&lines).title(), Some("first prompt"));
@@ -989,7 +993,8 @@ mod tests {
         // Each kind is read on its own: a lower-ranked line written later does not win.
         lines.push(r#"{"type":"ai-title","aiTitle":"Later AI","sessionId":"s1"}"#.into());
         let m = scan_text(&lines);
-        assert_eq!(m.title(), Some("my-agent"));
+        assert_eq!(m.title(), Some("My title"));
+        assert_eq!(m.agent_name.as_deref(), Some("my-agent"));
         assert_eq!(m.ai_title.as_deref(), Some("Later AI"));
         assert_eq!(m.custom_title.as_deref(), Some("My title"));
         assert_eq!(m.last_prompt.as_deref(), Some("latest prompt"));

@@ -843,8 +843,8 @@ fn merged_meta(
         m.cwd = portable_cwd.to_string();
     }
     let local = &e.meta;
-    if local.custom_title.is_some() || local.agent_name.is_some() {
-        // A name given to the session (`/rename`, agent name): Claude Code's title.
+    if local.custom_title.is_some() {
+        // A name given to the session (`/rename`): Claude Code's title.
         m.title = local.title().map(str::to_string);
         m.custom_title = true;
     } else if !m.custom_title && (m.title.is_none() || local.title().is_some()) {
