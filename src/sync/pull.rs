@@ -598,7 +598,7 @@ pub(crate) fn placement(
             ))));
         }
     };
-    if normalize_path(engine.config.path_style, "cwd", &local_cwd).is_err() {
+    if normalize_path(engine.config.path_style, "cwd", &local_cwd).is_err() && local_cwd.len() > 1 {
         return refused(
             &meta_file.path,
             format!("working directory {local_cwd:?} is not an absolute path here"),
