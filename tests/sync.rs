@@ -1081,3 +1081,45 @@ fn skipped_sessions_are_reported_by_reason_whatever_their_names() {
         "{out}"
     );
 }
+
+/// Claude Code on B had loaded the session before A's turn arrived (the start hook brings turns
+/// too late to show) and B's turn branches off the older end: B's own push surfaces A's turn.
+#[test]
+fn a_branch_made_after_a_late_merge_is_surfaced_by_the_push() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, sa) = posix_machine(&w, "a", &remote);
+    let (b, sb) = posix_machine(&w, "b", &remote);
+    seed(&a, &sa);
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    append_turn(&a, &sa, "a-1", 10);
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    // B's client still showed the old end (u3): its next turn hangs from there.
+    let p = folder(&b, &sb).join(format!("{SID}.jsonl"));
+    let line = json!({"parentUuid": "u3", "cwd": sb.cwd(), "sessionId": SID, "type": "user", "uuid": "b-1", "timestamp": ts_at(12),
+                      "message": {"role": "user", "content": "turn b-1"}});
+    let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+    use std::io::Write;
+    writeln!(f, "{line}").unwrap();
+    let out = b.ok(&["push"]);
+    assert!(out.contains("its own session"), "{out}");
+    let ids = sessions_in(&b, &sb);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(
+        visible_turns(&ids[SID]).last().map(String::as_str),
+        Some("b-1")
+    );
+    let fork = ids.iter().find(|(id, _)| *id != SID).unwrap().1;
+    assert_eq!(visible_turns(fork).last().map(String::as_str), Some("a-1"));
+    // The fork reached the repository in the same push run: A gets it at its next pull.
+    a.ok(&["pull"]);
+    assert_eq!(sessions_in(&a, &sa).len(), 2);
+    assert_eq!(
+        visible_turns(&sessions_in(&a, &sa)[SID])
+            .last()
+            .map(String::as_str),
+        Some("b-1")
+    );
+}

@@ -189,6 +189,16 @@ fn print_push(r: &PushReport) {
             r.seconds
         );
     }
+    if !r.branches.is_empty() {
+        println!(
+            "The conversation had branched here: the other branch is now its own session ({}), so Claude Code shows every turn.",
+            r.branches
+                .iter()
+                .map(|s| short_id(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if !r.memory_unplaced.is_empty() {
         eprintln!(
             "warning: memory not synced, nothing tells which directory it belongs to: {} (run Claude Code once in that project, then sync)",

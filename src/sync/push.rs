@@ -67,6 +67,8 @@ pub struct PushReport {
     pub blocked: Vec<String>,
     pub skipped: Vec<Skipped>,
     pub conflicts: Vec<String>,
+    /// Sessions written to show a branch Claude Code would hide (see [`super::branches`]).
+    pub branches: Vec<String>,
     /// Project folders whose memory could not be synced: nothing tells their directory.
     pub memory_unplaced: Vec<String>,
     pub commit: Option<String>,
@@ -147,6 +149,8 @@ struct Staged {
     projects: Vec<(String, String)>,
     report: PushReport,
     history: Option<LogDraft>,
+    /// Transcripts whose new lines may have started a second branch (see [`super::branches`]).
+    settle: Vec<(String, PathBuf, Option<String>)>,
 }
 
 fn changed_log(index: &Index, key: &str, size: u64, mtime_ns: i128) -> bool {
@@ -163,8 +167,43 @@ fn changed_file(index: &Index, key: &str, size: u64, mtime_ns: i128) -> bool {
         .is_none_or(|r| r.size != size || r.mtime_ns != mtime_ns)
 }
 
-/// Send local changes.
+/// Send local changes. When the lines sent may have started a second branch of a conversation,
+/// the transcript is settled afterwards (see [`super::branches`]) and what that wrote — a
+/// `last-prompt` pin, a session for the other branch — is sent too.
 pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
+    let (mut report, settle) = push_once(engine, opts)?;
+    if opts.dry_run || settle.is_empty() {
+        return Ok(report);
+    }
+    let mut again = false;
+    for (sid, path, title) in settle {
+        let s = super::branches::settle(&path, &sid, title.as_deref())?;
+        again |= s.pinned || !s.forks.is_empty();
+        report.branches.extend(s.forks);
+    }
+    if again {
+        let (second, _) = push_once(
+            engine,
+            &PushOptions {
+                only: None,
+                ..opts.clone()
+            },
+        )?;
+        report.sessions_new += second.sessions_new;
+        report.sessions_updated += second.sessions_updated;
+        report.lines += second.lines;
+        report.bytes += second.bytes;
+        report.commit = second.commit.or(report.commit);
+        report.up_to_date = false;
+    }
+    Ok(report)
+}
+
+#[allow(clippy::type_complexity)]
+fn push_once(
+    engine: &Engine,
+    opts: &PushOptions,
+) -> Result<(PushReport, Vec<(String, PathBuf, Option<String>)>)> {
     let started = Instant::now();
     let cfg = engine.config;
     let mut index = Index::load(engine.home, &cfg.remote);
@@ -330,7 +369,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
     if work.is_empty() && loose_changed.is_empty() && !history_changed {
         report.up_to_date = true;
         report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
+        return Ok((report, Vec::new()));
     }
     if opts.dry_run {
         for w in &work {
@@ -350,7 +389,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
         }
         report.files += loose_changed.len();
         report.seconds = started.elapsed().as_secs_f64();
-        return Ok(report);
+        return Ok((report, Vec::new()));
     }
 
     let total: u64 = work
@@ -449,6 +488,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
 
     engine.progress_end();
     let unplaced = std::mem::take(&mut report.memory_unplaced);
+    let settle = std::mem::take(&mut staged.settle);
     let mut report = std::mem::take(&mut staged.report);
     report.memory_unplaced = unplaced;
     report.dry_run = false;
@@ -588,7 +628,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
         State::save_status(engine.home, &status)?;
     }
     report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok((report, settle))
 }
 
 /// Object ids of paths in a commit.
@@ -704,6 +744,13 @@ fn push_session(
         if item.rel == TRANSCRIPT_LOG {
             appended_lines = out.lines;
             transcript_touched = !out.writer.is_empty();
+            if out.may_branch && !is_live {
+                staged.settle.push((
+                    sid.clone(),
+                    item.path.clone(),
+                    e.meta.title().map(str::to_string),
+                ));
+            }
         }
         drafts.push((item, out));
     }
@@ -901,6 +948,8 @@ struct LogOut {
     local_fp: u64,
     local_lines: u64,
     equal: bool,
+    /// The local lines sent may have started a second branch of the conversation.
+    may_branch: bool,
 }
 
 /// Work out what of one local log the stored log lacks, into a segment writer.
@@ -951,8 +1000,16 @@ fn push_log(
         let dedupe = !extras.is_empty();
         let mut dropped = false;
         let mut line_no = r.local_lines + 1;
+        // Turns appended here that do not continue the conversation's end make a branch.
+        let mut watch = (item.rel == TRANSCRIPT_LOG && r.local_len < end)
+            .then(|| super::branches::AppendWatch::new(&item.path, r.local_len));
         for_each_chunk(&mut f, r.local_len, end, CHUNK, |chunk, _| {
             engine.progress_advance(chunk.len() as u64);
+            if let Some(w) = watch.as_mut() {
+                for line in split_lines(chunk) {
+                    w.see(line);
+                }
+            }
             let mut out = Vec::with_capacity(chunk.len());
             engine.outbound(chunk, &mut out, key, line_no, found);
             line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
@@ -982,6 +1039,7 @@ fn push_log(
             local_fp: fp,
             local_lines,
             equal,
+            may_branch: watch.is_some_and(|w| w.may_branch()),
         });
     }
 
@@ -1017,6 +1075,8 @@ fn push_log(
     })?;
     let equal = bag.is_empty();
     let local_lines = line_no - 1;
+    // Local lines joined a stored log that had lines of its own: the two may have diverged.
+    let may_branch = item.rel == TRANSCRIPT_LOG && lines_out > 0 && !stored.segs.is_empty();
     Ok(LogOut {
         writer,
         stored,
@@ -1025,6 +1085,7 @@ fn push_log(
         local_fp: fp,
         local_lines,
         equal,
+        may_branch,
     })
 }
 
