@@ -197,6 +197,56 @@ impl Client {
         env
     }
 
+    /// Run `claude ARGS` in `cwd` without a terminal (print mode, `-p`), with the same
+    /// environment; killed after `timeout` (a failure). Returns its output.
+    pub fn run(&self, cwd: &Path, args: &[&str], timeout: Duration) -> Output {
+        use std::io::Read as _;
+        let mut cmd = Command::new(&self.exe);
+        cmd.env_clear()
+            .current_dir(cwd)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in self.environment(cwd) {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start claude");
+        // Drain the pipes in threads so a chatty client cannot block on them.
+        let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+        let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "claude {args:?} in {} did not end within {timeout:?}; stderr:\n{}",
+                    cwd.display(),
+                    String::from_utf8_lossy(&err.join().unwrap_or_default())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        }
+    }
+
     /// Start `claude ARGS` in `cwd` (which must exist) in a fresh tmux server.
     pub fn start(&self, cwd: &Path, args: &[&str]) -> Tui {
         assert!(cwd.is_dir(), "{} is not a directory", cwd.display());
