@@ -254,3 +254,344 @@ fn a_session_continued_apart_on_two_machines_keeps_every_turn_visible_on_both() 
     assert_eq!(forks[0], forks[1], "the same fork id on both machines");
     eprintln!("case took {:?}", t0.elapsed());
 }
+
+/// ccsync's hook log on a machine.
+fn hooks_log(m: &Machine) -> String {
+    std::fs::read_to_string(m.tool.join("logs").join("hooks.log")).unwrap_or_default()
+}
+
+/// The transcript of session `id` as the remote holds it (its segments, concatenated).
+fn remote_transcript(remote: &Path, id: &str) -> String {
+    let part = format!("/sessions/{id}/transcript/");
+    let mut paths: Vec<String> = repo_paths(remote)
+        .into_iter()
+        .filter(|p| p.contains(&part))
+        .collect();
+    paths.sort();
+    paths.iter().filter_map(|p| repo_file(remote, p)).collect()
+}
+
+fn remote_has_lock(remote: &Path, id: &str) -> bool {
+    repo_paths(remote).contains(&format!("locks/{id}.json"))
+}
+
+/// Wait (bounded) until the session-end hook of `id` has run `n` times on `m` (its detached
+/// worker pushes after the client has ended) and the remote holds `text` and no lock of `id`.
+fn wait_session_end(m: &Machine, remote: &Path, id: &str, n: usize, text: &str) {
+    let done = format!("session-end {id}: pushed");
+    poll(
+        &format!("session-end #{n} of {id} on {} to push {text:?}", m.name),
+        WAIT,
+        || {
+            (hooks_log(m).matches(&done).count() >= n
+                && remote_transcript(remote, id).contains(text)
+                && !remote_has_lock(remote, id))
+            .then_some(())
+        },
+    );
+}
+
+/// Case 2: the hooks `ccsync setup-hooks` installs are accepted and run by the real client.
+/// SessionStart (startup) takes the session's lock in the repository; SessionEnd pushes the
+/// session and releases the lock. And when another machine's turns arrive through the
+/// SessionStart hook of a `--resume` (after the client has loaded the transcript), the client
+/// shows ccsync's message; resuming again shows those turns.
+#[test]
+fn hooks_from_setup_hooks_lock_push_and_tell_about_late_turns() {
+    let Some(exe) = real_claude::find() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let api = MessagesApi::start();
+    let a = Site::new(&w, "a", &remote);
+    let b = Site::new(&w, "b", &remote);
+    for s in [&a, &b] {
+        let out = s.m.ok(&["setup-hooks"]);
+        assert!(
+            out.contains("Added SessionStart and SessionEnd hooks"),
+            "{out}"
+        );
+    }
+    let (ca, cb) = (a.client(&exe, &api), b.client(&exe, &api));
+    let (a_app, b_app) = (a.dir("app"), b.dir("app"));
+
+    // A new session on A: the start hook runs (logged) and takes the lock.
+    let tui = ca.start(&a_app, &[]);
+    tui.wait_ready();
+    let id = poll("the session-start hook on A", WAIT, || {
+        let log = hooks_log(&a.m);
+        let line = log.lines().find(|l| l.contains("session-start "))?;
+        let rest = line.split("session-start ").nth(1)?;
+        assert!(rest.contains("locked=true"), "{log}");
+        Some(rest.split(':').next()?.to_string())
+    });
+    poll("A's lock in the remote", WAIT, || {
+        remote_has_lock(&remote, &id).then_some(())
+    });
+    let lock: serde_json::Value =
+        serde_json::from_str(&repo_file(&remote, &format!("locks/{id}.json")).unwrap()).unwrap();
+    assert_eq!(lock["machine_id"], "a", "A holds it: {lock}");
+    assert_eq!(lock["session_id"], id.as_str(), "{lock}");
+    ask(
+        &tui,
+        &api,
+        "prompt with hooks on A",
+        "Answer with hooks on A.",
+    );
+    tui.exit();
+    drop(tui);
+    assert_eq!(
+        real_claude::session_ids(&a.m.claude, &a_app),
+        [id.clone()],
+        "the hook saw the session's id"
+    );
+    // /exit: the end hook pushes the session and releases the lock.
+    wait_session_end(&a.m, &remote, &id, 1, "Answer with hooks on A.");
+    assert!(remote_transcript(&remote, &id).contains("prompt with hooks on A"));
+
+    // B gets the session; A goes on with it (its hooks push again).
+    b.m.ok(&["pull"]);
+    let b_path = b.m.transcript_path(&b_app.to_string_lossy(), &id);
+    assert!(b_path.is_file());
+    let tui = ca.start(&a_app, &["--resume", &id]);
+    tui.wait_for("Answer with hooks on A.", WAIT);
+    tui.wait_ready();
+    ask(&tui, &api, "newer turn from A", "Newer answer on A.");
+    tui.exit();
+    drop(tui);
+    wait_session_end(&a.m, &remote, &id, 2, "Newer answer on A.");
+    assert!(
+        !std::fs::read_to_string(&b_path)
+            .unwrap()
+            .contains("newer turn from A")
+    );
+
+    // B resumes its stale copy: the client loads it, then the start hook brings A's turn and
+    // ccsync says so on the screen.
+    let tui = cb.start(&b_app, &["--resume", &id]);
+    let screen = tui.wait_for("SessionStart:resume says: ccsync brought ", WAIT);
+    assert!(screen.contains("newer line(s)"), "{screen}");
+    assert!(
+        !screen.contains("newer turn from A"),
+        "the client had loaded the transcript before the hook:\n{screen}"
+    );
+    assert!(
+        std::fs::read_to_string(&b_path)
+            .unwrap()
+            .contains("newer turn from A"),
+        "the hook brought A's turn"
+    );
+    assert_eq!(tui.ctrl_d_twice(), 0);
+    drop(tui);
+    poll("B's session-end hook", WAIT, || {
+        hooks_log(&b.m)
+            .contains(&format!("session-end {id}: pushed"))
+            .then_some(())
+    });
+    // As the message says: resuming again shows A's turn.
+    resume_shows(
+        &cb,
+        &api,
+        &b_app,
+        &id,
+        "newer turn from A",
+        &["ccsync brought"],
+        "check on B",
+    );
+    eprintln!("case took {:?}", t0.elapsed());
+}
+
+/// Case 3: B's PROJECTS placeholder is a symbolic link (`<B>/code -> data/code`). After B pulls
+/// A's session, B's client started in the logical path `<B>/code/app` (its realpath is
+/// `<B>/data/code/app`) lists it in the picker and resumes it.
+#[cfg(unix)]
+#[test]
+fn a_session_pulled_under_a_symlinked_placeholder_is_found_by_the_client() {
+    let Some(exe) = real_claude::find() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let api = MessagesApi::start();
+    let a = Site::new(&w, "a", &remote);
+    let bm = w.machine("b");
+    let b_base = std::fs::canonicalize(bm.home.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(b_base.join("data/code/app")).unwrap();
+    std::os::unix::fs::symlink(b_base.join("data/code"), b_base.join("code")).unwrap();
+    let b = Site::with_projects(bm, b_base.clone(), b_base.join("code"), &remote);
+
+    api.set_title("Linked project talk");
+    let id = new_session(
+        &a.client(&exe, &api),
+        &api,
+        &a.dir("app"),
+        &[("prompt before the link", "Answer before the link.")],
+    );
+    a.m.ok(&["push"]);
+    b.m.ok(&["pull"]);
+    let logical = b.base.join("code/app");
+    let real = b.base.join("data/code/app");
+    assert_eq!(real_claude::session_ids(&b.m.claude, &real), [id.clone()]);
+
+    let cb = b.client(&exe, &api);
+    picker_lists(&cb, &logical, &["Linked project talk"], &[]);
+    let req = resume_shows(
+        &cb,
+        &api,
+        &logical,
+        &id,
+        "Answer before the link.",
+        &[],
+        "check through the link",
+    );
+    assert!(req.mentions("prompt before the link"));
+    eprintln!("case took {:?}", t0.elapsed());
+}
+
+/// Case 4: a session moved with the client's `/cd` on A lands, on B, where the client looks
+/// for it: `claude --resume ID` finds it in `<B>/projects/other` and not in
+/// `<B>/projects/app`.
+#[test]
+fn a_session_moved_with_cd_is_found_in_its_new_directory_on_the_other_machine() {
+    let Some(exe) = real_claude::find() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let api = MessagesApi::start();
+    let a = Site::new(&w, "a", &remote);
+    let b = Site::new(&w, "b", &remote);
+    let (a_app, a_other) = (a.dir("app"), a.dir("other"));
+    let (b_app, b_other) = (b.dir("app"), b.dir("other"));
+
+    let tui = a.client(&exe, &api).start(&a_app, &[]);
+    tui.wait_ready();
+    ask(&tui, &api, "prompt in app", "Answer in app.");
+    tui.submit(&format!("/cd {}", a_other.display()));
+    let s = tui.wait_until("the move or its question", WAIT, |s| {
+        s.contains("Moved to") || s.contains("Yes, move here")
+    });
+    if !s.contains("Moved to") {
+        // "This session hasn't worked here before": 1. No, stay put (focused) / 2. Yes, move
+        // here. (Seen asked, and seen not asked, for a sibling of the session's directory.)
+        tui.send_keys(&["Down"]);
+        tui.send_keys(&["Enter"]);
+        tui.wait_for("Moved to", WAIT);
+    }
+    ask(&tui, &api, "prompt in other", "Answer in other.");
+    tui.exit();
+    drop(tui);
+    assert!(real_claude::session_ids(&a.m.claude, &a_app).is_empty());
+    let ids = real_claude::session_ids(&a.m.claude, &a_other);
+    assert_eq!(ids.len(), 1, "the client moved the session");
+    let id = ids[0].clone();
+    a.m.ok(&["push"]);
+    b.m.ok(&["pull"]);
+    assert_eq!(
+        real_claude::session_ids(&b.m.claude, &b_other),
+        [id.clone()]
+    );
+    assert!(real_claude::session_ids(&b.m.claude, &b_app).is_empty());
+
+    let cb = b.client(&exe, &api);
+    let req = resume_shows(
+        &cb,
+        &api,
+        &b_other,
+        &id,
+        "Answer in other.",
+        &[],
+        "check in other",
+    );
+    assert!(req.mentions("prompt in app") && req.mentions("Answer in app."));
+    // Not in the directory it was started in.
+    let tui = cb.start(&b_app, &["--resume", &id]);
+    tui.wait_for(
+        &format!("No conversation found with session ID: {id}"),
+        WAIT,
+    );
+    drop(tui);
+    eprintln!("case took {:?}", t0.elapsed());
+}
+
+/// Case 5: two working directories longer than 200 characters that share their first 200 (so
+/// their folder names differ only by the client's hash suffix): each keeps its own session on B,
+/// B's picker in each lists only that directory's session, and `--resume ID` works in each.
+#[test]
+fn long_paths_sharing_their_first_200_characters_keep_their_own_sessions() {
+    let Some(exe) = real_claude::find() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let api = MessagesApi::start();
+    let a = Site::new(&w, "a", &remote);
+    let b = Site::new(&w, "b", &remote);
+    let deep = "segment-of-a-long-path/".repeat(10);
+    let ca = a.client(&exe, &api);
+    let mut ids = Vec::new();
+    for tail in ["one", "two"] {
+        let dir = a.dir(&format!("{deep}{tail}"));
+        api.set_title(&format!("Long path {tail}"));
+        let id = new_session(
+            &ca,
+            &api,
+            &dir,
+            &[(&format!("prompt in {tail}"), &format!("Answer in {tail}."))],
+        );
+        ids.push(id);
+    }
+    a.m.ok(&["push"]);
+    b.m.ok(&["pull"]);
+    let dirs: Vec<PathBuf> = ["one", "two"]
+        .iter()
+        .map(|t| b.dir(&format!("{deep}{t}")))
+        .collect();
+    let names: Vec<String> = dirs
+        .iter()
+        .map(|d| real_claude::folder_name(&d.to_string_lossy()))
+        .collect();
+    assert!(names.iter().all(|n| n.len() > 201) && names[0][..200] == names[1][..200]);
+    assert_ne!(names[0], names[1]);
+    assert_eq!(
+        names[0],
+        ccsync::claude::naming::project_folder_name(&dirs[0].to_string_lossy()),
+        "the test's rule is ccsync's"
+    );
+    let cb = b.client(&exe, &api);
+    for (i, (dir, tail)) in dirs.iter().zip(["one", "two"]).enumerate() {
+        let other = if i == 0 { "two" } else { "one" };
+        assert_eq!(
+            real_claude::session_ids(&b.m.claude, dir),
+            [ids[i].clone()],
+            "B's folder of {tail}"
+        );
+        picker_lists(
+            &cb,
+            dir,
+            &[&format!("Long path {tail}")],
+            &[&format!("Long path {other}")],
+        );
+        resume_shows(
+            &cb,
+            &api,
+            dir,
+            &ids[i],
+            &format!("Answer in {tail}."),
+            &[&format!("Answer in {other}.")],
+            &format!("check in {tail}"),
+        );
+    }
+    // (So `--resume ID` alone would not catch a session in the wrong one of two such folders:
+    // the client 2.1.197 also looks in folders with the same first 200 characters. The picker
+    // does not.)
+    let tui = cb.start(&dirs[0], &["--resume", &ids[1]]);
+    tui.wait_for("Answer in two.", WAIT);
+    assert_eq!(tui.ctrl_d_twice(), 0);
+    eprintln!("case took {:?}", t0.elapsed());
+}

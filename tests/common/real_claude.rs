@@ -623,11 +623,36 @@ impl Drop for Tui {
     }
 }
 
+/// The client's project folder name for `cwd` (a realpath), written out here independently of
+/// ccsync: every UTF-16 unit outside `[A-Za-z0-9]` becomes `-`; past 200 units the name is its
+/// first 200, `-`, and the base-36 absolute value of the Java-style 32-bit hash of the path.
+pub fn folder_name(cwd: &str) -> String {
+    let short = super::enc(cwd);
+    if short.len() <= 200 {
+        return short;
+    }
+    let mut h: i32 = 0;
+    for u in cwd.encode_utf16() {
+        h = h.wrapping_shl(5).wrapping_sub(h).wrapping_add(u as i32);
+    }
+    let mut n = (h as i64).unsigned_abs();
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    format!("{}-{}", &short[..200], String::from_utf8(digits).unwrap())
+}
+
 /// The session ids (UUID-named transcripts) in the project folder of `cwd` under `claude_dir`.
 pub fn session_ids(claude_dir: &Path, cwd: &Path) -> Vec<String> {
     let folder = claude_dir
         .join("projects")
-        .join(super::enc(&cwd.to_string_lossy()));
+        .join(folder_name(&cwd.to_string_lossy()));
     let mut ids: Vec<String> = std::fs::read_dir(&folder)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
