@@ -344,7 +344,7 @@ fn hooks_from_setup_hooks_lock_push_and_tell_about_late_turns() {
     drop(tui);
     assert_eq!(
         real_claude::session_ids(&a.m.claude, &a_app),
-        [id.clone()],
+        std::slice::from_ref(&id),
         "the hook saw the session's id"
     );
     // /exit: the end hook pushes the session and releases the lock.
@@ -434,7 +434,10 @@ fn a_session_pulled_under_a_symlinked_placeholder_is_found_by_the_client() {
     b.m.ok(&["pull"]);
     let logical = b.base.join("code/app");
     let real = b.base.join("data/code/app");
-    assert_eq!(real_claude::session_ids(&b.m.claude, &real), [id.clone()]);
+    assert_eq!(
+        real_claude::session_ids(&b.m.claude, &real),
+        std::slice::from_ref(&id)
+    );
 
     let cb = b.client(&exe, &api);
     picker_lists(&cb, &logical, &["Linked project talk"], &[]);
@@ -493,7 +496,7 @@ fn a_session_moved_with_cd_is_found_in_its_new_directory_on_the_other_machine() 
     b.m.ok(&["pull"]);
     assert_eq!(
         real_claude::session_ids(&b.m.claude, &b_other),
-        [id.clone()]
+        std::slice::from_ref(&id)
     );
     assert!(real_claude::session_ids(&b.m.claude, &b_app).is_empty());
 
@@ -593,5 +596,207 @@ fn long_paths_sharing_their_first_200_characters_keep_their_own_sessions() {
     let tui = cb.start(&dirs[0], &["--resume", &ids[1]]);
     tui.wait_for("Answer in two.", WAIT);
     assert_eq!(tui.ctrl_d_twice(), 0);
+    eprintln!("case took {:?}", t0.elapsed());
+}
+
+/// `git init` (a real repository, as the client may look into it).
+fn git_init(dir: &Path) {
+    let out = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .arg(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Case 6: a monorepo's memory is kept for its git root. `MEMORY.md` in A's memory folder of
+/// `mono` (where A's client, started in `mono/svc/api`, reads it), pushed and pulled, is loaded
+/// by B's client started in `<B>/projects/mono/svc/api`: the request it sends carries it.
+#[test]
+fn monorepo_memory_pulled_on_b_is_loaded_by_the_client_in_a_subdirectory() {
+    let Some(exe) = real_claude::find() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let api = MessagesApi::start();
+    let a = Site::new(&w, "a", &remote);
+    let b = Site::new(&w, "b", &remote);
+    for s in [&a, &b] {
+        git_init(&s.dir("mono"));
+        s.dir("mono/svc/api");
+    }
+    let memory = |s: &Site| {
+        s.m.claude
+            .join("projects")
+            .join(real_claude::folder_name(
+                &s.projects.join("mono").to_string_lossy(),
+            ))
+            .join("memory")
+            .join("MEMORY.md")
+    };
+    let a_mem = memory(&a);
+    std::fs::create_dir_all(a_mem.parent().unwrap()).unwrap();
+    std::fs::write(&a_mem, "- the build uses bazel-xyz\n").unwrap();
+    let body_has = |r: &Request, t: &str| String::from_utf8_lossy(&r.body).contains(t);
+
+    // A's client in the sub-directory reads the git root's memory (the rule ccsync follows).
+    let ca = a.client(&exe, &api);
+    let tui = ca.start(&a.projects.join("mono/svc/api"), &[]);
+    tui.wait_ready();
+    let req = ask(&tui, &api, "what builds this on A?", "Bazel on A.");
+    assert!(
+        body_has(&req, "bazel-xyz"),
+        "A's client did not load its memory"
+    );
+    tui.exit();
+    drop(tui);
+    a.m.ok(&["push"]);
+    b.m.ok(&["pull"]);
+    let b_mem = memory(&b);
+    assert_eq!(
+        std::fs::read_to_string(&b_mem).unwrap(),
+        "- the build uses bazel-xyz\n"
+    );
+
+    let cb = b.client(&exe, &api);
+    let tui = cb.start(&b.projects.join("mono/svc/api"), &[]);
+    tui.wait_ready();
+    let req = ask(&tui, &api, "what builds this on B?", "Bazel on B.");
+    assert!(
+        body_has(&req, "bazel-xyz"),
+        "B's client did not load the pulled memory"
+    );
+    assert_eq!(tui.ctrl_d_twice(), 0);
+    eprintln!("case took {:?}", t0.elapsed());
+}
+
+/// A short conversation (a prompt and a text answer, as the client writes them) last active
+/// `days` days ago.
+fn aged_session(sid: &str, cwd: &str, days: i64, text: &str) -> String {
+    let at = |min: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(days) + chrono::Duration::minutes(min))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let u = format!("{sid}-u");
+    let user = user_line(sid, cwd, &u, None, &at(-1), &format!("prompt of {text}"));
+    let assistant = serde_json::json!({
+        "parentUuid": u, "isSidechain": false, "userType": "external", "cwd": cwd,
+        "sessionId": sid, "version": "2.1.197", "gitBranch": "main", "type": "assistant",
+        "message": {"id": format!("msg_{days}"), "type": "message", "role": "assistant",
+            "model": "claude-opus-4-8", "content": [{"type": "text", "text": format!("answer of {text}")}],
+            "stop_reason": "end_turn", "stop_sequence": null},
+        "requestId": "req_x", "uuid": format!("{sid}-a"), "timestamp": at(0)
+    });
+    format!("{user}\n{assistant}\n")
+}
+
+fn age_of(path: &Path) -> Duration {
+    std::fs::metadata(path)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .elapsed()
+        .unwrap_or_default()
+}
+
+const DAY: u64 = 86_400;
+
+/// Case 7: `cleanupPeriodDays` from the project's `.claude/settings.json`. B keeps 20 days in
+/// `strict`: of A's two sessions there (last active 25 and 10 days ago) the 25-day one is not
+/// pulled (ccsync says so), the 10-day one is, with its last activity as mtime; B's real
+/// client started in `strict` runs its clean-up and keeps it, while it deletes a 25-day-old
+/// control file placed beside it (so the clean-up did run, with 20 days).
+#[test]
+fn sessions_pulled_under_a_project_clean_up_period_survive_the_clients_clean_up() {
+    let Some(exe) = real_claude::find() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let api = MessagesApi::start();
+    let a = Site::new(&w, "a", &remote);
+    let b = Site::new(&w, "b", &remote);
+    let (s25, s10, control) = (
+        "c1ea0000-0000-4000-8000-000000000025",
+        "c1ea0000-0000-4000-8000-000000000010",
+        "c1ea0000-0000-4000-8000-0000000000cc",
+    );
+    let a_strict = a.dir("strict").to_string_lossy().into_owned();
+    for (sid, days) in [(s25, 25), (s10, 10)] {
+        a.m.write_transcript(
+            &a_strict,
+            sid,
+            aged_session(sid, &a_strict, days, &format!("{days} days")).as_bytes(),
+        );
+    }
+    a.m.ok(&["push"]);
+
+    let b_strict = b.dir("strict");
+    std::fs::create_dir_all(b_strict.join(".claude")).unwrap();
+    std::fs::write(
+        b_strict.join(".claude/settings.json"),
+        r#"{"cleanupPeriodDays": 20}"#,
+    )
+    .unwrap();
+    let out = b.m.ok(&["pull"]);
+    assert!(out.contains("cleanupPeriodDays"), "{out}");
+    assert_eq!(
+        real_claude::session_ids(&b.m.claude, &b_strict),
+        [s10.to_string()],
+        "{out}"
+    );
+    let b_str = b_strict.to_string_lossy().into_owned();
+    let kept = b.m.transcript_path(&b_str, s10);
+    let age = age_of(&kept).as_secs();
+    assert!(
+        (9 * DAY..11 * DAY).contains(&age),
+        "the pulled session's mtime is its last activity (10 days), not {age} s"
+    );
+    let control_path = b.m.write_transcript(
+        &b_str,
+        control,
+        aged_session(control, &b_str, 25, "the control").as_bytes(),
+    );
+    std::fs::File::options()
+        .write(true)
+        .open(&control_path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(25 * DAY))
+        .unwrap();
+
+    // The clean-up runs 5 s after start-up, but in the interactive client only once the user
+    // has been idle for a minute (start-up counts as activity; else it waits 10 minutes more).
+    // In print mode it is not deferred: the turn is held open until the clean-up has written
+    // its `.last-cleanup` (bounded), then answered.
+    let sentinel = b.m.claude.join(".last-cleanup");
+    assert!(!sentinel.exists());
+    api.push(
+        Reply::text("Answer after the clean-up.").hold_until(&sentinel, Duration::from_secs(20)),
+    );
+    let out = b.client(&exe, &api).run(
+        &b_strict,
+        &["-p", "hello in strict"],
+        Duration::from_secs(40),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Answer after the clean-up."),
+        "{}",
+        stdout(&out)
+    );
+    assert!(sentinel.is_file(), "the client's clean-up did not run");
+    assert!(
+        !control_path.exists(),
+        "the client's clean-up kept a 25-day-old session: it did not use 20 days"
+    );
+    assert!(
+        kept.is_file(),
+        "the client deleted the pulled 10-day session"
+    );
     eprintln!("case took {:?}", t0.elapsed());
 }
