@@ -8,6 +8,29 @@
 //! its memory loading, its clean-up. What the client loaded of a conversation is checked on the
 //! screen and in the request it sends to the stand-in API with the next prompt (the whole visible
 //! conversation goes with every turn).
+//!
+//! Client facts these cases rely on or found (2.1.197, from runs and its bundled code):
+//!
+//! (f) Clean-up timing. Housekeeping is started at launch (and again at the first prompt) and
+//!     looks 5 s later, but the interactive client postpones it by 10 minutes whenever the
+//!     user's last interaction is less than a minute old — and start-up counts as one
+//!     (`lastInteractionTime` starts at `Date.now()`). So an interactive session does not clean
+//!     up in its first ~10 minutes (seen: nothing deleted in 20 s). In print mode (`-p`) there
+//!     is no such wait: it cleans up 5 s after start if still running (its timer is unref'd, so
+//!     a run that ends sooner does not clean up). The value comes from the merged settings,
+//!     the project's `.claude/settings.json` included; `.last-cleanup` is written after it.
+//! (g) `claude --resume ID` in a directory whose folder name is long (hashed) also finds a
+//!     session in another folder with the same first 200 characters; the picker lists only
+//!     the cwd's own folder.
+//! (h) `/cd DIR` to a directory under a trusted ancestor moves at once; the "Yes, move here"
+//!     question is for untrusted directories.
+//! (i) Hooks in exec form (`"command"` a program, `"args"` its arguments), as `setup-hooks`
+//!     writes them, are run: SessionStart with `startup` and `resume`, SessionEnd on `/exit`
+//!     and Ctrl-D.
+//! (j) The `last-prompt` line the client writes after a turn names, as `leafUuid`, the turn's
+//!     trailing `system` line (the "✻ … for Ns" turn duration), not the assistant message.
+//! (k) Memory: started in `mono/svc/api` of a git repository `mono`, the client puts
+//!     `projects/ENC(mono)/memory/MEMORY.md` into its request.
 
 mod common;
 
@@ -202,9 +225,63 @@ fn a_session_continued_apart_on_two_machines_keeps_every_turn_visible_on_both() 
         assert!(req.mentions("first common prompt") && req.mentions("Second common answer."));
         tui.exit();
     }
+    // (j) The client's `last-prompt` after A's turn names the turn's trailing `system` line.
+    let a_lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(a.m.transcript_path(&a_app.to_string_lossy(), &id))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let leaf = a_lines
+        .iter()
+        .rfind(|l| l["type"] == "last-prompt" && l["lastPrompt"] == "turn from machine A")
+        .and_then(|l| l["leafUuid"].as_str())
+        .expect("a last-prompt line for A's turn");
+    let named = a_lines.iter().find(|l| l["uuid"] == leaf).unwrap();
+    assert_eq!(named["type"], "system", "{named}");
+    assert_eq!(
+        a_lines
+            .iter()
+            .find(|l| l["uuid"] == named["parentUuid"])
+            .unwrap()["type"],
+        "assistant"
+    );
+
     a.m.ok(&["sync"]);
     b.m.ok(&["sync"]);
     a.m.ok(&["sync"]);
+
+    // Converged: both machines hold the same lines (in their own paths and order) in the
+    // session and in its other branch, and another round of syncs changes nothing.
+    let folder = |s: &Site, dir: &Path| {
+        s.m.claude
+            .join("projects")
+            .join(real_claude::folder_name(&dir.to_string_lossy()))
+    };
+    let snapshot = |s: &Site, dir: &Path, from: &Path| {
+        let mut files: Vec<(String, Vec<String>)> = std::fs::read_dir(folder(s, dir))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                let text = text.replace(&from.to_string_lossy().into_owned(), "PROJECTS");
+                let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+                lines.sort();
+                (e.file_name().to_string_lossy().into_owned(), lines)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let on_a = snapshot(&a, &a_app, &a.projects);
+    let on_b = snapshot(&b, &b_app, &b.projects);
+    assert_eq!(on_a.len(), 2, "{on_a:?}");
+    assert_eq!(on_a, on_b, "the machines hold the same lines");
+    b.m.ok(&["sync"]);
+    a.m.ok(&["sync"]);
+    assert_eq!(snapshot(&a, &a_app, &a.projects), on_a, "A changed again");
+    assert_eq!(snapshot(&b, &b_app, &b.projects), on_b, "B changed again");
 
     let mut forks = Vec::new();
     for (s, c, dir) in [(&a, &ca, &a_app), (&b, &cb, &b_app)] {
