@@ -877,3 +877,161 @@ fn sessions_pulled_under_a_project_clean_up_period_survive_the_clients_clean_up(
     );
     eprintln!("case took {:?}", t0.elapsed());
 }
+
+/// The ids of the sessions in a machine's folder of `dir`, other than `id`.
+fn others(s: &Site, dir: &Path, id: &str) -> Vec<String> {
+    real_claude::session_ids(&s.m.claude, dir)
+        .into_iter()
+        .filter(|i| i != id)
+        .collect()
+}
+
+/// Machines A and B where B, resuming its stale copy with the hooks installed, saw ccsync's
+/// "newer line(s)" message and went on anyway: the client itself branched the conversation (its
+/// new turn hangs from the end it had loaded, beside A's turn that the hook brought), and the
+/// session-end hook pushed it.
+struct Branched {
+    api: MessagesApi,
+    a: Site,
+    b: Site,
+    ca: Client,
+    cb: Client,
+    a_app: PathBuf,
+    b_app: PathBuf,
+    id: String,
+    _w: World,
+}
+
+fn branch_after_the_hooks_message(exe: &Path) -> Branched {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let api = MessagesApi::start();
+    let a = Site::new(&w, "a", &remote);
+    let b = Site::new(&w, "b", &remote);
+    b.m.ok(&["setup-hooks"]);
+    let (ca, cb) = (a.client(exe, &api), b.client(exe, &api));
+    let (a_app, b_app) = (a.dir("app"), b.dir("app"));
+    api.set_title("Continued talk");
+    let id = new_session(&ca, &api, &a_app, &[("common prompt", "Common answer.")]);
+    a.m.ok(&["push"]);
+    b.m.ok(&["pull"]);
+    let tui = ca.start(&a_app, &["--resume", &id]);
+    tui.wait_for("Common answer.", WAIT);
+    tui.wait_ready();
+    ask(&tui, &api, "turn from machine A", "Reply on machine A.");
+    tui.exit();
+    drop(tui);
+    a.m.ok(&["push"]);
+
+    let tui = cb.start(&b_app, &["--resume", &id]);
+    tui.wait_for("SessionStart:resume says: ccsync brought ", WAIT);
+    tui.wait_ready();
+    let req = ask(&tui, &api, "turn from machine B", "Reply on machine B.");
+    assert!(
+        !req.mentions("turn from machine A"),
+        "the client had loaded the transcript without A's turn"
+    );
+    assert_eq!(tui.ctrl_d_twice(), 0);
+    drop(tui);
+    poll("B's session-end hook", WAIT, || {
+        hooks_log(&b.m)
+            .contains(&format!("session-end {id}: pushed"))
+            .then_some(())
+    });
+    let b_file =
+        std::fs::read_to_string(b.m.transcript_path(&b_app.to_string_lossy(), &id)).unwrap();
+    assert!(b_file.contains("turn from machine A") && b_file.contains("turn from machine B"));
+    Branched {
+        api,
+        a,
+        b,
+        ca,
+        cb,
+        a_app,
+        b_app,
+        id,
+        _w: w,
+    }
+}
+
+/// Case 2, continued (README: "continuing here would branch the conversation (ccsync then keeps
+/// both branches visible, the other as its own session)"): once A and B have synced, both show
+/// B's (newest) turn in the session and A's turn in its other branch, the same session on both.
+#[test]
+fn continuing_after_the_hooks_message_keeps_both_turns_visible_once_both_synced() {
+    let Some(exe) = real_claude::find() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let x = branch_after_the_hooks_message(&exe);
+    x.a.m.ok(&["sync"]);
+    x.b.m.ok(&["sync"]);
+    let mut forks = Vec::new();
+    for (s, c, dir) in [(&x.a, &x.ca, &x.a_app), (&x.b, &x.cb, &x.b_app)] {
+        let f = others(s, dir, &x.id);
+        assert_eq!(f.len(), 1, "one other branch on {}: {f:?}", s.m.name);
+        resume_shows(
+            c,
+            &x.api,
+            dir,
+            &x.id,
+            "turn from machine B",
+            &["turn from machine A"],
+            &format!("main on {}", s.m.name),
+        );
+        resume_shows(
+            c,
+            &x.api,
+            dir,
+            &f[0],
+            "turn from machine A",
+            &["turn from machine B"],
+            &format!("branch on {}", s.m.name),
+        );
+        forks.push(f[0].clone());
+    }
+    assert_eq!(forks[0], forks[1]);
+    eprintln!("case took {:?}", t0.elapsed());
+}
+
+/// The same, on B alone: after B's own `ccsync sync` (A has not synced since), B's transcript
+/// holds A's turn, but the client shows B's branch and nothing surfaces A's. ccsync settles
+/// branches only when a pull merges lines in (`src/sync/pull.rs`, `may_branch` → `settle`);
+/// here the hook's pull merged A's turn as a straight continuation and the client made the
+/// branch afterwards, so neither that pull nor a later one (nothing new to merge) settles it.
+#[test]
+#[ignore = "ccsync bug: a branch the client makes after the start hook merged late lines is not surfaced on that machine until another machine syncs (no settle without a merging pull)"]
+fn continuing_after_the_hooks_message_keeps_a_hidden_turn_visible_on_that_machine() {
+    let Some(exe) = real_claude::find() else {
+        return;
+    };
+    let x = branch_after_the_hooks_message(&exe);
+    x.b.m.ok(&["sync"]);
+    let f = others(&x.b, &x.b_app, &x.id);
+    if f.is_empty() {
+        // The evidence: the client on B shows B's turn only, and no other session has A's.
+        resume_shows(
+            &x.cb,
+            &x.api,
+            &x.b_app,
+            &x.id,
+            "turn from machine B",
+            &["turn from machine A"],
+            "main on B",
+        );
+    }
+    assert_eq!(
+        f.len(),
+        1,
+        "A's turn, in B's transcript, is hidden on B: no other-branch session after B's sync"
+    );
+    resume_shows(
+        &x.cb,
+        &x.api,
+        &x.b_app,
+        &f[0],
+        "turn from machine A",
+        &["turn from machine B"],
+        "branch on B",
+    );
+}
