@@ -49,6 +49,9 @@ pub enum Block {
 #[derive(Clone, Debug)]
 pub struct Reply {
     pub blocks: Vec<Block>,
+    /// Answer only once this file exists (polled, bounded by the duration; answered anyway
+    /// then): keeps a turn, and so the client, busy until something has happened.
+    pub hold: Option<(PathBuf, Duration)>,
 }
 
 impl Reply {
@@ -56,6 +59,7 @@ impl Reply {
     pub fn text(text: &str) -> Reply {
         Reply {
             blocks: vec![Block::Text(text.to_string())],
+            hold: None,
         }
     }
 
@@ -66,6 +70,7 @@ impl Reply {
                 name: name.to_string(),
                 input,
             }],
+            hold: None,
         }
     }
 
@@ -81,6 +86,24 @@ impl Reply {
     pub fn after_text(mut self, text: &str) -> Reply {
         self.blocks.insert(0, Block::Text(text.to_string()));
         self
+    }
+
+    /// The same reply, sent only once `path` exists (or `timeout` has passed).
+    pub fn hold_until(mut self, path: &Path, timeout: Duration) -> Reply {
+        self.hold = Some((path.to_path_buf(), timeout));
+        self
+    }
+
+    /// The text blocks, joined by newlines.
+    pub fn text_of(&self) -> String {
+        self.blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Text(t) => Some(t.as_str()),
+                Block::ToolUse { .. } => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn stop_reason(&self) -> &'static str {
@@ -165,6 +188,36 @@ impl Request {
             .filter_map(|b| b["text"].as_str())
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Every text of the conversation the request carries (`messages`: string contents, text
+    /// blocks and the text of tool results, of both roles), in order. What the client loaded
+    /// of a resumed session is exactly what it sends here with the next prompt.
+    pub fn conversation_texts(&self) -> Vec<String> {
+        fn texts(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::String(s) => out.push(s.clone()),
+                Value::Array(a) => a.iter().for_each(|b| texts(b, out)),
+                Value::Object(o) => match o.get("type").and_then(Value::as_str) {
+                    Some("text") => texts(&o["text"], out),
+                    Some("tool_result") => texts(&o["content"], out),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(messages) = self.json().and_then(|b| b.get("messages").cloned()) {
+            for m in messages.as_array().into_iter().flatten() {
+                texts(&m["content"], &mut out);
+            }
+        }
+        out
+    }
+
+    /// Whether some text of the conversation contains `needle`.
+    pub fn mentions(&self, needle: &str) -> bool {
+        self.conversation_texts().iter().any(|t| t.contains(needle))
     }
 
     /// The `tool_result` blocks of the last `user` message.
@@ -279,6 +332,14 @@ impl MessagesApi {
             .collect()
     }
 
+    /// The conversation turn that got the scripted reply whose text is `text` (the last one).
+    pub fn turn_answered(&self, text: &str) -> Option<Request> {
+        self.turns()
+            .into_iter()
+            .rev()
+            .find(|t| t.reply.as_ref().is_some_and(|r| r.text_of() == text))
+    }
+
     /// Wait (bounded) until `n` conversation turns have arrived; returns whether they did.
     pub fn wait_for_turns(&self, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -343,6 +404,12 @@ fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         .to_string();
     match kind {
         Kind::Turn => {
+            if let Some((path, timeout)) = req.reply.as_ref().and_then(|r| r.hold.clone()) {
+                let deadline = Instant::now() + timeout;
+                while !path.exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
             let reply = req
                 .reply
                 .clone()

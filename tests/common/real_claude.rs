@@ -197,6 +197,56 @@ impl Client {
         env
     }
 
+    /// Run `claude ARGS` in `cwd` without a terminal (print mode, `-p`), with the same
+    /// environment; killed after `timeout` (a failure). Returns its output.
+    pub fn run(&self, cwd: &Path, args: &[&str], timeout: Duration) -> Output {
+        use std::io::Read as _;
+        let mut cmd = Command::new(&self.exe);
+        cmd.env_clear()
+            .current_dir(cwd)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in self.environment(cwd) {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start claude");
+        // Drain the pipes in threads so a chatty client cannot block on them.
+        let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+        let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "claude {args:?} in {} did not end within {timeout:?}; stderr:\n{}",
+                    cwd.display(),
+                    String::from_utf8_lossy(&err.join().unwrap_or_default())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        }
+    }
+
     /// Start `claude ARGS` in `cwd` (which must exist) in a fresh tmux server.
     pub fn start(&self, cwd: &Path, args: &[&str]) -> Tui {
         assert!(cwd.is_dir(), "{} is not a directory", cwd.display());
@@ -573,11 +623,36 @@ impl Drop for Tui {
     }
 }
 
+/// The client's project folder name for `cwd` (a realpath), written out here independently of
+/// ccsync: every UTF-16 unit outside `[A-Za-z0-9]` becomes `-`; past 200 units the name is its
+/// first 200, `-`, and the base-36 absolute value of the Java-style 32-bit hash of the path.
+pub fn folder_name(cwd: &str) -> String {
+    let short = super::enc(cwd);
+    if short.len() <= 200 {
+        return short;
+    }
+    let mut h: i32 = 0;
+    for u in cwd.encode_utf16() {
+        h = h.wrapping_shl(5).wrapping_sub(h).wrapping_add(u as i32);
+    }
+    let mut n = (h as i64).unsigned_abs();
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    format!("{}-{}", &short[..200], String::from_utf8(digits).unwrap())
+}
+
 /// The session ids (UUID-named transcripts) in the project folder of `cwd` under `claude_dir`.
 pub fn session_ids(claude_dir: &Path, cwd: &Path) -> Vec<String> {
     let folder = claude_dir
         .join("projects")
-        .join(super::enc(&cwd.to_string_lossy()));
+        .join(folder_name(&cwd.to_string_lossy()));
     let mut ids: Vec<String> = std::fs::read_dir(&folder)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
