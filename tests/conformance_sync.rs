@@ -995,12 +995,10 @@ fn continuing_after_the_hooks_message_keeps_both_turns_visible_once_both_synced(
 }
 
 /// The same, on B alone: after B's own `ccsync sync` (A has not synced since), B's transcript
-/// holds A's turn, but the client shows B's branch and nothing surfaces A's. ccsync settles
-/// branches only when a pull merges lines in (`src/sync/pull.rs`, `may_branch` → `settle`);
-/// here the hook's pull merged A's turn as a straight continuation and the client made the
-/// branch afterwards, so neither that pull nor a later one (nothing new to merge) settles it.
+/// holds A's turn and B's turn made beside it. The hook's pull merged A's turn as a straight
+/// continuation and the client made the branch afterwards, so it is B's push that must notice
+/// the branch and surface A's turn.
 #[test]
-#[ignore = "ccsync bug: a branch the client makes after the start hook merged late lines is not surfaced on that machine until another machine syncs (no settle without a merging pull)"]
 fn continuing_after_the_hooks_message_keeps_a_hidden_turn_visible_on_that_machine() {
     let Some(exe) = real_claude::find() else {
         return;
