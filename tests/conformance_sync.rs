@@ -304,15 +304,15 @@ fn a_session_continued_apart_on_two_machines_keeps_every_turn_visible_on_both() 
             &format!("check the main branch on {}", s.m.name),
         );
         assert!(req.mentions("first common prompt") && req.mentions("Reply on machine B."));
-        // The picker lists the other branch as a session of its own (titled after the
-        // session: the client's `last-prompt` lines name no leaf, so the branch has no prompt
-        // of its own to be titled by).
+        // The picker lists the other branch as a session of its own, titled after that
+        // branch's last prompt (the client's `last-prompt` line names the answer's trailing
+        // line; ccsync climbs from it to the turn).
         picker_lists(
             c,
             dir,
             &[
                 "Shared conversation\n",
-                "Shared conversation (other branch, ",
+                "turn from machine A (other branch, ",
             ],
             &[],
         );

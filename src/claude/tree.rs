@@ -141,8 +141,9 @@ pub struct Tree {
     cleared: bool,
     /// Every message an explicit `last-prompt` named (rewind anchors).
     explicit_anchors: HashSet<String>,
-    /// `lastPrompt` text of the last `last-prompt` line naming each leaf.
-    prompts: HashMap<String, String>,
+    /// `(leafUuid, lastPrompt)` of every `last-prompt` line, in file order. The client names
+    /// the turn's trailing line (often a `system` line after the answer), not the turn itself.
+    prompts: Vec<(String, String)>,
 }
 
 fn parse_ms(ts: Option<&str>) -> i64 {
@@ -227,7 +228,7 @@ impl Tree {
                         self.explicit_anchors.insert(leaf.clone());
                     }
                     if let Some(p) = &f.last_prompt {
-                        self.prompts.insert(leaf.clone(), p.clone());
+                        self.prompts.push((leaf.clone(), p.clone()));
                     }
                 } else if f.leaf_null && f.explicit {
                     self.cleared = true;
@@ -376,9 +377,25 @@ impl Tree {
         None
     }
 
-    /// The `lastPrompt` text recorded for a leaf, if any.
+    /// The `lastPrompt` text last recorded for the branch ending at turn `leaf`, if any.
     pub fn prompt_of(&self, leaf: &str) -> Option<&str> {
-        self.prompts.get(leaf).map(String::as_str)
+        self.prompts
+            .iter()
+            .rev()
+            .find(|(l, _)| l == leaf || self.turn_at_or_above(l).as_deref() == Some(leaf))
+            .map(|(_, p)| p.as_str())
+    }
+
+    /// The messages of the branch ending at turn `leaf`: its ancestry, and the lines hanging
+    /// below the turn that are not turns themselves (the `system` line closing an answer).
+    pub fn branch(&self, leaf: &str) -> HashSet<String> {
+        let mut out: HashSet<String> = self.ancestry(leaf).into_iter().collect();
+        for n in &self.nodes {
+            if n.kind == Kind::Other && self.turn_at_or_above(&n.uuid).as_deref() == Some(leaf) {
+                out.insert(n.uuid.clone());
+            }
+        }
+        out
     }
 }
 
@@ -450,6 +467,20 @@ mod tests {
         assert_eq!(t.newest(&leaves).map(String::as_str), Some("ab"));
         assert_eq!(t.branch_root("aa", "ab").as_deref(), Some("ua"));
         assert!(!t.abandoned("aa") && !t.abandoned("ab"));
+    }
+
+    #[test]
+    fn the_prompt_and_branch_of_a_turn_include_its_trailing_system_line() {
+        let t = tree(&[
+            msg("user", "u1", None, 1),
+            msg("assistant", "a1", Some("u1"), 2),
+            msg("system", "s1", Some("a1"), 3),
+            lp("s1", false),
+        ]);
+        assert_eq!(t.leaves(), ["a1"]);
+        assert_eq!(t.prompt_of("a1"), Some("p s1"));
+        let b = t.branch("a1");
+        assert!(b.contains("s1") && b.contains("u1") && b.len() == 3);
     }
 
     #[test]

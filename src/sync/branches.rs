@@ -114,7 +114,7 @@ pub fn settle(path: &Path, sid: &str, title: Option<&str>) -> Result<Settled> {
             .map(|t| crate::util::truncate(t.trim(), 60))
             .unwrap_or_else(|| format!("session {}", crate::util::short_id(sid)));
         let fork_title = format!("{base} (other branch, {when})");
-        let path_ids: HashSet<String> = tree.ancestry(leaf).into_iter().collect();
+        let path_ids = tree.branch(leaf);
         write_fork(
             path,
             &folder.join(format!("{id}.jsonl")),
