@@ -217,7 +217,7 @@ fn check_clock(
                 if secs.abs() > CLOCK_SLACK_SECS {
                     r.warn(&format!(
                         "this machine's clock is {} {} the clock of the file system that holds the remote ({}): set the clock right (turn on network time)",
-                        clock::human(chrono::Duration::seconds(secs.abs())),
+                        about(secs.abs()),
                         if secs > 0 { "ahead of" } else { "behind" },
                         config.remote
                     ));
@@ -259,12 +259,12 @@ fn check_clock(
         }
         clock::ClockVerdict::Behind { secs, machines } => r.warn(&format!(
             "this machine's clock is at least {} behind those of {} (their commits are stamped later than this machine's present): set the clock right (turn on network time)",
-            clock::human(chrono::Duration::seconds(secs)),
+            about(secs),
             machines.join(" and ")
         )),
         clock::ClockVerdict::Ahead { secs, machines } => r.warn(&format!(
             "this machine's clock is at least {} ahead of those of {} (their commits made after this machine's are stamped earlier): set the clock right (turn on network time)",
-            clock::human(chrono::Duration::seconds(secs)),
+            about(secs),
             machines.join(" and ")
         )),
         clock::ClockVerdict::Unsure {
@@ -273,9 +273,18 @@ fn check_clock(
             ahead,
         } => println!(
             "note  machine {machine}'s clock is at least {} {} this machine's; with no third machine to agree, ccsync cannot tell which is wrong (ccsync doctor on {machine}, or compare both with a time server)",
-            clock::human(chrono::Duration::seconds(secs)),
+            about(secs),
             if ahead { "ahead of" } else { "behind" }
         ),
+    }
+}
+
+/// "10 min" (to the nearest minute past two), "45 s".
+fn about(secs: i64) -> String {
+    if secs >= 120 {
+        format!("{} min", (secs + 30) / 60)
+    } else {
+        format!("{secs} s")
     }
 }
 

@@ -143,13 +143,15 @@ pub struct Verdict {
 impl Verdict {
     /// "unchanged for 3 min as seen from this machine (abandoned after 15 min unchanged)"
     pub fn describe(&self) -> String {
-        let when = if self.first_seen.is_some() {
+        let when = if self.first_seen.is_none() {
+            "never seen from this machine before".to_string()
+        } else if self.seen_for < Duration::seconds(1) {
+            "first seen from this machine just now".to_string()
+        } else {
             format!(
                 "seen unchanged from this machine for {}",
                 crate::clock::human(self.seen_for)
             )
-        } else {
-            "never seen from this machine before".to_string()
         };
         if self.mine {
             when
