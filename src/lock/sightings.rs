@@ -79,7 +79,10 @@ impl Sightings {
             crate::os::create_private_dir(d)
                 .with_context(|| format!("cannot create {}", d.display()))?;
         }
-        let mut text = serde_json::to_vec_pretty(self)?;
+        let mut text = serde_json::to_vec_pretty(&Sightings {
+            version: 1,
+            locks: self.locks.clone(),
+        })?;
         text.push(b'\n');
         crate::os::write_atomic(&p, &text, true)
             .with_context(|| format!("cannot write {}", p.display()))
