@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context as _, Result, anyhow};
 use chrono::Utc;
 
-use crate::lock::{self, Holder, Refreshed, held};
+use crate::lock::{self, Holder, Refreshed, Released, held};
 use crate::store::Store;
 use crate::sync::{Engine, PushOptions, PushReport};
 
@@ -182,13 +182,22 @@ fn finish(
     }
     if release {
         let r = Store::of_waiting(engine.home, cfg, timeout).and_then(|s| {
+            let mut lost = None;
             for sid in sessions {
-                lock::release(&s, &cfg.machine_id, sid, false, timeout)?;
+                match lock::release(&s, &cfg.machine_id, sid, false, timeout)? {
+                    Released::Yes => {}
+                    // Another machine judged it abandoned (or forced it) and took it or removed it.
+                    Released::HeldBy(l) => lost = Some(l.describe()),
+                    Released::NotLocked => {
+                        lost = lost.or_else(|| Some("nobody (it was released)".to_string()))
+                    }
+                }
             }
-            Ok(())
+            Ok(lost)
         });
         match r {
-            Ok(()) => out.released = true,
+            Ok(None) => out.released = true,
+            Ok(Some(who)) => out.lock_lost = out.lock_lost.take().or(Some(who)),
             Err(e) => out.release_error = Some(format!("{e:#}")),
         }
     }

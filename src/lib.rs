@@ -13,11 +13,13 @@
 //! * [`config`] — this machine's configuration and the tool home.
 //! * [`catalog`] — local sessions with their metadata, cached.
 //! * [`os`] — everything platform-specific.
+//! * [`clock`] — the wall clock of lock stamps and sightings (movable in tests).
 //! * [`cli`] — argument parsing and output, one file per command.
 
 pub mod catalog;
 pub mod claude;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod hooks;

@@ -57,6 +57,41 @@ fn lock_in(remote: &Path, sid: &str) -> Option<serde_json::Value> {
     repo_file(remote, &format!("locks/{sid}.json")).map(|t| serde_json::from_str(&t).unwrap())
 }
 
+/// ccsync on `m` with its clock moved: `now` is a `CCSYNC_TEST_NOW` value such as `+13m`.
+fn at(m: &Machine, now: &str, args: &[&str]) -> std::process::Output {
+    m.cmd()
+        .env("CCSYNC_TEST_NOW", now)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Keep `m`'s fake Claude Code open until [`let_claude_go`] (a minute at most).
+fn hold_claude(m: &Machine) {
+    let go = m.bin.join("claude.go");
+    let _ = std::fs::remove_file(&go);
+    m.set(
+        "claude.during",
+        &format!(
+            "i=0; while [ ! -f '{}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done",
+            go.display()
+        ),
+    );
+}
+
+fn let_claude_go(m: &Machine) {
+    m.set("claude.go", "");
+}
+
+/// Wait (30 s at most) until `done` says so: an event, not time passing.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn starts(m: &Machine) -> usize {
     m.claude_log()
         .iter()
@@ -110,25 +145,32 @@ fn two_machines_resuming_at_once_exactly_one_runs() {
     std::fs::create_dir_all(b.cwd()).unwrap();
     b.m.ok(&["pull"]);
     for m in [&a.m, &b.m] {
-        m.set("claude.sleep", "1.5");
         m.set("claude.append", "0");
     }
     for round in 0..20 {
+        // The winner's Claude Code stays open until the loser has given up.
+        hold_claude(&a.m);
+        hold_claude(&b.m);
         let before = (starts(&a.m), starts(&b.m));
-        let ca =
+        let mut ca =
             a.m.cmd()
                 .args(["resume", SID])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
-        let cb =
+        let mut cb =
             b.m.cmd()
                 .args(["resume", SID])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap();
+        wait_until("one of the two to finish", || {
+            ca.try_wait().unwrap().is_some() || cb.try_wait().unwrap().is_some()
+        });
+        let_claude_go(&a.m);
+        let_claude_go(&b.m);
         let oa = ca.wait_with_output().unwrap();
         let ob = cb.wait_with_output().unwrap();
         let ran = (starts(&a.m) - before.0) + (starts(&b.m) - before.1);
@@ -170,13 +212,36 @@ fn expired_locks_are_taken_live_ones_need_take_over() {
     let w = World::new();
     let (remote, _a, b) = setup(&w);
     std::fs::create_dir_all(b.cwd()).unwrap();
+    // Its times say it expired an hour ago, but they were written with another machine's clock:
+    // a lock this machine never saw before is live.
     craft_lock(&remote, "zz", -3600);
     let o = b.m.run(&["resume", SID]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("locked by machine zz")
+            && stderr(&o).contains("first seen from this machine just now")
+            && stderr(&o).contains("--take-over"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(starts(&b.m), 0);
+    // Eleven minutes later by this machine's clock it is still the same lock: still live.
+    let o = at(&b.m, "+11m", &["resume", SID]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("seen unchanged from this machine for 11 min"),
+        "{}",
+        stderr(&o)
+    );
+    // After longer than its TTL plus margin (12 min) unchanged, it is expired: taken without
+    // asking.
+    let o = at(&b.m, "+13m", &["resume", SID]);
     assert!(
         o.status.success(),
         "an expired lock is taken without asking: {}",
         stderr(&o)
     );
+    assert_eq!(starts(&b.m), 1);
     craft_lock(&remote, "zz", 600);
     let o = b.m.run(&["resume", SID]);
     assert_eq!(o.status.code(), Some(1));
@@ -195,6 +260,22 @@ fn expired_locks_are_taken_live_ones_need_take_over() {
     let v = b.m.json(&["lock", "show"]);
     assert_eq!(v[0]["machine"], "zz");
     assert_eq!(v[0]["expired"], false);
+    assert_eq!(v[0]["seen_unchanged_secs"], 0);
+    assert_eq!(v[0]["expires_after_unchanged_secs"], 720);
+    let v = serde_json::from_slice::<serde_json::Value>(
+        &at(&b.m, "+5m", &["lock", "show", "--format", "json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(v[0]["expired"], false);
+    assert!(
+        (299..=301).contains(&v[0]["seen_unchanged_secs"].as_i64().unwrap()),
+        "{v}"
+    );
+    let text = stdout(&at(&b.m, "+5m", &["lock", "show"]));
+    assert!(
+        text.contains("live") && text.contains("seen unchanged from this machine for 5 min"),
+        "{text}"
+    );
     let o = b.m.run(&["lock", "release", &SID[..6]]);
     assert_eq!(
         o.status.code(),
@@ -204,7 +285,13 @@ fn expired_locks_are_taken_live_ones_need_take_over() {
     b.m.ok(&["lock", "release", &SID[..6], "--force"]);
     assert!(lock_in(&remote, SID).is_none());
     craft_lock(&remote, "zz", -3600);
-    assert!(b.m.ok(&["lock", "cleanup"]).contains("Removed 1"));
+    assert!(
+        b.m.ok(&["lock", "cleanup"]).contains("No expired locks"),
+        "first seen now"
+    );
+    assert!(lock_in(&remote, SID).is_some());
+    let o = at(&b.m, "+13m", &["lock", "cleanup"]);
+    assert!(stdout(&o).contains("Removed 1"), "{}", stderr(&o));
     assert!(lock_in(&remote, SID).is_none());
 }
 
@@ -213,23 +300,40 @@ fn heartbeat_keeps_a_short_lock_alive_through_a_long_session() {
     let w = World::new();
     let (remote, a, b) = setup(&w);
     std::fs::create_dir_all(b.cwd()).unwrap();
+    // A 10 s lock: refreshed every 3 s, expired after 15 s unchanged.
     a.m.ok(&["config", "set", "lock_ttl_secs", "10"]);
-    a.m.set("claude.sleep", "30");
-    let started = Instant::now();
+    hold_claude(&a.m);
     let child =
         a.m.cmd()
             .args(["resume", SID])
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-    std::thread::sleep(Duration::from_secs(22));
-    // Without refreshes the 10 s lock (plus its 5 s margin) would have expired by now.
-    let o = b.m.run(&["resume", SID]);
+    wait_until("A's lock", || lock_in(&remote, SID).is_some());
+    let first = lock_in(&remote, SID).unwrap();
+    assert_eq!(first["machine_id"], "a");
+    // B sees the lock now …
+    let v = b.m.json(&["lock", "show"]);
+    assert_eq!(v[0]["expired"], false);
+    // … A's heartbeat refreshes it …
+    wait_until("a refresh of the lock", || {
+        lock_in(&remote, SID).is_some_and(|l| l["expires_at"] != first["expires_at"])
+    });
+    let refreshed = lock_in(&remote, SID).unwrap();
+    assert_eq!(refreshed["acquired_at"], first["acquired_at"]);
+    // … so 22 s later by B's clock (the lock unrefreshed would have expired) it is still held.
+    let o = at(&b.m, "+22s", &["resume", SID]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("locked by machine a"), "{}", stderr(&o));
+    assert_eq!(starts(&b.m), 0);
+    let_claude_go(&a.m);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(started.elapsed() >= Duration::from_secs(30));
+    assert!(
+        stderr(&out).contains("Released the lock"),
+        "{}",
+        stderr(&out)
+    );
     assert!(lock_in(&remote, SID).is_none());
 }
 
@@ -312,7 +416,7 @@ fn killed_claude_and_killed_ccsync() {
 
     // ccsync killed while Claude Code runs: the next update pushes and releases, and the Claude
     // Code process is left to finish on its own.
-    b.m.set("claude.sleep", "3");
+    hold_claude(&b.m);
     let mut child =
         b.m.cmd()
             .args(["resume", SID])
@@ -327,6 +431,7 @@ fn killed_claude_and_killed_ccsync() {
     assert!(lock_in(&remote, SID).is_some(), "locked while running");
     child.kill().unwrap();
     child.wait().unwrap();
+    let_claude_go(&b.m);
     // Wait for the orphaned fake claude to finish by itself.
     let deadline = Instant::now() + Duration::from_secs(20);
     while b

@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result};
 
 use super::Env;
 use crate::catalog;
+use crate::clock;
 use crate::config::shared;
 use crate::paths::coverage::{Coverage, suggest_name};
 use crate::store::{self, Store};
@@ -120,18 +121,7 @@ pub fn run(env: &Env) -> Result<ExitCode> {
             ));
         }
     }
-    if let Some(h) = &head
-        && let Ok(t) = store.git.run(["log", "-1", "--format=%ct", &h.0])
-        && let Ok(secs) = t.trim().parse::<i64>()
-    {
-        let ahead = secs - chrono::Utc::now().timestamp();
-        if ahead > 300 {
-            r.warn(&format!(
-                "this machine's clock is {} min behind the newest commit in the repository: fix the clock (locks judge expiry by it)",
-                ahead / 60
-            ));
-        }
-    }
+    check_clock(&mut r, &store, &config, head.as_ref(), &state);
     // Sessions Claude Code would not find: not in the folder it looks in, or in two.
     let engine = crate::sync::Engine::new(&env.claude, &env.home, &config)?;
     let snap = crate::sync::snapshot::Snapshot::load(&store, head.as_ref())?;
@@ -195,6 +185,126 @@ pub fn run(env: &Env) -> Result<ExitCode> {
         }
     }
     Ok(finish(&r))
+}
+
+/// Clocks that disagree by more than this are reported.
+const CLOCK_SLACK_SECS: i64 = 120;
+
+/// Is this machine's clock off? Locks do not depend on it (their expiry is judged by how long
+/// this machine has seen a lock unchanged), but ages, orderings and the times in the repository
+/// do. The check must not take any one other machine's clock for the truth — the newest commit
+/// may come from the machine whose clock is wrong — so it uses, in this order:
+///
+/// 1. the remote's own clock, when the remote is a path: ccsync writes a small file there and
+///    reads back the modification time that the file system's host gave it (for a network
+///    share, the file server's clock; for a local disk, this machine's own, which is then
+///    trivially right);
+/// 2. otherwise (a network remote tells git nothing of its time), what the order of the
+///    repository's linear history proves about the machines' clocks ([`clock::skew_from_history`]),
+///    and this machine is told its clock is off only when two or more other machines agree.
+fn check_clock(
+    r: &mut Report,
+    store: &Store,
+    config: &crate::config::Config,
+    head: Option<&store::Oid>,
+    state: &shared::Shared,
+) {
+    if store::is_local_remote(&config.remote) {
+        match remote_host_time(&config.remote) {
+            Ok(host) => {
+                let off = clock::now() - host;
+                let secs = off.num_seconds();
+                if secs.abs() > CLOCK_SLACK_SECS {
+                    r.warn(&format!(
+                        "this machine's clock is {} {} the clock of the file system that holds the remote ({}): set the clock right (turn on network time)",
+                        about(secs.abs()),
+                        if secs > 0 { "ahead of" } else { "behind" },
+                        config.remote
+                    ));
+                } else {
+                    r.ok("this machine's clock agrees with the remote's file system");
+                }
+                return;
+            }
+            Err(e) => tracing::debug!("no clock reading from the remote's file system: {e:#}"),
+        }
+    }
+    let Some(h) = head else { return };
+    let Ok(log) = store.git.run([
+        "log",
+        "--first-parent",
+        "-n",
+        "300",
+        "--format=%ae %ct",
+        &h.0,
+    ]) else {
+        return;
+    };
+    // Commits by registered machines, oldest first (others — a person, a migration — are
+    // skipped).
+    let mut commits: Vec<(String, i64)> = log
+        .lines()
+        .filter_map(|l| {
+            let (who, t) = l.split_once(' ')?;
+            let m = who.strip_suffix("@ccsync")?;
+            let t = t.trim().parse::<i64>().ok()?;
+            (m == config.machine_id || state.machines.contains_key(m)).then(|| (m.to_string(), t))
+        })
+        .collect();
+    commits.reverse();
+    let skew = clock::skew_from_history(&config.machine_id, &commits, clock::now().timestamp());
+    match clock::judge_skew(&skew, CLOCK_SLACK_SECS) {
+        clock::ClockVerdict::Fine => {
+            r.ok("no other machine's commits contradict this machine's clock")
+        }
+        clock::ClockVerdict::Behind { secs, machines } => r.warn(&format!(
+            "this machine's clock is at least {} behind those of {} (their commits are stamped later than this machine's present): set the clock right (turn on network time)",
+            about(secs),
+            machines.join(" and ")
+        )),
+        clock::ClockVerdict::Ahead { secs, machines } => r.warn(&format!(
+            "this machine's clock is at least {} ahead of those of {} (their commits made after this machine's are stamped earlier): set the clock right (turn on network time)",
+            about(secs),
+            machines.join(" and ")
+        )),
+        clock::ClockVerdict::Unsure {
+            machine,
+            secs,
+            ahead,
+        } => println!(
+            "note  machine {machine}'s clock is at least {} {} this machine's; with no third machine to agree, ccsync cannot tell which is wrong (ccsync doctor on {machine}, or compare both with a time server)",
+            about(secs),
+            if ahead { "ahead of" } else { "behind" }
+        ),
+    }
+}
+
+/// "10 min" (to the nearest minute past two), "45 s".
+fn about(secs: i64) -> String {
+    if secs >= 120 {
+        format!("{} min", (secs + 30) / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
+/// The time the file system holding a local remote gives a file written there now.
+fn remote_host_time(remote: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    let dir = store::local_remote_path(remote);
+    // A non-bare repository: write inside its .git, not into the user's working tree.
+    let dir = if dir.join(".git").is_dir() {
+        dir.join(".git")
+    } else {
+        dir
+    };
+    let probe = dir.join(format!("ccsync-clock-probe-{}.tmp", std::process::id()));
+    std::fs::write(&probe, b"ccsync doctor: clock probe\n")
+        .with_context(|| format!("cannot write {}", probe.display()))?;
+    let modified = std::fs::metadata(&probe).and_then(|m| m.modified());
+    let _ = std::fs::remove_file(&probe);
+    let modified =
+        modified.with_context(|| format!("cannot read the time of {}", probe.display()))?;
+    Ok(chrono::DateTime::<chrono::Utc>::from(modified))
 }
 
 fn finish(r: &Report) -> ExitCode {

@@ -4,12 +4,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use chrono::Utc;
 use clap::{Args, Subcommand};
 
 use super::output::print_json;
 use super::{Env, TextFormat};
-use crate::lock::{self, Released};
+use crate::lock::{self, Observer, Released};
 use crate::store::Store;
 use crate::util::rfc3339;
 
@@ -33,7 +32,8 @@ enum LockCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Remove expired locks.
+    /// Remove expired locks: another machine's lock expires once this machine has seen it
+    /// unchanged for longer than its time-to-live (clocks of other machines never count).
     Cleanup,
 }
 
@@ -45,15 +45,22 @@ pub fn run(env: &Env, args: LockArgs) -> Result<ExitCode> {
         LockCommand::Show { format } => {
             let head = store.fetch(t)?;
             let locks = lock::list(&store, head.as_ref())?;
-            let now = Utc::now();
+            // Looking is seeing: the sightings this records are what expiry is judged by.
+            let mut observer = Observer::new(&env.home, &config.machine_id);
+            let verdicts = observer.see_all(&locks);
+            observer.save_or_warn();
             if format == TextFormat::Json {
                 let v: Vec<serde_json::Value> = locks
                     .iter()
-                    .map(|l| {
+                    .zip(&verdicts)
+                    .map(|(l, v)| {
                         serde_json::json!({
                             "session_id": l.session_id, "machine": l.machine_id, "hostname": l.hostname, "pid": l.pid,
                             "acquired_at": rfc3339(l.acquired_at), "expires_at": rfc3339(l.expires_at),
-                            "ttl_secs": l.ttl_secs, "expired": l.expired_at(now), "mine": l.machine_id == config.machine_id,
+                            "ttl_secs": l.ttl_secs, "expired": v.expired, "mine": v.mine,
+                            "first_seen_here": v.first_seen.map(rfc3339),
+                            "seen_unchanged_secs": v.seen_for.num_seconds(),
+                            "expires_after_unchanged_secs": v.expires_after.num_seconds(),
                         })
                     })
                     .collect();
@@ -61,9 +68,14 @@ pub fn run(env: &Env, args: LockArgs) -> Result<ExitCode> {
             } else if locks.is_empty() {
                 println!("No session is locked.");
             } else {
-                for l in &locks {
-                    let state = if l.expired_at(now) { "expired" } else { "live" };
-                    println!("{}  {state:<7}  {}", l.session_id, l.describe());
+                for (l, v) in locks.iter().zip(&verdicts) {
+                    let state = if v.expired { "expired" } else { "live" };
+                    println!(
+                        "{}  {state:<7}  {}; {}",
+                        l.session_id,
+                        l.describe(),
+                        v.describe()
+                    );
                 }
             }
         }

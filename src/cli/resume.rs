@@ -17,7 +17,7 @@ use super::sync_cmd::config_or_first_run;
 use crate::catalog;
 use crate::config::Config;
 use crate::launch::{self, Launch};
-use crate::lock::{self, Acquired, Holder, Lock};
+use crate::lock::{self, Acquired, Holder, Lock, Observer};
 use crate::store::Store;
 use crate::sync::{self, Engine, PullOptions, PushOptions};
 use crate::util::{human_size, relative_age, rfc3339, short_id, tilde};
@@ -377,14 +377,19 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
                 locked = true;
             }
             Ok(Acquired::HeldBy(l)) => {
+                // How long this machine has seen the lock unchanged (its own clock): the holder's
+                // times say nothing here, its clock may be off.
+                let seen = Observer::new(&env.home, &config.machine_id)
+                    .judge(&l)
+                    .describe();
                 let take = crate::os::stdin_is_tty()
                     && confirm(&format!(
-                        "Session {sid} is being worked on by {}. Take it over?",
+                        "Session {sid} is being worked on by {} ({seen}). Take it over?",
                         l.describe()
                     ))?;
                 if !take {
                     bail!(
-                        "session {sid} is locked by {}; pass --take-over to take it anyway",
+                        "session {sid} is locked by {} ({seen}); pass --take-over to take it anyway",
                         l.describe()
                     );
                 }

@@ -2,20 +2,27 @@
 //! under `locks/` in the sync repository.
 //!
 //! Acquiring, refreshing and releasing are compare-and-swap commits, so of two machines racing
-//! for one session exactly one wins and the other is told who holds it. Times are UTC; a lock
-//! counts as expired only after its expiry plus a margin (half its time-to-live, at most two
-//! minutes), so a machine whose clock runs ahead does not steal a fresh lock.
+//! for one session exactly one wins and the other is told who holds it. Times in a lock are UTC,
+//! written with the holder's clock; the holder refreshes the lock every third of its
+//! time-to-live while the session runs.
+//!
+//! Whether a lock has expired is judged on the observer's own clock, never by comparing the
+//! holder's times with it: see [`sightings`]. Clock skew between machines, of minutes or of
+//! hours, never makes a live lock look expired.
 //!
 //! [`held`] remembers, on this machine, which locks a running ccsync holds and for which
 //! processes, so that after a crash the next `resume` or `update` can push and release them.
 
 pub mod held;
+pub mod sightings;
 
 use std::time::Duration;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use sightings::{Observer, Verdict};
 
 use crate::store::format::{self, LOCKS_DIR};
 use crate::store::{Oid, Store};
@@ -36,26 +43,62 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// How long after `expires_at` others still respect the lock.
-    pub fn margin(&self) -> chrono::Duration {
-        let ttl = if self.ttl_secs > 0 {
+    fn ttl_secs_or_default(&self) -> u64 {
+        if self.ttl_secs > 0 {
             self.ttl_secs
         } else {
             600
-        };
-        chrono::Duration::seconds((ttl / 2).clamp(1, 120) as i64)
+        }
     }
 
-    /// Whether the lock no longer counts at `now`.
-    pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
-        now > self.expires_at + self.margin()
+    /// The lock's time-to-live.
+    pub fn ttl(&self) -> chrono::Duration {
+        // A year at most: a lock file may say anything.
+        chrono::Duration::seconds(self.ttl_secs_or_default().min(365 * 86_400) as i64)
     }
 
+    /// How long past its time-to-live the lock is still respected: half the time-to-live, at
+    /// most two minutes.
+    pub fn margin(&self) -> chrono::Duration {
+        chrono::Duration::seconds((self.ttl_secs_or_default() / 2).clamp(1, 120) as i64)
+    }
+
+    /// Whether the lock's own times say it is over at `now` — meaningful only when `now` is read
+    /// from the clock that wrote them (this machine's own locks).
+    pub fn stamps_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at
+            .checked_add_signed(self.margin())
+            .is_some_and(|end| now > end)
+    }
+
+    /// Whether this machine's record of sightings (in the tool home of this process, read-only)
+    /// says the lock is expired: only a lock seen unchanged for longer than its time-to-live
+    /// plus margin is. Commands that look at locks use an [`Observer`], which also records what
+    /// it sees and knows this machine's own locks; this is for listings.
     pub fn expired(&self) -> bool {
-        self.expired_at(Utc::now())
+        match crate::config::Home::from_env() {
+            Ok(home) => sightings::judged_from(&home, self).expired,
+            Err(_) => false,
+        }
     }
 
-    /// "laptop (host laptop, pid 123) since 10:02 UTC, until 10:12 UTC"
+    /// What identifies this version of the lock: its holder and its acquisition and refresh
+    /// stamps (every refresh changes it).
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}",
+            self.machine_id,
+            self.hostname,
+            self.pid,
+            self.acquired_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            self.expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            self.ttl_secs
+        )
+    }
+
+    /// "machine laptop on host lap since 2030-01-01 10:02:00 UTC by its clock"
     pub fn describe(&self) -> String {
         let host = if self.hostname.is_empty() || self.hostname == self.machine_id {
             String::new()
@@ -63,10 +106,9 @@ impl Lock {
             format!(" on host {}", self.hostname)
         };
         format!(
-            "machine {}{host} since {} (lock valid until {})",
+            "machine {}{host} since {} by its clock",
             self.machine_id,
             self.acquired_at.format("%Y-%m-%d %H:%M:%S UTC"),
-            self.expires_at.format("%H:%M:%S UTC")
         )
     }
 }
@@ -95,7 +137,7 @@ impl Holder {
     }
 
     fn lock_for(&self, session_id: &str, acquired_at: Option<DateTime<Utc>>) -> Lock {
-        let now = Utc::now();
+        let now = crate::clock::now();
         Lock {
             session_id: session_id.to_string(),
             machine_id: self.machine_id.clone(),
@@ -143,8 +185,24 @@ fn write_lock(txn: &mut crate::store::Txn, lock: &Lock) -> Result<()> {
 }
 
 /// Take the lock of `session_id` for `me`. A lock held by this machine is renewed; an expired one
-/// is replaced; a live one of another machine is taken only with `take_over`.
+/// (as this machine judges it: see [`sightings`]) is replaced; a live one of another machine is
+/// taken only with `take_over`.
 pub fn acquire(
+    store: &Store,
+    me: &Holder,
+    session_id: &str,
+    take_over: bool,
+    timeout: Duration,
+) -> Result<Acquired> {
+    let mut observer = Observer::for_store(store, &me.machine_id);
+    let r = acquire_with(&mut observer, store, me, session_id, take_over, timeout);
+    observer.save_or_warn();
+    r
+}
+
+/// [`acquire`], judging with `observer` (which records what it sees; the caller saves it).
+pub fn acquire_with(
+    observer: &mut Observer,
     store: &Store,
     me: &Holder,
     session_id: &str,
@@ -157,9 +215,10 @@ pub fn acquire(
         false,
         timeout,
         |head, txn| {
-            let current = read_lock(store, head, session_id)?;
+            let current =
+                read_lock(store, head, session_id)?.map(|l| (observer.see(&l).expired, l));
             let (lock, result) = match current {
-                Some(l) if l.machine_id != me.machine_id && !l.expired() => {
+                Some((false, l)) if l.machine_id != me.machine_id => {
                     if !take_over {
                         outcome = Some(Acquired::HeldBy(l));
                         return Ok(());
@@ -167,7 +226,7 @@ pub fn acquire(
                     let lock = me.lock_for(session_id, None);
                     (lock.clone(), Acquired::TookOver { previous: l, lock })
                 }
-                Some(l) if l.machine_id == me.machine_id && !l.expired() => {
+                Some((false, l)) => {
                     let lock = me.lock_for(session_id, Some(l.acquired_at));
                     (lock.clone(), Acquired::Yes(lock))
                 }
@@ -229,7 +288,8 @@ pub enum Released {
     HeldBy(Lock),
 }
 
-/// Remove the lock of `session_id` if this machine holds it, or whoever holds it with `force`.
+/// Remove the lock of `session_id` if this machine holds it or it has expired (as this machine
+/// judges it), or whoever holds it with `force`.
 pub fn release(
     store: &Store,
     machine_id: &str,
@@ -237,8 +297,9 @@ pub fn release(
     force: bool,
     timeout: Duration,
 ) -> Result<Released> {
+    let mut observer = Observer::for_store(store, machine_id);
     let mut outcome = Released::NotLocked;
-    store.commit_and_push(
+    let r = store.commit_and_push(
         &format!("{machine_id}: unlock {session_id}"),
         false,
         timeout,
@@ -259,7 +320,7 @@ pub fn release(
                         Released::NotLocked
                     }
                 }
-                Some(l) if l.machine_id == machine_id || force || l.expired() => {
+                Some(l) if l.machine_id == machine_id || force || observer.see(&l).expired => {
                     txn.delete(&lock_path(session_id));
                     Released::Yes
                 }
@@ -267,7 +328,9 @@ pub fn release(
             };
             Ok(())
         },
-    )?;
+    );
+    observer.save_or_warn();
+    r?;
     Ok(outcome)
 }
 
@@ -300,8 +363,22 @@ pub fn list(store: &Store, head: Option<&Oid>) -> Result<Vec<Lock>> {
     Ok(out)
 }
 
-/// Remove every expired lock; returns the sessions that were unlocked.
+/// Remove every expired lock (as this machine judges it: see [`sightings`]); returns the
+/// sessions that were unlocked.
 pub fn cleanup(store: &Store, machine_id: &str, timeout: Duration) -> Result<Vec<String>> {
+    let mut observer = Observer::for_store(store, machine_id);
+    let r = cleanup_with(&mut observer, store, machine_id, timeout);
+    observer.save_or_warn();
+    r
+}
+
+/// [`cleanup`], judging with `observer` (which records what it sees; the caller saves it).
+pub fn cleanup_with(
+    observer: &mut Observer,
+    store: &Store,
+    machine_id: &str,
+    timeout: Duration,
+) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     store.commit_and_push(
         &format!("{machine_id}: clean up expired locks"),
@@ -309,10 +386,11 @@ pub fn cleanup(store: &Store, machine_id: &str, timeout: Duration) -> Result<Vec
         timeout,
         |head, txn| {
             removed.clear();
-            for l in list(store, head)? {
-                if l.expired() {
+            let locks = list(store, head)?;
+            for (l, v) in locks.iter().zip(observer.see_all(&locks)) {
+                if v.expired {
                     txn.delete(&lock_path(&l.session_id));
-                    removed.push(l.session_id);
+                    removed.push(l.session_id.clone());
                 }
             }
             Ok(())
@@ -347,10 +425,13 @@ mod tests {
     use super::*;
 
     fn lock(ttl: u64, expires_in: i64) -> Lock {
-        let now = Utc::now();
+        lock_of("m", Utc::now(), ttl, expires_in)
+    }
+
+    fn lock_of(machine: &str, now: DateTime<Utc>, ttl: u64, expires_in: i64) -> Lock {
         Lock {
             session_id: "s".into(),
-            machine_id: "m".into(),
+            machine_id: machine.into(),
             hostname: "h".into(),
             pid: 1,
             acquired_at: now,
@@ -360,15 +441,118 @@ mod tests {
     }
 
     #[test]
-    fn expiry_is_judged_with_a_margin() {
+    fn own_stamps_are_judged_with_a_margin() {
+        let now = Utc::now();
         assert!(
-            !lock(600, -60).expired(),
+            !lock(600, -60).stamps_expired_at(now),
             "a minute late is within the 2 minute margin"
         );
-        assert!(lock(600, -180).expired());
-        assert!(!lock(10, -4).expired(), "half the TTL for short locks");
-        assert!(lock(10, -6).expired());
-        assert!(!lock(10, 5).expired());
+        assert!(lock(600, -180).stamps_expired_at(now));
+        assert!(
+            !lock(10, -4).stamps_expired_at(now),
+            "half the TTL for short locks"
+        );
+        assert!(lock(10, -6).stamps_expired_at(now));
+        assert!(!lock(10, 5).stamps_expired_at(now));
+    }
+
+    #[test]
+    fn another_machines_lock_expires_only_after_being_seen_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = crate::config::Home::new(dir.path());
+        let t0 = Utc::now();
+        let min = chrono::Duration::minutes;
+        // Written by a clock an hour behind: by its stamps it expired 50 minutes ago.
+        let behind = lock_of("other", t0 - min(60), 600, 600);
+        let mut o = Observer::at(&home, "me", t0);
+        let v = o.judge(&behind);
+        assert!(!v.expired && v.first_seen.is_none(), "never seen: live");
+        let v = o.see(&behind);
+        assert!(!v.expired && v.seen_for.is_zero());
+        assert_eq!(v.expires_after, min(12), "TTL plus margin");
+        o.save().unwrap();
+        // Eleven minutes later (another process: the record is read back).
+        let mut o = Observer::at(&home, "me", t0 + min(11));
+        let v = o.see(&behind);
+        assert!(!v.expired && v.seen_for == min(11), "{v:?}");
+        assert!(v.describe().contains("11 min"), "{}", v.describe());
+        let later = Observer::at(&home, "me", t0 + min(12) + chrono::Duration::seconds(1));
+        assert!(later.judge(&behind).expired, "unchanged too long");
+        // A refresh (new stamps) starts the watch again.
+        let refreshed = lock_of("other", t0 - min(60), 600, 800);
+        let mut o = Observer::at(&home, "me", t0 + min(13));
+        assert!(!o.see(&refreshed).expired);
+        o.save().unwrap();
+        let o = Observer::at(&home, "me", t0 + min(24));
+        assert!(!o.judge(&refreshed).expired);
+        assert!(
+            !o.judge(&behind).expired,
+            "the old version is no longer tracked"
+        );
+        // A clock an hour ahead: by its stamps it is valid for an hour; watching decides.
+        let ahead = Lock {
+            session_id: "s2".into(),
+            ..lock_of("other", t0 + min(60), 600, 600)
+        };
+        let mut o = Observer::at(&home, "me", t0);
+        o.see(&ahead);
+        o.save().unwrap();
+        assert!(
+            Observer::at(&home, "me", t0 + min(13))
+                .judge(&ahead)
+                .expired
+        );
+        // Locks gone from the repository are forgotten.
+        let mut o = Observer::at(&home, "me", t0 + min(14));
+        o.see_all(std::slice::from_ref(&ahead));
+        o.save().unwrap();
+        assert_eq!(
+            sightings::Sightings::load(&home)
+                .locks
+                .keys()
+                .collect::<Vec<_>>(),
+            ["s2"]
+        );
+        // The clock going backwards counts as no time seen.
+        let o = Observer::at(&home, "me", t0 - min(30));
+        assert!(o.judge(&ahead).seen_for.is_zero());
+    }
+
+    #[test]
+    fn this_machines_own_lock_is_judged_by_its_stamps_unless_a_process_here_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = crate::config::Home::new(dir.path());
+        let now = Utc::now();
+        let stale = lock_of("me", now - chrono::Duration::hours(1), 600, 600);
+        let o = Observer::at(&home, "me", now);
+        assert!(
+            o.judge(&stale).expired,
+            "this clock wrote it: its stamps count"
+        );
+        assert!(!o.judge(&lock_of("me", now, 600, 600)).expired);
+        // A ccsync running here holds it: kept.
+        let rec = held::Held {
+            session_id: Some("s".into()),
+            ccsync_pid: std::process::id(),
+            ccsync_started: crate::os::process_start_time(std::process::id()),
+            claude_pid: None,
+            started_at: now,
+            cwd: "/x".into(),
+            locked: true,
+        };
+        let p = held::record(&home, &rec).unwrap();
+        assert!(!o.judge(&stale).expired);
+        held::remove(&p);
+        // Its process is gone: expired again.
+        held::record(
+            &home,
+            &held::Held {
+                ccsync_pid: 2_147_483_000,
+                ..rec
+            },
+        )
+        .unwrap();
+        assert!(o.judge(&stale).expired);
     }
 
     #[test]
@@ -422,8 +606,19 @@ mod tests {
         };
         acquire(&a, &old, "s2", false, t).unwrap();
         acquire(&a, &ha, "s3", false, t).unwrap();
-        std::thread::sleep(Duration::from_millis(2100));
-        assert_eq!(cleanup(&a, "a", t).unwrap(), vec!["s2".to_string()]);
+        let now = crate::clock::now();
+        let mut seen_now = Observer::at(&home_a, "a", now);
+        assert!(
+            cleanup_with(&mut seen_now, &a, "a", t).unwrap().is_empty(),
+            "first seen now: not expired"
+        );
+        seen_now.save().unwrap();
+        // Three seconds later (TTL 1 s plus 1 s margin), by this machine's clock.
+        let mut later = Observer::at(&home_a, "a", now + chrono::Duration::seconds(3));
+        assert_eq!(
+            cleanup_with(&mut later, &a, "a", t).unwrap(),
+            vec!["s2".to_string()]
+        );
         let head = a.fetch(t).unwrap();
         let left: Vec<String> = list(&a, head.as_ref())
             .unwrap()
