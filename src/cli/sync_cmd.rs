@@ -189,16 +189,7 @@ fn print_push(r: &PushReport) {
             r.seconds
         );
     }
-    if !r.branches.is_empty() {
-        println!(
-            "The conversation had branched here: the other branch is now its own session ({}), so Claude Code shows every turn.",
-            r.branches
-                .iter()
-                .map(|s| short_id(s))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    print_branches(&r.branches);
     if !r.memory_unplaced.is_empty() {
         eprintln!(
             "warning: memory not synced, nothing tells which directory it belongs to: {} (run Claude Code once in that project, then sync)",
@@ -280,16 +271,7 @@ fn print_pull(r: &PullReport) {
                 .join(", ")
         );
     }
-    if !r.branches.is_empty() {
-        println!(
-            "Two machines continued the same conversation: the other branch is now its own session ({}), so Claude Code shows every turn.",
-            r.branches
-                .iter()
-                .map(|s| short_id(s))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
+    print_branches(&r.branches);
     if !r.refused.is_empty() {
         eprintln!(
             "warning: refused {} entr{} of the sync repository:",
@@ -299,6 +281,20 @@ fn print_pull(r: &PullReport) {
         for f in r.refused.iter().take(10) {
             eprintln!("  {}: {}", f.path, f.reason);
         }
+    }
+}
+
+/// Sessions written for a branch Claude Code would hide.
+fn print_branches(forks: &[String]) {
+    if !forks.is_empty() {
+        println!(
+            "The conversation had branched (two machines continued it apart): the other branch is now its own session ({}), so Claude Code shows every turn.",
+            forks
+                .iter()
+                .map(|s| short_id(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
 }
 
