@@ -292,8 +292,13 @@ fn append_lines(p: &Path, bytes: usize, tag: &str) {
     let mut v: serde_json::Value = serde_json::from_str(last).unwrap_or(serde_json::json!({}));
     let mut out = String::new();
     let mut i = 0;
+    // Each new turn hangs from the one before, as Claude Code writes them (a sibling of the last
+    // line would be a second branch of the conversation).
+    let mut parent = v.get("uuid").cloned().unwrap_or(serde_json::Value::Null);
     while out.len() < bytes.max(1) {
+        v["parentUuid"] = parent;
         v["uuid"] = serde_json::json!(format!("bench-{tag}-{i}"));
+        parent = v["uuid"].clone();
         v["message"] =
             serde_json::json!({"role": "user", "content": "y".repeat(bytes.clamp(1, 2000))});
         out += &v.to_string();
