@@ -44,6 +44,26 @@ pub struct PushOptions {
     /// Only these sessions (and no memory, global files or history).
     pub only: Option<BTreeSet<String>>,
     pub timeout: Option<Duration>,
+    /// Delete from the repository every file missing here, even when that looks like a loss
+    /// (see [`Withheld`]).
+    pub allow_deletions: bool,
+}
+
+/// A push deletes at most this many files of one folder from the repository at once (unless
+/// they are at most half of its files, or `--allow-deletions` confirms it).
+pub const MASS_DELETION_FILES: usize = 3;
+
+/// Files missing here that this push did not delete from the repository: their disappearance
+/// looks like a loss (a wiped or reinstalled Claude Code dir, a purged project, many files gone
+/// at once), not an intent. `pull --force` brings them back; `push --allow-deletions` deletes
+/// them everywhere.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Withheld {
+    /// Their folder, relative to the Claude Code dir.
+    pub folder: String,
+    /// The files (paths relative to the Claude Code dir).
+    pub files: Vec<String>,
+    pub reason: String,
 }
 
 /// A session that was not pushed, and why.
@@ -69,6 +89,10 @@ pub struct PushReport {
     pub conflicts: Vec<String>,
     /// Project folders whose memory could not be synced: nothing tells their directory.
     pub memory_unplaced: Vec<String>,
+    /// Files deleted here whose deletion this push sent (paths relative to the Claude Code dir).
+    pub deleted: Vec<String>,
+    /// Files missing here whose deletion this push held back.
+    pub withheld: Vec<Withheld>,
     pub commit: Option<String>,
     pub seconds: f64,
 }
@@ -156,11 +180,8 @@ fn changed_log(index: &Index, key: &str, size: u64, mtime_ns: i128) -> bool {
         .is_none_or(|r| r.size != size || r.mtime_ns != mtime_ns)
 }
 
-fn changed_file(index: &Index, key: &str, size: u64, mtime_ns: i128) -> bool {
-    index
-        .files
-        .get(key)
-        .is_none_or(|r| r.size != size || r.mtime_ns != mtime_ns)
+fn changed_file(index: &Index, key: &str, path: &Path, size: u64, mtime_ns: i128) -> bool {
+    files::differs(index.files.get(key), path, size, mtime_ns)
 }
 
 /// Send local changes.
@@ -237,7 +258,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
                         mtime_ns: a.mtime_ns,
                     });
                 }
-            } else if changed_file(&index, &k, a.size, a.mtime_ns) {
+            } else if changed_file(&index, &k, &a.path, a.size, a.mtime_ns) {
                 w.files.push(FileItem {
                     key: k,
                     path: a.path.clone(),
@@ -249,7 +270,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
         }
         for a in &s.file_history {
             let k = engine.key(&a.path);
-            if changed_file(&index, &k, a.size, a.mtime_ns) {
+            if changed_file(&index, &k, &a.path, a.size, a.mtime_ns) {
                 w.files.push(FileItem {
                     key: k,
                     path: a.path.clone(),
@@ -287,11 +308,18 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
             &mut report.memory_unplaced,
         )?
     };
+    let held = if opts.only.is_some() {
+        HeldBack::default()
+    } else {
+        hold_back(engine, &cat, &index, &loose, opts.allow_deletions)
+    };
+    report.withheld = held.report.clone();
     let loose_changed: Vec<&LooseFile> = loose
         .iter()
+        .filter(|f| !held.skip.contains(&f.key))
         .filter(|f| {
             if f.exists {
-                changed_file(&index, &f.key, f.size, f.mtime_ns)
+                changed_file(&index, &f.key, &f.path, f.size, f.mtime_ns)
             } else {
                 index.files.contains_key(&f.key)
             }
@@ -327,6 +355,13 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
         }
     });
 
+    if opts.dry_run {
+        report.deleted = loose_changed
+            .iter()
+            .filter(|f| !f.exists)
+            .map(|f| f.key.clone())
+            .collect();
+    }
     if work.is_empty() && loose_changed.is_empty() && !history_changed {
         report.up_to_date = true;
         report.seconds = started.elapsed().as_secs_f64();
@@ -400,7 +435,12 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
         let mut written_records = BTreeSet::new();
         for f in &loose_changed {
             let stored = stored_loose(&snap, &f.repo_path);
-            let rec = index.files.get(&f.key);
+            // In a folder that lost its files and sessions, what is here was made anew: it is
+            // merged with the stored version as a new file, never replacing it.
+            let rec = index
+                .files
+                .get(&f.key)
+                .filter(|_| !held.fresh.contains(&f.key));
             let r = files::reconcile(
                 FileSides {
                     local_key: f.key.clone(),
@@ -408,9 +448,12 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
                     repo_path: f.repo_path.clone(),
                     stored: stored.as_ref(),
                     record: rec,
+                    restore: false,
+                    repo_has: &|p| stored_loose(&snap, p).is_some(),
                 },
                 Direction::Push,
                 &engine.mapper,
+                &cfg.machine_id,
                 &mut reader,
                 false,
             )?;
@@ -449,8 +492,10 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
 
     engine.progress_end();
     let unplaced = std::mem::take(&mut report.memory_unplaced);
+    let withheld = std::mem::take(&mut report.withheld);
     let mut report = std::mem::take(&mut staged.report);
     report.memory_unplaced = unplaced;
+    report.withheld = withheld;
     report.dry_run = false;
     if let Some(c) = &commit {
         // Resolve the objects written in this commit, then remember everything.
@@ -535,17 +580,18 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
             Base::Stored(o) => Some(o.clone()),
             Base::Written(p) => resolved_files.get(p).cloned(),
         };
-        // A file the merge rewrote locally has a new stat.
+        // A file the merge rewrote locally has a new stat; one too recent to trust is left
+        // blank (the next push compares contents).
         let (size, mtime) = match std::fs::metadata(engine.local_path(&d.local_key)) {
             Ok(m) if d.local_hash.is_some() => {
                 let now = (m.len(), crate::os::mtime_ns(&m));
                 if now.0 == *size && now.1 == *mtime {
-                    (*size, *mtime)
+                    files::stat_to_record(*size, *mtime)
                 } else {
-                    now
+                    files::stat_to_record(now.0, now.1)
                 }
             }
-            _ => (*size, *mtime),
+            _ => files::stat_to_record(*size, *mtime),
         };
         index.files.insert(
             d.local_key.clone(),
@@ -635,6 +681,7 @@ fn apply_reconciled(
     }
     for path in &r.repo_delete {
         txn.delete(path);
+        staged.report.deleted.push(r.local_key.clone());
     }
     if r.pushed {
         staged.report.files += 1;
@@ -765,9 +812,12 @@ fn push_session(
                 repo_path,
                 stored: stored.as_ref(),
                 record: index.files.get(&f.key),
+                restore: false,
+                repo_has: &|p| existing.is_some_and(|r| r.files.values().any(|s| s.path == p)),
             },
             Direction::Push,
             &engine.mapper,
+            &engine.config.machine_id,
             reader,
             false,
         )?;
@@ -1160,6 +1210,61 @@ fn loose_files(
             None,
         );
     }
+    // Conflict copies of CLAUDE.md, beside it.
+    let mut copies = Vec::new();
+    match std::fs::read_dir(&engine.claude.root) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !is_claude_md_copy(&name) {
+                    continue;
+                }
+                if let Ok(m) = e
+                    .metadata()
+                    .map_err(|_| ())
+                    .and_then(|m| if m.is_file() { Ok(m) } else { Err(()) })
+                {
+                    copies.push(Attachment {
+                        rel: name,
+                        path: e.path(),
+                        size: m.len(),
+                        mtime_ns: crate::os::mtime_ns(&m),
+                    });
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot list {}", engine.claude.root.display()));
+        }
+    }
+    copies.sort_by(|a, b| a.rel.cmp(&b.rel));
+    for a in &copies {
+        add(
+            &mut out,
+            a.rel.clone(),
+            a.path.clone(),
+            format!("{}/{}", crate::store::format::GLOBAL_DIR, a.rel),
+            Some(a),
+            None,
+        );
+    }
+    let remembered: Vec<(String, String)> = index
+        .files
+        .iter()
+        .filter(|(k, _)| is_claude_md_copy(k))
+        .map(|(k, r)| (k.clone(), r.repo_path.clone()))
+        .collect();
+    for (k, repo_path) in remembered {
+        add(
+            &mut out,
+            k.clone(),
+            engine.local_path(&k),
+            repo_path,
+            None,
+            None,
+        );
+    }
     let mut plans = Vec::new();
     walk_files(&engine.claude.plans(), "", &mut plans)?;
     for a in &plans {
@@ -1185,6 +1290,172 @@ fn loose_files(
     Ok(out)
 }
 
+/// Whether a name (in the Claude Code dir) is a conflict copy of `CLAUDE.md`.
+pub(crate) fn is_claude_md_copy(name: &str) -> bool {
+    name.starts_with("CLAUDE.conflict-") && !name.contains('/')
+}
+
+/// The deletions a push holds back, and why.
+#[derive(Default)]
+struct HeldBack {
+    report: Vec<Withheld>,
+    /// Keys of files whose deletion is not sent.
+    skip: BTreeSet<String>,
+    /// Keys of files in a folder whose sessions and some files are gone: their records no
+    /// longer tell what this machine last agreed on.
+    fresh: BTreeSet<String>,
+}
+
+/// The folder a loose file's key belongs to, for counting deletions: a project's memory folder,
+/// `plans`, or the Claude Code dir itself (`""`).
+fn deletion_group(key: &str) -> String {
+    if let Some(rest) = key.strip_prefix("projects/")
+        && let Some((folder, tail)) = rest.split_once('/')
+        && tail.starts_with("memory/")
+    {
+        return format!("projects/{folder}/memory");
+    }
+    if key.starts_with("plans/") {
+        return "plans".into();
+    }
+    String::new()
+}
+
+/// Which deletions of loose files look like a loss rather than an intent. Only a file deleted
+/// on its own propagates: its folder is there, the sessions around it are there, and few of
+/// its folder's files went at once (at most [`MASS_DELETION_FILES`], or at most half of them).
+/// A missing `projects/` dir, project folder or `memory/` folder, a project whose sessions
+/// are gone too, many files gone at once, or plans as old as Claude Code's clean-up deletes,
+/// are held back. `allow` (`push --allow-deletions`) holds nothing back.
+fn hold_back(
+    engine: &Engine,
+    cat: &catalog::Catalog,
+    index: &Index,
+    loose: &[LooseFile],
+    allow: bool,
+) -> HeldBack {
+    let mut out = HeldBack::default();
+    if allow {
+        return out;
+    }
+    let add = |out: &mut HeldBack, folder: String, files: Vec<String>, reason: String| {
+        if files.is_empty() {
+            return;
+        }
+        out.skip.extend(files.iter().cloned());
+        out.report.push(Withheld {
+            folder,
+            files,
+            reason,
+        });
+    };
+    // Memory of project folders that are not here at all (loose_files lists none of it).
+    let projects_gone = !engine.claude.projects().is_dir();
+    let here: BTreeSet<&str> = cat
+        .discovery
+        .projects
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut gone: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, r) in &index.files {
+        let group = deletion_group(k);
+        let Some(folder) = group
+            .strip_prefix("projects/")
+            .and_then(|g| g.strip_suffix("/memory"))
+        else {
+            continue;
+        };
+        if !here.contains(folder) && r.local_hash.is_some() && r.base.is_some() {
+            gone.entry(group).or_default().push(k.clone());
+        }
+    }
+    for (group, files) in gone {
+        let reason = if projects_gone {
+            "the projects folder is gone"
+        } else {
+            "its project folder is gone"
+        };
+        add(&mut out, group, files, reason.into());
+    }
+    // Files missing from folders that are here.
+    let mut missing: BTreeMap<String, Vec<&LooseFile>> = BTreeMap::new();
+    let mut present: BTreeMap<String, Vec<&LooseFile>> = BTreeMap::new();
+    for f in loose {
+        let group = deletion_group(&f.key);
+        if f.exists {
+            present.entry(group).or_default().push(f);
+        } else if index.files.contains_key(&f.key) {
+            missing.entry(group).or_default().push(f);
+        }
+    }
+    let cutoff = engine
+        .claude
+        .cleanup_period(None)
+        .map(|d| Utc::now() - chrono::Duration::days(i64::from(d)))
+        .and_then(|c| c.timestamp_nanos_opt())
+        .map(i128::from);
+    for (group, files) in missing {
+        let mut keys: Vec<String> = files.iter().map(|f| f.key.clone()).collect();
+        if group == "plans" {
+            // Claude Code's clean-up deletes plans older than cleanupPeriodDays.
+            let (old, rest): (Vec<String>, Vec<String>) = keys.into_iter().partition(|k| {
+                let m = index.files.get(k).map_or(0, |r| r.mtime_ns);
+                cutoff.is_some_and(|c| m > 0 && m < c)
+            });
+            add(
+                &mut out,
+                group.clone(),
+                old,
+                "Claude Code's clean-up deletes plans that old".into(),
+            );
+            keys = rest;
+        }
+        let dir = engine.local_path(&group);
+        let total = records_under(index, &format!("{group}/")).count();
+        let reason = if !group.is_empty() && !dir.is_dir() {
+            Some(if group == "plans" {
+                "the plans folder is gone".to_string()
+            } else {
+                "its memory folder is gone".to_string()
+            })
+        } else if let Some(folder) = group
+            .strip_prefix("projects/")
+            .and_then(|g| g.strip_suffix("/memory"))
+            && sessions_gone(engine, index, folder)
+        {
+            // What is left in the folder was made after the loss.
+            for f in present.get(&group).into_iter().flatten() {
+                out.fresh.insert(f.key.clone());
+            }
+            Some("the sessions of that project are gone too".to_string())
+        } else if keys.len() > MASS_DELETION_FILES && keys.len() * 2 > total {
+            Some(format!(
+                "{} of its {total} files are gone at once",
+                keys.len()
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            add(&mut out, group, keys, reason);
+        }
+    }
+    out
+}
+
+/// Whether the sessions this machine last synced in a project folder are all gone (the folder
+/// was emptied, not a file deleted in it).
+fn sessions_gone(engine: &Engine, index: &Index, folder: &str) -> bool {
+    let prefix = format!("projects/{folder}/");
+    let mut known = index
+        .sessions
+        .values()
+        .filter(|s| s.local.starts_with(&prefix))
+        .peekable();
+    known.peek().is_some() && known.all(|s| !engine.local_path(&s.local).exists())
+}
+
 /// File records whose key starts with `prefix` (files remembered from earlier syncs).
 fn records_under<'i>(
     index: &'i Index,
@@ -1198,7 +1469,10 @@ fn records_under<'i>(
 }
 
 /// The stored version of a loose file.
-fn stored_loose(snap: &Snapshot, repo_path: &str) -> Option<super::snapshot::StoredFile> {
+pub(crate) fn stored_loose(
+    snap: &Snapshot,
+    repo_path: &str,
+) -> Option<super::snapshot::StoredFile> {
     if let Some(rest) = repo_path.strip_prefix("global/") {
         return snap.global.get(rest).cloned();
     }
