@@ -787,11 +787,16 @@ impl Delta {
     ) {
         settle.extend(self.settle);
         index.logs.extend(self.changes.logs);
+        for k in self.changes.files.keys() {
+            // Back (or merged anew): no longer lost.
+            index.lost.remove(k);
+        }
         index.files.extend(self.changes.files);
         index.sessions.extend(self.changes.sessions);
         index.projects.extend(self.changes.projects);
         for k in self.forget {
             index.files.remove(&k);
+            index.lost.remove(&k);
         }
         let r = self.report;
         report.sessions_new += r.sessions_new;
@@ -932,7 +937,9 @@ fn pull_file(
     reader: &mut BlobReader,
     d: &mut Delta,
 ) -> Result<()> {
-    let record = index.files.get(&key);
+    // A file lost here and written anew since merges as a new file.
+    let anew = index.lost.contains_key(&key) && local_path.exists();
+    let record = index.files.get(&key).filter(|_| !anew);
     let stored = super::push::stored_loose(snap, &repo_path);
     let r = files::reconcile(
         FileSides {

@@ -311,7 +311,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
     let held = if opts.only.is_some() {
         HeldBack::default()
     } else {
-        hold_back(engine, &cat, &index, &loose, opts.allow_deletions)
+        hold_back(engine, &index, &loose, opts.allow_deletions)
     };
     report.withheld = held.report.clone();
     let loose_changed: Vec<&LooseFile> = loose
@@ -364,6 +364,9 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
     }
     if work.is_empty() && loose_changed.is_empty() && !history_changed {
         report.up_to_date = true;
+        if !opts.dry_run && remember_lost(&mut index, &held) {
+            index.save(engine.home)?;
+        }
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
@@ -593,6 +596,7 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
             }
             _ => files::stat_to_record(*size, *mtime),
         };
+        index.lost.remove(&d.local_key);
         index.files.insert(
             d.local_key.clone(),
             FileRecord {
@@ -606,7 +610,9 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
     }
     for k in &staged.forget {
         index.files.remove(k);
+        index.lost.remove(k);
     }
+    remember_lost(&mut index, &held);
     index.forgotten.extend(staged.forgotten.drain(..));
     for (sid, rec) in staged.sessions.drain(..) {
         index.sessions.insert(sid, rec);
@@ -1189,6 +1195,30 @@ fn loose_files(
             );
         }
     }
+    // Memory synced from project folders that are not here any more (the push tells, and
+    // deletes it only when confirmed).
+    let here: BTreeSet<&str> = cat
+        .discovery
+        .projects
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    let remembered: Vec<(String, String)> = index
+        .files
+        .iter()
+        .filter(|(k, _)| memory_folder(k).is_some_and(|f| !here.contains(f)))
+        .map(|(k, r)| (k.clone(), r.repo_path.clone()))
+        .collect();
+    for (k, repo_path) in remembered {
+        add(
+            &mut out,
+            k.clone(),
+            engine.local_path(&k),
+            repo_path,
+            None,
+            None,
+        );
+    }
     // Global instructions and plans.
     let claude_md = engine.claude.claude_md();
     let att = std::fs::metadata(&claude_md)
@@ -1301,18 +1331,23 @@ struct HeldBack {
     report: Vec<Withheld>,
     /// Keys of files whose deletion is not sent.
     skip: BTreeSet<String>,
-    /// Keys of files in a folder whose sessions and some files are gone: their records no
-    /// longer tell what this machine last agreed on.
+    /// Keys of files written anew after a loss (lost earlier, or in a folder whose sessions
+    /// and some files are gone): their records no longer tell what this machine last agreed
+    /// on, so they merge as new files.
     fresh: BTreeSet<String>,
+}
+
+/// The project folder of a memory file's key (`projects/<folder>/memory/…`).
+fn memory_folder(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("projects/")?;
+    let (folder, tail) = rest.split_once('/')?;
+    tail.starts_with("memory/").then_some(folder)
 }
 
 /// The folder a loose file's key belongs to, for counting deletions: a project's memory folder,
 /// `plans`, or the Claude Code dir itself (`""`).
 fn deletion_group(key: &str) -> String {
-    if let Some(rest) = key.strip_prefix("projects/")
-        && let Some((folder, tail)) = rest.split_once('/')
-        && tail.starts_with("memory/")
-    {
+    if let Some(folder) = memory_folder(key) {
         return format!("projects/{folder}/memory");
     }
     if key.starts_with("plans/") {
@@ -1326,59 +1361,22 @@ fn deletion_group(key: &str) -> String {
 /// its folder's files went at once (at most [`MASS_DELETION_FILES`], or at most half of them).
 /// A missing `projects/` dir, project folder or `memory/` folder, a project whose sessions
 /// are gone too, many files gone at once, or plans as old as Claude Code's clean-up deletes,
-/// are held back. `allow` (`push --allow-deletions`) holds nothing back.
-fn hold_back(
-    engine: &Engine,
-    cat: &catalog::Catalog,
-    index: &Index,
-    loose: &[LooseFile],
-    allow: bool,
-) -> HeldBack {
+/// are held back, and so is a file held back before (the index remembers it as lost until it
+/// is back or deleted on purpose). `allow` (`push --allow-deletions`) holds nothing back.
+fn hold_back(engine: &Engine, index: &Index, loose: &[LooseFile], allow: bool) -> HeldBack {
     let mut out = HeldBack::default();
+    // A file lost earlier and written anew since: its record tells nothing about it.
+    for f in loose {
+        if f.exists && index.lost.contains_key(&f.key) {
+            out.fresh.insert(f.key.clone());
+        }
+    }
     if allow {
         return out;
     }
-    let add = |out: &mut HeldBack, folder: String, files: Vec<String>, reason: String| {
-        if files.is_empty() {
-            return;
-        }
-        out.skip.extend(files.iter().cloned());
-        out.report.push(Withheld {
-            folder,
-            files,
-            reason,
-        });
-    };
-    // Memory of project folders that are not here at all (loose_files lists none of it).
+    let mut held: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     let projects_gone = !engine.claude.projects().is_dir();
-    let here: BTreeSet<&str> = cat
-        .discovery
-        .projects
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
-    let mut gone: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (k, r) in &index.files {
-        let group = deletion_group(k);
-        let Some(folder) = group
-            .strip_prefix("projects/")
-            .and_then(|g| g.strip_suffix("/memory"))
-        else {
-            continue;
-        };
-        if !here.contains(folder) && r.local_hash.is_some() && r.base.is_some() {
-            gone.entry(group).or_default().push(k.clone());
-        }
-    }
-    for (group, files) in gone {
-        let reason = if projects_gone {
-            "the projects folder is gone"
-        } else {
-            "its project folder is gone"
-        };
-        add(&mut out, group, files, reason.into());
-    }
-    // Files missing from folders that are here.
+    // Files missing here, by folder.
     let mut missing: BTreeMap<String, Vec<&LooseFile>> = BTreeMap::new();
     let mut present: BTreeMap<String, Vec<&LooseFile>> = BTreeMap::new();
     for f in loose {
@@ -1403,12 +1401,14 @@ fn hold_back(
                 let m = index.files.get(k).map_or(0, |r| r.mtime_ns);
                 cutoff.is_some_and(|c| m > 0 && m < c)
             });
-            add(
-                &mut out,
-                group.clone(),
-                old,
-                "Claude Code's clean-up deletes plans that old".into(),
-            );
+            for k in old {
+                held.entry((
+                    group.clone(),
+                    "Claude Code's clean-up deletes plans that old".into(),
+                ))
+                .or_default()
+                .push(k);
+            }
             keys = rest;
         }
         let dir = engine.local_path(&group);
@@ -1416,6 +1416,10 @@ fn hold_back(
         let reason = if !group.is_empty() && !dir.is_dir() {
             Some(if group == "plans" {
                 "the plans folder is gone".to_string()
+            } else if projects_gone {
+                "the projects folder is gone".to_string()
+            } else if !dir.parent().is_some_and(Path::is_dir) {
+                "its project folder is gone".to_string()
             } else {
                 "its memory folder is gone".to_string()
             })
@@ -1437,11 +1441,39 @@ fn hold_back(
         } else {
             None
         };
-        if let Some(reason) = reason {
-            add(&mut out, group, keys, reason);
+        for k in keys {
+            let why = match (&reason, index.lost.get(&k)) {
+                (Some(r), _) => r.clone(),
+                (None, Some(earlier)) => earlier.clone(),
+                (None, None) => continue,
+            };
+            held.entry((group.clone(), why)).or_default().push(k);
         }
     }
+    for ((folder, reason), files) in held {
+        out.skip.extend(files.iter().cloned());
+        out.report.push(Withheld {
+            folder,
+            files,
+            reason,
+        });
+    }
     out
+}
+
+/// Remember the files a push held back as lost (until they are back or deleted on purpose);
+/// returns whether the index changed.
+fn remember_lost(index: &mut Index, held: &HeldBack) -> bool {
+    let mut changed = false;
+    for w in &held.report {
+        for k in &w.files {
+            if !index.lost.contains_key(k) {
+                index.lost.insert(k.clone(), w.reason.clone());
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// Whether the sessions this machine last synced in a project folder are all gone (the folder
