@@ -800,3 +800,63 @@ fn conflict_copies_of_claude_md_and_plans_sync_too() {
         assert!(texts.iter().any(|t| t.contains(want)), "{want}: {texts:?}");
     }
 }
+
+#[test]
+fn a_wiped_claude_dir_deletes_nothing() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let a = machine(&w, "a", &remote);
+    let b = machine(&w, "b", &remote);
+    seed(&a, &["MEMORY.md", "build.md"]);
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    let before = synced_files(&b);
+    let stored = repo_paths(&remote);
+    // Everything Claude Code keeps is gone on B (a reinstall).
+    std::fs::remove_dir_all(&b.claude).unwrap();
+    std::fs::create_dir_all(&b.claude).unwrap();
+    let out = b.run(&["sync"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("kept 4 file(s)"), "{err}");
+    assert_eq!(
+        repo_paths(&remote),
+        stored,
+        "nothing deleted from the repository"
+    );
+    a.ok(&["pull"]);
+    assert!(a.claude.join("CLAUDE.md").exists());
+    assert!(a.claude.join("plans/next.md").exists());
+    assert_eq!(memory_files(&project(&a).join("memory")).len(), 2);
+    b.ok(&["pull", "--force"]);
+    assert_eq!(synced_files(&b), before, "everything is back on B");
+}
+
+#[test]
+fn a_plan_claude_codes_clean_up_removed_stays_in_the_repository() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let a = machine(&w, "a", &remote);
+    seed(&a, &["MEMORY.md"]);
+    let old = a.claude.join("plans/old.md");
+    std::fs::write(&old, "# An old plan\n").unwrap();
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "2020-01-01T00:00:00"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    a.ok(&["push"]);
+    // Claude Code's clean-up deletes it (older than cleanupPeriodDays).
+    std::fs::remove_file(&old).unwrap();
+    let err = stderr(&a.run(&["push"]));
+    assert!(err.contains("kept 1 file(s)"), "{err}");
+    assert!(err.contains("clean-up deletes plans that old"), "{err}");
+    assert!(
+        repo_paths(&remote)
+            .iter()
+            .any(|p| p.ends_with("plans/old.md"))
+    );
+    let out = a.ok(&["pull"]);
+    assert!(!out.contains("deleted here"), "{out}");
+}

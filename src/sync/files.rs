@@ -173,13 +173,27 @@ fn with_last(path: &str, name: &str) -> String {
 /// systems) would leave the stat as it was.
 const RACY_NS: i128 = 3_000_000_000;
 
-/// The stat to record for a plain file: blank when its modification time is too recent to
-/// trust (then [`differs`] compares contents instead).
-pub fn stat_to_record(size: u64, mtime_ns: i128) -> (u64, i128) {
+/// Whether a key (relative to the Claude Code dir) names a file people and Claude Code edit in
+/// place: project memory, CLAUDE.md (and its conflict copies), plans.
+pub fn edited_in_place(key: &str) -> bool {
+    let memory = key
+        .strip_prefix("projects/")
+        .and_then(|r| r.split_once('/'))
+        .is_some_and(|(_, tail)| tail.starts_with("memory/"));
+    memory
+        || key == "CLAUDE.md"
+        || (key.starts_with("CLAUDE.conflict-") && !key.contains('/'))
+        || key.starts_with("plans/")
+}
+
+/// The stat to record for a plain file. For files edited in place ([`edited_in_place`]) it is
+/// blank when the modification time is too recent to trust, and [`differs`] then compares
+/// contents; other files (session attachments, written once) keep their stat.
+pub fn stat_to_record(key: &str, size: u64, mtime_ns: i128) -> (u64, i128) {
     let now = chrono::Utc::now()
         .timestamp_nanos_opt()
         .map_or(i128::MAX, i128::from);
-    if mtime_ns >= now - RACY_NS {
+    if edited_in_place(key) && mtime_ns >= now - RACY_NS {
         (0, 0)
     } else {
         (size, mtime_ns)
@@ -532,6 +546,40 @@ mod tests {
                 used.push(n);
             }
         }
+    }
+
+    #[test]
+    fn a_recent_stat_is_not_trusted_and_contents_decide() {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap() as i128;
+        let key = "projects/-x/memory/MEMORY.md";
+        assert_eq!(stat_to_record(key, 10, now), (0, 0));
+        assert_eq!(
+            stat_to_record(key, 10, now - 60_000_000_000),
+            (10, now - 60_000_000_000)
+        );
+        // Files written once keep their stat.
+        assert_eq!(
+            stat_to_record("projects/-x/s/tool-results/t", 10, now),
+            (10, now)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("MEMORY.md");
+        std::fs::write(&p, "same\n").unwrap();
+        let mut r = FileRecord {
+            repo_path: "r".into(),
+            base: None,
+            local_hash: Some(sha256_hex(b"same\n")),
+            size: 0,
+            mtime_ns: 0,
+        };
+        assert!(!differs(Some(&r), &p, 5, now), "blank stat, same content");
+        std::fs::write(&p, "edit\n").unwrap();
+        assert!(differs(Some(&r), &p, 5, now), "blank stat, other content");
+        r.size = 5;
+        r.mtime_ns = now;
+        assert!(!differs(Some(&r), &p, 5, now), "same stat");
+        assert!(differs(Some(&r), &p, 5, now + 1), "other stat");
+        assert!(differs(None, &p, 5, now), "no record");
     }
 
     #[test]

@@ -828,7 +828,7 @@ fn apply_records(engine: &Engine, delta: &mut Delta, r: files::Reconciled) {
         let current = std::fs::read(&path).ok().map(|b| files::sha256_hex(&b));
         let (size, mtime_ns) = match std::fs::metadata(&path) {
             Ok(m) if current == d.local_hash => {
-                files::stat_to_record(m.len(), crate::os::mtime_ns(&m))
+                files::stat_to_record(&d.local_key, m.len(), crate::os::mtime_ns(&m))
             }
             _ => (0, 0),
         };
@@ -1011,9 +1011,9 @@ fn pull_global(
 }
 
 /// Files this machine synced that the repository still has and that were deleted here (by
-/// hand, or lost): reported by every pull, brought back only by `pull --force`. Files of
-/// sessions deleted here (reported as skipped sessions) and files Claude Code's clean-up
-/// deletes (plans, tool results, file history older than `cleanupPeriodDays`) are left out.
+/// hand, or lost): reported by every pull, brought back only by `pull --force`. Left out: files
+/// of sessions deleted here (reported as skipped sessions), and what Claude Code's clean-up
+/// deletes on its own (tool results and file history; plans older than `cleanupPeriodDays`).
 fn deleted_here(engine: &Engine, index: &Index) -> Vec<String> {
     let cutoff = engine
         .claude
@@ -1027,32 +1027,26 @@ fn deleted_here(engine: &Engine, index: &Index) -> Vec<String> {
         if r.base.is_none() || r.local_hash.is_none() {
             continue;
         }
-        let memory = k
+        let in_project = k
             .strip_prefix("projects/")
-            .and_then(|rest| rest.split_once('/'))
-            .is_some_and(|(_, tail)| tail.starts_with("memory/"));
-        let keep = if memory || k == "CLAUDE.md" || super::push::is_claude_md_copy(k) {
+            .and_then(|rest| rest.split_once('/'));
+        let keep = if in_project.is_some_and(|(_, tail)| tail.starts_with("memory/"))
+            || k == "CLAUDE.md"
+            || super::push::is_claude_md_copy(k)
+        {
             true
         } else if k.starts_with("plans/") {
             !cleaned(r)
+        } else if let Some((folder, tail)) = in_project
+            && let Some((sid, rest)) = tail.split_once('/')
+            && !rest.starts_with("tool-results/")
+        {
+            // A session's subagent file: only while its transcript is here.
+            engine
+                .local_path(&format!("projects/{folder}/{sid}.jsonl"))
+                .exists()
         } else {
-            // A session's file: only while its transcript is here.
-            let transcript = if let Some(rest) = k.strip_prefix("file-history/") {
-                rest.split('/')
-                    .next()
-                    .and_then(|sid| index.sessions.get(sid))
-                    .map(|s| engine.local_path(&s.local))
-            } else {
-                k.strip_prefix("projects/")
-                    .and_then(|rest| {
-                        let mut it = rest.splitn(3, '/');
-                        Some((it.next()?, it.next()?, it.next()?))
-                    })
-                    .map(|(folder, sid, _)| {
-                        engine.local_path(&format!("projects/{folder}/{sid}.jsonl"))
-                    })
-            };
-            !cleaned(r) && transcript.is_some_and(|t| t.exists())
+            false
         };
         if keep && std::fs::symlink_metadata(engine.local_path(k)).is_err() {
             out.push(k.clone());

@@ -589,12 +589,12 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
             Ok(m) if d.local_hash.is_some() => {
                 let now = (m.len(), crate::os::mtime_ns(&m));
                 if now.0 == *size && now.1 == *mtime {
-                    files::stat_to_record(*size, *mtime)
+                    files::stat_to_record(&d.local_key, *size, *mtime)
                 } else {
-                    files::stat_to_record(now.0, now.1)
+                    files::stat_to_record(&d.local_key, now.0, now.1)
                 }
             }
-            _ => files::stat_to_record(*size, *mtime),
+            _ => files::stat_to_record(&d.local_key, *size, *mtime),
         };
         index.lost.remove(&d.local_key);
         index.files.insert(
@@ -1359,9 +1359,9 @@ fn deletion_group(key: &str) -> String {
 /// Which deletions of loose files look like a loss rather than an intent. Only a file deleted
 /// on its own propagates: its folder is there, the sessions around it are there, and few of
 /// its folder's files went at once (at most [`MASS_DELETION_FILES`], or at most half of them).
-/// A missing `projects/` dir, project folder or `memory/` folder, a project whose sessions
-/// are gone too, many files gone at once, or plans as old as Claude Code's clean-up deletes,
-/// are held back, and so is a file held back before (the index remembers it as lost until it
+/// A missing `projects/` dir (which also holds back CLAUDE.md), project folder or `memory/`
+/// folder, a project whose sessions are gone too, many files gone at once, or plans as old as
+/// Claude Code's clean-up deletes, are held back, and so is a file held back before (the index remembers it as lost until it
 /// is back or deleted on purpose). `allow` (`push --allow-deletions`) holds nothing back.
 fn hold_back(engine: &Engine, index: &Index, loose: &[LooseFile], allow: bool) -> HeldBack {
     let mut out = HeldBack::default();
@@ -1413,7 +1413,10 @@ fn hold_back(engine: &Engine, index: &Index, loose: &[LooseFile], allow: bool) -
         }
         let dir = engine.local_path(&group);
         let total = records_under(index, &format!("{group}/")).count();
-        let reason = if !group.is_empty() && !dir.is_dir() {
+        let reason = if group.is_empty() && projects_gone {
+            // CLAUDE.md gone with the rest of the Claude Code dir (a reinstall).
+            Some("the projects folder is gone too".to_string())
+        } else if !group.is_empty() && !dir.is_dir() {
             Some(if group == "plans" {
                 "the plans folder is gone".to_string()
             } else if projects_gone {
