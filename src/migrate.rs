@@ -439,7 +439,13 @@ pub fn migrate(
                         && by_path.get(&target).map(|x| &x.oid) != Some(&e.oid)
                     {
                         // ccsync already stores this file: keep both.
-                        crate::sync::files::conflict_name(&target, chrono::Utc::now())
+                        crate::sync::files::conflict_path(
+                            &target,
+                            machine,
+                            chrono::Utc::now(),
+                            &raw,
+                            |p| by_path.contains_key(p),
+                        )?
                     } else {
                         target
                     };

@@ -619,6 +619,11 @@ fn memory_edits_merge_and_conflicts_stay_visible() {
             .filter(|n| n.starts_with("MEMORY.conflict-"))
             .collect();
         assert_eq!(copies.len(), 1, "{copies:?} on {}", m.name);
+        // Named after the machine that found the conflict (B), with its time and content hash.
+        assert!(
+            copies[0].starts_with("MEMORY.conflict-b-") && copies[0].ends_with(".md"),
+            "{copies:?}"
+        );
         assert_eq!(
             std::fs::read_to_string(dir.join(&copies[0])).unwrap(),
             "# Memory\n\nA's version\n"

@@ -21,6 +21,10 @@ pub struct PushArgs {
     /// Also sessions outside the sync directories.
     #[arg(long)]
     all: bool,
+    /// Delete from the repository every file deleted here, even many at once or a whole
+    /// folder's (which otherwise look like a loss and are kept).
+    #[arg(long)]
+    allow_deletions: bool,
     #[arg(long, value_enum, default_value_t = TextFormat::Text)]
     format: TextFormat,
 }
@@ -30,7 +34,8 @@ pub struct PullArgs {
     /// Say what would change, change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Merge every session again and bring back sessions deleted here (never drops local lines).
+    /// Merge every session again and bring back every file deleted here: sessions, memory,
+    /// plans, CLAUDE.md, subagent and tool-result files (never drops local lines).
     #[arg(long)]
     force: bool,
     /// Also sessions outside the sync directories.
@@ -45,6 +50,9 @@ pub struct SyncArgs {
     /// Also sessions outside the sync directories.
     #[arg(long)]
     all: bool,
+    /// As `push --allow-deletions`.
+    #[arg(long)]
+    allow_deletions: bool,
     #[arg(long, value_enum, default_value_t = TextFormat::Text)]
     format: TextFormat,
 }
@@ -76,6 +84,7 @@ pub fn push(env: &Env, args: PushArgs) -> Result<ExitCode> {
         &PushOptions {
             dry_run: args.dry_run,
             all: args.all,
+            allow_deletions: args.allow_deletions,
             ..PushOptions::default()
         },
     )?;
@@ -103,6 +112,7 @@ pub fn pull(env: &Env, args: PullArgs) -> Result<ExitCode> {
         print_json(&report)?;
     } else {
         print_pull(&report);
+        print_deleted_here(&report.deleted_here);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -123,6 +133,7 @@ pub fn sync(env: &Env, args: SyncArgs) -> Result<ExitCode> {
         &engine,
         &PushOptions {
             all: args.all,
+            allow_deletions: args.allow_deletions,
             ..PushOptions::default()
         },
     )?;
@@ -131,6 +142,19 @@ pub fn sync(env: &Env, args: SyncArgs) -> Result<ExitCode> {
     } else {
         print_pull(&pulled);
         print_push(&pushed);
+        // What the push deleted everywhere, or already reported as held back, is not news.
+        let told: std::collections::BTreeSet<&String> = pushed
+            .deleted
+            .iter()
+            .chain(pushed.withheld.iter().flat_map(|w| w.files.iter()))
+            .collect();
+        let left: Vec<String> = pulled
+            .deleted_here
+            .iter()
+            .filter(|k| !told.contains(k))
+            .cloned()
+            .collect();
+        print_deleted_here(&left);
     }
     Ok(push_code(&pushed))
 }
@@ -224,6 +248,60 @@ fn print_push(r: &PushReport) {
     for c in &r.conflicts {
         println!("Conflict: both machines changed it; the other version is kept in {c}");
     }
+    if !r.deleted.is_empty() {
+        println!(
+            "{} from the sync repository (deleted here): {}",
+            if r.dry_run { "Would delete" } else { "Deleted" },
+            list_some(&r.deleted)
+        );
+    }
+    print_withheld(&r.withheld);
+}
+
+/// A few items, then a count of the rest.
+fn list_some(items: &[String]) -> String {
+    let mut s = items.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > 5 {
+        s += &format!(" and {} more", items.len() - 5);
+    }
+    s
+}
+
+/// One sentence on the deletions a push held back: how many, why, and what to do.
+fn print_withheld(withheld: &[sync::push::Withheld]) {
+    let n: usize = withheld.iter().map(|w| w.files.len()).sum();
+    if n == 0 {
+        return;
+    }
+    let why = withheld
+        .iter()
+        .take(3)
+        .map(|w| {
+            let folder = if w.folder.is_empty() {
+                "the Claude Code folder"
+            } else {
+                w.folder.as_str()
+            };
+            format!("{folder}: {}", w.reason)
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let more = if withheld.len() > 3 { "; …" } else { "" };
+    eprintln!(
+        "warning: kept {n} file(s) in the sync repository that are missing here, because this looks like a loss rather than a deletion ({why}{more}): `ccsync pull --force` brings them back, `ccsync push --allow-deletions` deletes them everywhere."
+    );
+}
+
+/// Files the repository has that were deleted here (a pull does not bring them back).
+fn print_deleted_here(keys: &[String]) {
+    if keys.is_empty() {
+        return;
+    }
+    println!(
+        "{} file(s) deleted here are still in the sync repository and were not brought back ({}): `ccsync pull --force` brings them back.",
+        keys.len(),
+        list_some(keys)
+    );
 }
 
 fn print_pull(r: &PullReport) {

@@ -3,8 +3,10 @@
 //!
 //! * Changed on one side only: that side wins (a deletion included).
 //! * Changed on both: a line merge; when the same lines changed differently, the local file is
-//!   kept and the other version is written beside it as `<name>.conflict-<time>.<ext>`, so both
-//!   stay visible. A file deleted on one side and changed on the other is kept.
+//!   kept and the other version is written beside it as a conflict copy (see [`conflict_name`]),
+//!   so both stay visible. A conflict copy never replaces an existing file, local or stored, and
+//!   is then synced like any other file. A file deleted on one side and changed on the other is
+//!   kept.
 //!
 //! Push handles local changes and pull handles remote ones; whichever meets a change on both
 //! sides resolves it.
@@ -84,16 +86,133 @@ fn read_local(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// `notes.md` → `notes.conflict-20261125T101500.md` (same folder).
-pub fn conflict_name(rel: &str, when: chrono::DateTime<chrono::Utc>) -> String {
-    let (dir, name) = match rel.rfind('/') {
-        Some(i) => (&rel[..=i], &rel[i + 1..]),
-        None => ("", rel),
+/// The file name of a conflict copy of `name`:
+/// `<stem>.conflict-<machine>-<yyyymmddThhmmss>-<6 hex>.<ext>`, the hex being the start of the
+/// SHA-256 of the copy's content (as stored). Two machines never make the same name, and one
+/// machine makes the same name only for the same content in the same second. A copy of a copy
+/// is named after the original file (its older `.conflict-…` part is dropped).
+pub fn conflict_name(
+    name: &str,
+    machine: &str,
+    when: chrono::DateTime<chrono::Utc>,
+    content: &[u8],
+) -> String {
+    let (base, ext) = conflict_parts(name, machine, when, content);
+    format!("{base}{ext}")
+}
+
+/// A conflict copy's name before and after the place where a counter goes.
+fn conflict_parts(
+    name: &str,
+    machine: &str,
+    when: chrono::DateTime<chrono::Utc>,
+    content: &[u8],
+) -> (String, String) {
+    let (stem, ext) = match name.rfind('.').filter(|&i| i > 0) {
+        Some(i) if !name[i + 1..].starts_with("conflict-") => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    let stem = match stem.rfind(".conflict-").filter(|&i| i > 0) {
+        Some(i) => &stem[..i],
+        None => stem,
     };
     let stamp = when.format("%Y%m%dT%H%M%S");
-    match name.rfind('.').filter(|&i| i > 0) {
-        Some(i) => format!("{dir}{}.conflict-{stamp}{}", &name[..i], &name[i..]),
-        None => format!("{dir}{name}.conflict-{stamp}"),
+    let hash = sha256_hex(content);
+    (
+        format!("{stem}.conflict-{machine}-{stamp}-{}", &hash[..6]),
+        ext.to_string(),
+    )
+}
+
+/// [`conflict_name`], made unique: while `taken` says a name is in use (a local file, a stored
+/// one), `-2`, `-3`, … is added before the extension.
+pub fn unique_conflict_name(
+    name: &str,
+    machine: &str,
+    when: chrono::DateTime<chrono::Utc>,
+    content: &[u8],
+    taken: impl Fn(&str) -> bool,
+) -> Result<String> {
+    let (base, ext) = conflict_parts(name, machine, when, content);
+    let first = format!("{base}{ext}");
+    if !taken(&first) {
+        return Ok(first);
+    }
+    for n in 2..100_000u32 {
+        let candidate = format!("{base}-{n}{ext}");
+        if !taken(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!("no free name for a conflict copy of {name}")
+}
+
+/// A conflict copy beside `path` (a `/`-separated path) whose name `taken` does not know.
+pub fn conflict_path(
+    path: &str,
+    machine: &str,
+    when: chrono::DateTime<chrono::Utc>,
+    content: &[u8],
+    taken: impl Fn(&str) -> bool,
+) -> Result<String> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let copy = unique_conflict_name(name, machine, when, content, |n| taken(&with_last(path, n)))?;
+    Ok(with_last(path, &copy))
+}
+
+/// `path` with its last `/`-separated component replaced by `name`.
+fn with_last(path: &str, name: &str) -> String {
+    match path.rfind('/') {
+        Some(i) => format!("{}{name}", &path[..=i]),
+        None => name.to_string(),
+    }
+}
+
+/// How recent a file's modification time may be for its recorded stat to be trusted: a change
+/// within the file system's timestamp granularity (coarse clocks, whole seconds on some file
+/// systems) would leave the stat as it was.
+const RACY_NS: i128 = 3_000_000_000;
+
+/// Whether a key (relative to the Claude Code dir) names a file people and Claude Code edit in
+/// place: project memory, CLAUDE.md (and its conflict copies), plans.
+pub fn edited_in_place(key: &str) -> bool {
+    let memory = key
+        .strip_prefix("projects/")
+        .and_then(|r| r.split_once('/'))
+        .is_some_and(|(_, tail)| tail.starts_with("memory/"));
+    memory
+        || key == "CLAUDE.md"
+        || (key.starts_with("CLAUDE.conflict-") && !key.contains('/'))
+        || key.starts_with("plans/")
+}
+
+/// The stat to record for a plain file. For files edited in place ([`edited_in_place`]) it is
+/// blank when the modification time is too recent to trust, and [`differs`] then compares
+/// contents; other files (session attachments, written once) keep their stat.
+pub fn stat_to_record(key: &str, size: u64, mtime_ns: i128) -> (u64, i128) {
+    let now = chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .map_or(i128::MAX, i128::from);
+    if edited_in_place(key) && mtime_ns >= now - RACY_NS {
+        (0, 0)
+    } else {
+        (size, mtime_ns)
+    }
+}
+
+/// Whether a plain file may differ from its record: its stat changed, and when the record's
+/// stat was left blank, its content differs from the recorded one.
+pub fn differs(record: Option<&FileRecord>, path: &Path, size: u64, mtime_ns: i128) -> bool {
+    let Some(r) = record else { return true };
+    if r.size == size && r.mtime_ns == mtime_ns {
+        return false;
+    }
+    if r.size != 0 || r.mtime_ns != 0 || r.local_hash.is_none() {
+        return true;
+    }
+    match std::fs::read(path) {
+        Ok(b) => Some(sha256_hex(&b)) != r.local_hash,
+        Err(_) => true,
     }
 }
 
@@ -105,14 +224,28 @@ pub struct FileSides<'a> {
     pub repo_path: String,
     pub stored: Option<&'a StoredFile>,
     pub record: Option<&'a FileRecord>,
+    /// Bring the stored version back when the file was deleted here (`pull --force`).
+    pub restore: bool,
+    /// Whether the repository holds a file at this path (a conflict copy never takes the name
+    /// of one).
+    pub repo_has: &'a dyn Fn(&str) -> bool,
+}
+
+/// A file's name as a string (empty when it has none).
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Reconcile one plain file. Local writes happen here (atomically) unless `dry_run`; repository
 /// changes are returned for the caller's commit.
+/// `machine` (this machine's id) goes into the names of conflict copies.
 pub fn reconcile(
     sides: FileSides<'_>,
     dir: Direction,
     mapper: &Mapper,
+    machine: &str,
     reader: &mut BlobReader,
     dry_run: bool,
 ) -> Result<Reconciled> {
@@ -122,6 +255,8 @@ pub fn reconcile(
         repo_path,
         stored,
         record,
+        restore,
+        repo_has,
     } = sides;
     let ctx = context_for(&repo_path);
     let local = read_local(&local_path)?;
@@ -166,6 +301,16 @@ pub fn reconcile(
         }
         (true, false) => {
             if dir == Direction::Pull {
+                // Deleted here: brought back only when asked (`pull --force`).
+                if let (None, Some(s), true) = (&local, stored, restore) {
+                    let theirs = localize(&reader.read(&s.oid)?);
+                    if !dry_run {
+                        write_local(&local_path, &theirs)?;
+                    }
+                    out.records
+                        .push(draft(stored_base(), Some(sha256_hex(&theirs))));
+                    out.pulled = true;
+                }
                 return Ok(out);
             }
             match &local {
@@ -207,10 +352,11 @@ pub fn reconcile(
             out.pulled = true;
         }
         (true, true) => {
-            let theirs = match stored {
-                Some(s) => Some(localize(&reader.read(&s.oid)?)),
+            let stored_bytes = match stored {
+                Some(s) => Some(reader.read(&s.oid)?),
                 None => None,
             };
+            let theirs = stored_bytes.as_deref().map(localize);
             match (&local, &theirs) {
                 (None, None) => out.forget = true,
                 (Some(l), Some(t)) if l == t => out.records.push(draft(stored_base(), local_hash)),
@@ -266,19 +412,25 @@ pub fn reconcile(
                             out.pulled = true;
                         }
                         None => {
-                            let now = chrono::Utc::now();
-                            let file_name = local_path
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default();
-                            let copy_name = conflict_name(&file_name, now);
+                            // Both versions stay: theirs beside ours, under a name nothing
+                            // local or stored has.
+                            let copy_name = unique_conflict_name(
+                                &file_name_of(&local_path),
+                                machine,
+                                chrono::Utc::now(),
+                                stored_bytes.as_deref().unwrap_or_default(),
+                                |n| {
+                                    std::fs::symlink_metadata(local_path.with_file_name(n)).is_ok()
+                                        || repo_has(&with_last(&repo_path, n))
+                                },
+                            )?;
                             let copy_path = local_path.with_file_name(&copy_name);
                             if !dry_run {
                                 write_local(&copy_path, t)?;
                             }
                             out.conflict = Some(copy_path);
-                            let copy_repo = conflict_name(&repo_path, now);
-                            let copy_key = conflict_name(&local_key, now);
+                            let copy_repo = with_last(&repo_path, &copy_name);
+                            let copy_key = with_last(&local_key, &copy_name);
                             if dir == Direction::Push {
                                 out.repo_put.push((repo_path.clone(), portable(l)));
                                 out.repo_put.push((copy_repo.clone(), portable(t)));
@@ -286,8 +438,8 @@ pub fn reconcile(
                                     .push(draft(Base::Written(repo_path.clone()), local_hash));
                                 out.records.push(RecordDraft {
                                     local_key: copy_key,
-                                    repo_path: copy_repo,
-                                    base: Base::Written(conflict_name(&repo_path, now)),
+                                    repo_path: copy_repo.clone(),
+                                    base: Base::Written(copy_repo),
                                     local_hash: Some(sha256_hex(t)),
                                 });
                                 out.pushed = true;
@@ -317,23 +469,117 @@ pub fn write_local(path: &Path, data: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    }
+
     #[test]
     fn conflict_names() {
-        let t = chrono::DateTime::parse_from_rfc3339("2026-11-25T10:15:00Z")
-            .unwrap()
-            .with_timezone(&chrono::Utc);
+        let t = at("2026-11-25T10:15:00Z");
+        let h = &sha256_hex(b"x")[..6];
         assert_eq!(
-            conflict_name("memory/notes.md", t),
-            "memory/notes.conflict-20261125T101500.md"
+            conflict_name("notes.md", "laptop", t, b"x"),
+            format!("notes.conflict-laptop-20261125T101500-{h}.md")
         );
         assert_eq!(
-            conflict_name("README", t),
-            "README.conflict-20261125T101500"
+            conflict_name("README", "m", t, b"x"),
+            format!("README.conflict-m-20261125T101500-{h}")
         );
         assert_eq!(
-            conflict_name(".hidden", t),
-            ".hidden.conflict-20261125T101500"
+            conflict_name(".hidden", "m", t, b"x"),
+            format!(".hidden.conflict-m-20261125T101500-{h}")
         );
+        // A copy of a copy is named after the original.
+        let first = conflict_name("notes.md", "a", t, b"one");
+        assert_eq!(
+            conflict_name(&first, "b", t, b"x"),
+            format!("notes.conflict-b-20261125T101500-{h}.md")
+        );
+        let first = conflict_name("README", "a", t, b"one");
+        assert_eq!(
+            conflict_name(&first, "b", t, b"x"),
+            format!("README.conflict-b-20261125T101500-{h}")
+        );
+    }
+
+    #[test]
+    fn a_taken_name_is_never_used() {
+        let t = at("2026-11-25T10:15:00Z");
+        let first = conflict_name("notes.md", "a", t, b"x");
+        let taken = [first.clone(), first.replace(".md", "-2.md")];
+        let got = unique_conflict_name("notes.md", "a", t, b"x", |n| taken.iter().any(|x| x == n))
+            .unwrap();
+        assert_eq!(got, first.replace(".md", "-3.md"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, .. Default::default() })]
+
+        /// Copies made by different machines, or of different contents, never share a name;
+        /// a copy keeps the extension, is never the file itself and never a taken name.
+        #[test]
+        fn conflict_names_never_collide(
+            name in "[A-Za-z_.][A-Za-z0-9_.-]{0,12}(\\.[a-z]{1,4})?",
+            m1 in "[a-z0-9][a-z0-9._-]{0,8}",
+            m2 in "[a-z0-9][a-z0-9._-]{0,8}",
+            c1 in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            c2 in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            secs in 0i64..4_000_000_000,
+            copies in 0usize..5,
+        ) {
+            let t = chrono::DateTime::from_timestamp(secs, 0).unwrap();
+            let a = conflict_name(&name, &m1, t, &c1);
+            let b = conflict_name(&name, &m2, t, &c2);
+            proptest::prop_assert_ne!(&a, &name);
+            if m1 != m2 || sha256_hex(&c1)[..6] != sha256_hex(&c2)[..6] {
+                proptest::prop_assert_ne!(&a, &b);
+            }
+            if let Some(i) = name.rfind('.').filter(|&i| i > 0 && !name[i + 1..].starts_with("conflict-")) {
+                proptest::prop_assert!(a.ends_with(&name[i..]));
+            }
+            let mut used: Vec<String> = Vec::new();
+            for _ in 0..copies {
+                let n = unique_conflict_name(&name, &m1, t, &c1, |n| used.iter().any(|u| u == n)).unwrap();
+                proptest::prop_assert!(!used.contains(&n));
+                used.push(n);
+            }
+        }
+    }
+
+    #[test]
+    fn a_recent_stat_is_not_trusted_and_contents_decide() {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap() as i128;
+        let key = "projects/-x/memory/MEMORY.md";
+        assert_eq!(stat_to_record(key, 10, now), (0, 0));
+        assert_eq!(
+            stat_to_record(key, 10, now - 60_000_000_000),
+            (10, now - 60_000_000_000)
+        );
+        // Files written once keep their stat.
+        assert_eq!(
+            stat_to_record("projects/-x/s/tool-results/t", 10, now),
+            (10, now)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("MEMORY.md");
+        std::fs::write(&p, "same\n").unwrap();
+        let mut r = FileRecord {
+            repo_path: "r".into(),
+            base: None,
+            local_hash: Some(sha256_hex(b"same\n")),
+            size: 0,
+            mtime_ns: 0,
+        };
+        assert!(!differs(Some(&r), &p, 5, now), "blank stat, same content");
+        std::fs::write(&p, "edit\n").unwrap();
+        assert!(differs(Some(&r), &p, 5, now), "blank stat, other content");
+        r.size = 5;
+        r.mtime_ns = now;
+        assert!(!differs(Some(&r), &p, 5, now), "same stat");
+        assert!(differs(Some(&r), &p, 5, now + 1), "other stat");
+        assert!(differs(None, &p, 5, now), "no record");
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct PullReport {
     pub branches: Vec<String>,
     /// Sessions moved into the folder Claude Code looks in (or merged from two folders).
     pub moved: Vec<String>,
+    /// Files the repository has that were deleted here and not brought back (paths relative to
+    /// the Claude Code dir; `pull --force` brings them back).
+    pub deleted_here: Vec<String>,
     pub head: Option<String>,
     pub seconds: f64,
 }
@@ -130,6 +133,7 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
     {
         // The repository did not change since the last complete pull.
         report.up_to_date = true;
+        report.deleted_here = deleted_here(engine, &index);
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
@@ -262,6 +266,9 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
             settings,
             deferred: report.deferred.clone(),
         });
+    }
+    if opts.only.is_none() {
+        report.deleted_here = deleted_here(engine, &index);
     }
     if !opts.dry_run {
         index.save(engine.home)?;
@@ -435,9 +442,12 @@ fn pull_session(
                 repo_path: stored.path.clone(),
                 stored: Some(stored),
                 record: index.files.get(&key),
+                restore: opts.force,
+                repo_has: &|p| rs.files.values().any(|f| f.path == p),
             },
             Direction::Pull,
             &engine.mapper,
+            &engine.config.machine_id,
             reader,
             false,
         )?;
@@ -777,11 +787,16 @@ impl Delta {
     ) {
         settle.extend(self.settle);
         index.logs.extend(self.changes.logs);
+        for k in self.changes.files.keys() {
+            // Back (or merged anew): no longer lost.
+            index.lost.remove(k);
+        }
         index.files.extend(self.changes.files);
         index.sessions.extend(self.changes.sessions);
         index.projects.extend(self.changes.projects);
         for k in self.forget {
             index.files.remove(&k);
+            index.lost.remove(&k);
         }
         let r = self.report;
         report.sessions_new += r.sessions_new;
@@ -812,7 +827,9 @@ fn apply_records(engine: &Engine, delta: &mut Delta, r: files::Reconciled) {
         let path = engine.local_path(&d.local_key);
         let current = std::fs::read(&path).ok().map(|b| files::sha256_hex(&b));
         let (size, mtime_ns) = match std::fs::metadata(&path) {
-            Ok(m) if current == d.local_hash => (m.len(), crate::os::mtime_ns(&m)),
+            Ok(m) if current == d.local_hash => {
+                files::stat_to_record(&d.local_key, m.len(), crate::os::mtime_ns(&m))
+            }
             _ => (0, 0),
         };
         delta.changes.files.insert(
@@ -892,7 +909,7 @@ fn pull_memory(
                 key,
                 local_path,
                 format!("{prefix}{rel}"),
-                p.memory.get(&rel),
+                snap,
                 index,
                 reader,
                 d,
@@ -915,22 +932,28 @@ fn pull_file(
     key: String,
     local_path: PathBuf,
     repo_path: String,
-    stored: Option<&super::snapshot::StoredFile>,
+    snap: &Snapshot,
     index: &Index,
     reader: &mut BlobReader,
     d: &mut Delta,
 ) -> Result<()> {
-    let record = index.files.get(&key);
+    // A file lost here and written anew since merges as a new file.
+    let anew = index.lost.contains_key(&key) && local_path.exists();
+    let record = index.files.get(&key).filter(|_| !anew);
+    let stored = super::push::stored_loose(snap, &repo_path);
     let r = files::reconcile(
         FileSides {
             local_key: key,
             local_path,
             repo_path,
-            stored,
+            stored: stored.as_ref(),
             record,
+            restore: opts.force,
+            repo_has: &|p| super::push::stored_loose(snap, p).is_some(),
         },
         Direction::Pull,
         &engine.mapper,
+        &engine.config.machine_id,
         reader,
         opts.dry_run,
     )?;
@@ -952,7 +975,7 @@ fn pull_global(
 ) -> Result<()> {
     let mut rels: BTreeSet<String> = snap.global.keys().cloned().collect();
     for (k, r) in &index.files {
-        if (k == "CLAUDE.md" || k.starts_with("plans/"))
+        if (k == "CLAUDE.md" || k.starts_with("plans/") || super::push::is_claude_md_copy(k))
             && let Some(rel) = r.repo_path.strip_prefix("global/")
         {
             rels.insert(rel.to_string());
@@ -961,6 +984,8 @@ fn pull_global(
     for rel in rels {
         let (key, local_path) = if rel == "CLAUDE.md" {
             ("CLAUDE.md".to_string(), engine.claude.claude_md())
+        } else if super::push::is_claude_md_copy(&rel) {
+            (rel.clone(), engine.claude.root.join(&rel))
         } else if let Some(p) = rel.strip_prefix("plans/") {
             let mut lp = engine.claude.plans();
             for c in p.split('/') {
@@ -976,11 +1001,56 @@ fn pull_global(
             key,
             local_path,
             format!("global/{rel}"),
-            snap.global.get(&rel),
+            snap,
             index,
             reader,
             d,
         )?;
     }
     Ok(())
+}
+
+/// Files this machine synced that the repository still has and that were deleted here (by
+/// hand, or lost): reported by every pull, brought back only by `pull --force`. Left out: files
+/// of sessions deleted here (reported as skipped sessions), and what Claude Code's clean-up
+/// deletes on its own (tool results and file history; plans older than `cleanupPeriodDays`).
+fn deleted_here(engine: &Engine, index: &Index) -> Vec<String> {
+    let cutoff = engine
+        .claude
+        .cleanup_period(None)
+        .map(|d| Utc::now() - chrono::Duration::days(i64::from(d)))
+        .and_then(|c| c.timestamp_nanos_opt())
+        .map(i128::from);
+    let cleaned = |r: &FileRecord| cutoff.is_some_and(|c| r.mtime_ns > 0 && r.mtime_ns < c);
+    let mut out = Vec::new();
+    for (k, r) in &index.files {
+        if r.base.is_none() || r.local_hash.is_none() {
+            continue;
+        }
+        let in_project = k
+            .strip_prefix("projects/")
+            .and_then(|rest| rest.split_once('/'));
+        let keep = if in_project.is_some_and(|(_, tail)| tail.starts_with("memory/"))
+            || k == "CLAUDE.md"
+            || super::push::is_claude_md_copy(k)
+        {
+            true
+        } else if k.starts_with("plans/") {
+            !cleaned(r)
+        } else if let Some((folder, tail)) = in_project
+            && let Some((sid, rest)) = tail.split_once('/')
+            && !rest.starts_with("tool-results/")
+        {
+            // A session's subagent file: only while its transcript is here.
+            engine
+                .local_path(&format!("projects/{folder}/{sid}.jsonl"))
+                .exists()
+        } else {
+            false
+        };
+        if keep && std::fs::symlink_metadata(engine.local_path(k)).is_err() {
+            out.push(k.clone());
+        }
+    }
+    out
 }

@@ -44,6 +44,26 @@ pub struct PushOptions {
     /// Only these sessions (and no memory, global files or history).
     pub only: Option<BTreeSet<String>>,
     pub timeout: Option<Duration>,
+    /// Delete from the repository every file missing here, even when that looks like a loss
+    /// (see [`Withheld`]).
+    pub allow_deletions: bool,
+}
+
+/// A push deletes at most this many files of one folder from the repository at once (unless
+/// they are at most half of its files, or `--allow-deletions` confirms it).
+pub const MASS_DELETION_FILES: usize = 3;
+
+/// Files missing here that this push did not delete from the repository: their disappearance
+/// looks like a loss (a wiped or reinstalled Claude Code dir, a purged project, many files gone
+/// at once), not an intent. `pull --force` brings them back; `push --allow-deletions` deletes
+/// them everywhere.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Withheld {
+    /// Their folder, relative to the Claude Code dir.
+    pub folder: String,
+    /// The files (paths relative to the Claude Code dir).
+    pub files: Vec<String>,
+    pub reason: String,
 }
 
 /// A session that was not pushed, and why.
@@ -71,6 +91,10 @@ pub struct PushReport {
     pub branches: Vec<String>,
     /// Project folders whose memory could not be synced: nothing tells their directory.
     pub memory_unplaced: Vec<String>,
+    /// Files deleted here whose deletion this push sent (paths relative to the Claude Code dir).
+    pub deleted: Vec<String>,
+    /// Files missing here whose deletion this push held back.
+    pub withheld: Vec<Withheld>,
     pub commit: Option<String>,
     pub seconds: f64,
 }
@@ -160,11 +184,8 @@ fn changed_log(index: &Index, key: &str, size: u64, mtime_ns: i128) -> bool {
         .is_none_or(|r| r.size != size || r.mtime_ns != mtime_ns)
 }
 
-fn changed_file(index: &Index, key: &str, size: u64, mtime_ns: i128) -> bool {
-    index
-        .files
-        .get(key)
-        .is_none_or(|r| r.size != size || r.mtime_ns != mtime_ns)
+fn changed_file(index: &Index, key: &str, path: &Path, size: u64, mtime_ns: i128) -> bool {
+    files::differs(index.files.get(key), path, size, mtime_ns)
 }
 
 /// Send local changes. When the lines sent may have started a second branch of a conversation,
@@ -276,7 +297,7 @@ fn push_once(
                         mtime_ns: a.mtime_ns,
                     });
                 }
-            } else if changed_file(&index, &k, a.size, a.mtime_ns) {
+            } else if changed_file(&index, &k, &a.path, a.size, a.mtime_ns) {
                 w.files.push(FileItem {
                     key: k,
                     path: a.path.clone(),
@@ -288,7 +309,7 @@ fn push_once(
         }
         for a in &s.file_history {
             let k = engine.key(&a.path);
-            if changed_file(&index, &k, a.size, a.mtime_ns) {
+            if changed_file(&index, &k, &a.path, a.size, a.mtime_ns) {
                 w.files.push(FileItem {
                     key: k,
                     path: a.path.clone(),
@@ -326,11 +347,18 @@ fn push_once(
             &mut report.memory_unplaced,
         )?
     };
+    let held = if opts.only.is_some() {
+        HeldBack::default()
+    } else {
+        hold_back(engine, &index, &loose, opts.allow_deletions)
+    };
+    report.withheld = held.report.clone();
     let loose_changed: Vec<&LooseFile> = loose
         .iter()
+        .filter(|f| !held.skip.contains(&f.key))
         .filter(|f| {
             if f.exists {
-                changed_file(&index, &f.key, f.size, f.mtime_ns)
+                changed_file(&index, &f.key, &f.path, f.size, f.mtime_ns)
             } else {
                 index.files.contains_key(&f.key)
             }
@@ -366,8 +394,18 @@ fn push_once(
         }
     });
 
+    if opts.dry_run {
+        report.deleted = loose_changed
+            .iter()
+            .filter(|f| !f.exists)
+            .map(|f| f.key.clone())
+            .collect();
+    }
     if work.is_empty() && loose_changed.is_empty() && !history_changed {
         report.up_to_date = true;
+        if !opts.dry_run && remember_lost(&mut index, &held) {
+            index.save(engine.home)?;
+        }
         report.seconds = started.elapsed().as_secs_f64();
         return Ok((report, Vec::new()));
     }
@@ -439,7 +477,12 @@ fn push_once(
         let mut written_records = BTreeSet::new();
         for f in &loose_changed {
             let stored = stored_loose(&snap, &f.repo_path);
-            let rec = index.files.get(&f.key);
+            // In a folder that lost its files and sessions, what is here was made anew: it is
+            // merged with the stored version as a new file, never replacing it.
+            let rec = index
+                .files
+                .get(&f.key)
+                .filter(|_| !held.fresh.contains(&f.key));
             let r = files::reconcile(
                 FileSides {
                     local_key: f.key.clone(),
@@ -447,9 +490,12 @@ fn push_once(
                     repo_path: f.repo_path.clone(),
                     stored: stored.as_ref(),
                     record: rec,
+                    restore: false,
+                    repo_has: &|p| stored_loose(&snap, p).is_some(),
                 },
                 Direction::Push,
                 &engine.mapper,
+                &cfg.machine_id,
                 &mut reader,
                 false,
             )?;
@@ -489,8 +535,10 @@ fn push_once(
     engine.progress_end();
     let unplaced = std::mem::take(&mut report.memory_unplaced);
     let settle = std::mem::take(&mut staged.settle);
+    let withheld = std::mem::take(&mut report.withheld);
     let mut report = std::mem::take(&mut staged.report);
     report.memory_unplaced = unplaced;
+    report.withheld = withheld;
     report.dry_run = false;
     if let Some(c) = &commit {
         // Resolve the objects written in this commit, then remember everything.
@@ -575,18 +623,20 @@ fn push_once(
             Base::Stored(o) => Some(o.clone()),
             Base::Written(p) => resolved_files.get(p).cloned(),
         };
-        // A file the merge rewrote locally has a new stat.
+        // A file the merge rewrote locally has a new stat; one too recent to trust is left
+        // blank (the next push compares contents).
         let (size, mtime) = match std::fs::metadata(engine.local_path(&d.local_key)) {
             Ok(m) if d.local_hash.is_some() => {
                 let now = (m.len(), crate::os::mtime_ns(&m));
                 if now.0 == *size && now.1 == *mtime {
-                    (*size, *mtime)
+                    files::stat_to_record(&d.local_key, *size, *mtime)
                 } else {
-                    now
+                    files::stat_to_record(&d.local_key, now.0, now.1)
                 }
             }
-            _ => (*size, *mtime),
+            _ => files::stat_to_record(&d.local_key, *size, *mtime),
         };
+        index.lost.remove(&d.local_key);
         index.files.insert(
             d.local_key.clone(),
             FileRecord {
@@ -600,7 +650,9 @@ fn push_once(
     }
     for k in &staged.forget {
         index.files.remove(k);
+        index.lost.remove(k);
     }
+    remember_lost(&mut index, &held);
     index.forgotten.extend(staged.forgotten.drain(..));
     for (sid, rec) in staged.sessions.drain(..) {
         index.sessions.insert(sid, rec);
@@ -675,6 +727,7 @@ fn apply_reconciled(
     }
     for path in &r.repo_delete {
         txn.delete(path);
+        staged.report.deleted.push(r.local_key.clone());
     }
     if r.pushed {
         staged.report.files += 1;
@@ -812,9 +865,12 @@ fn push_session(
                 repo_path,
                 stored: stored.as_ref(),
                 record: index.files.get(&f.key),
+                restore: false,
+                repo_has: &|p| existing.is_some_and(|r| r.files.values().any(|s| s.path == p)),
             },
             Direction::Push,
             &engine.mapper,
+            &engine.config.machine_id,
             reader,
             false,
         )?;
@@ -1200,6 +1256,30 @@ fn loose_files(
             );
         }
     }
+    // Memory synced from project folders that are not here any more (the push tells, and
+    // deletes it only when confirmed).
+    let here: BTreeSet<&str> = cat
+        .discovery
+        .projects
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    let remembered: Vec<(String, String)> = index
+        .files
+        .iter()
+        .filter(|(k, _)| memory_folder(k).is_some_and(|f| !here.contains(f)))
+        .map(|(k, r)| (k.clone(), r.repo_path.clone()))
+        .collect();
+    for (k, repo_path) in remembered {
+        add(
+            &mut out,
+            k.clone(),
+            engine.local_path(&k),
+            repo_path,
+            None,
+            None,
+        );
+    }
     // Global instructions and plans.
     let claude_md = engine.claude.claude_md();
     let att = std::fs::metadata(&claude_md)
@@ -1218,6 +1298,61 @@ fn loose_files(
             claude_md,
             layout::claude_md_path(),
             att.as_ref(),
+            None,
+        );
+    }
+    // Conflict copies of CLAUDE.md, beside it.
+    let mut copies = Vec::new();
+    match std::fs::read_dir(&engine.claude.root) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !is_claude_md_copy(&name) {
+                    continue;
+                }
+                if let Ok(m) = e
+                    .metadata()
+                    .map_err(|_| ())
+                    .and_then(|m| if m.is_file() { Ok(m) } else { Err(()) })
+                {
+                    copies.push(Attachment {
+                        rel: name,
+                        path: e.path(),
+                        size: m.len(),
+                        mtime_ns: crate::os::mtime_ns(&m),
+                    });
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot list {}", engine.claude.root.display()));
+        }
+    }
+    copies.sort_by(|a, b| a.rel.cmp(&b.rel));
+    for a in &copies {
+        add(
+            &mut out,
+            a.rel.clone(),
+            a.path.clone(),
+            format!("{}/{}", crate::store::format::GLOBAL_DIR, a.rel),
+            Some(a),
+            None,
+        );
+    }
+    let remembered: Vec<(String, String)> = index
+        .files
+        .iter()
+        .filter(|(k, _)| is_claude_md_copy(k))
+        .map(|(k, r)| (k.clone(), r.repo_path.clone()))
+        .collect();
+    for (k, repo_path) in remembered {
+        add(
+            &mut out,
+            k.clone(),
+            engine.local_path(&k),
+            repo_path,
+            None,
             None,
         );
     }
@@ -1246,6 +1381,177 @@ fn loose_files(
     Ok(out)
 }
 
+/// Whether a name (in the Claude Code dir) is a conflict copy of `CLAUDE.md`.
+pub(crate) fn is_claude_md_copy(name: &str) -> bool {
+    name.starts_with("CLAUDE.conflict-") && !name.contains('/')
+}
+
+/// The deletions a push holds back, and why.
+#[derive(Default)]
+struct HeldBack {
+    report: Vec<Withheld>,
+    /// Keys of files whose deletion is not sent.
+    skip: BTreeSet<String>,
+    /// Keys of files written anew after a loss (lost earlier, or in a folder whose sessions
+    /// and some files are gone): their records no longer tell what this machine last agreed
+    /// on, so they merge as new files.
+    fresh: BTreeSet<String>,
+}
+
+/// The project folder of a memory file's key (`projects/<folder>/memory/…`).
+fn memory_folder(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("projects/")?;
+    let (folder, tail) = rest.split_once('/')?;
+    tail.starts_with("memory/").then_some(folder)
+}
+
+/// The folder a loose file's key belongs to, for counting deletions: a project's memory folder,
+/// `plans`, or the Claude Code dir itself (`""`).
+fn deletion_group(key: &str) -> String {
+    if let Some(folder) = memory_folder(key) {
+        return format!("projects/{folder}/memory");
+    }
+    if key.starts_with("plans/") {
+        return "plans".into();
+    }
+    String::new()
+}
+
+/// Which deletions of loose files look like a loss rather than an intent. Only a file deleted
+/// on its own propagates: its folder is there, the sessions around it are there, and few of
+/// its folder's files went at once (at most [`MASS_DELETION_FILES`], or at most half of them).
+/// A missing `projects/` dir (which also holds back CLAUDE.md), project folder or `memory/`
+/// folder, a project whose sessions are gone too, many files gone at once, or plans as old as
+/// Claude Code's clean-up deletes, are held back, and so is a file held back before (the index remembers it as lost until it
+/// is back or deleted on purpose). `allow` (`push --allow-deletions`) holds nothing back.
+fn hold_back(engine: &Engine, index: &Index, loose: &[LooseFile], allow: bool) -> HeldBack {
+    let mut out = HeldBack::default();
+    // A file lost earlier and written anew since: its record tells nothing about it.
+    for f in loose {
+        if f.exists && index.lost.contains_key(&f.key) {
+            out.fresh.insert(f.key.clone());
+        }
+    }
+    if allow {
+        return out;
+    }
+    let mut held: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let projects_gone = !engine.claude.projects().is_dir();
+    // Files missing here, by folder.
+    let mut missing: BTreeMap<String, Vec<&LooseFile>> = BTreeMap::new();
+    let mut present: BTreeMap<String, Vec<&LooseFile>> = BTreeMap::new();
+    for f in loose {
+        let group = deletion_group(&f.key);
+        if f.exists {
+            present.entry(group).or_default().push(f);
+        } else if index.files.contains_key(&f.key) {
+            missing.entry(group).or_default().push(f);
+        }
+    }
+    let cutoff = engine
+        .claude
+        .cleanup_period(None)
+        .map(|d| Utc::now() - chrono::Duration::days(i64::from(d)))
+        .and_then(|c| c.timestamp_nanos_opt())
+        .map(i128::from);
+    for (group, files) in missing {
+        let mut keys: Vec<String> = files.iter().map(|f| f.key.clone()).collect();
+        if group == "plans" {
+            // Claude Code's clean-up deletes plans older than cleanupPeriodDays.
+            let (old, rest): (Vec<String>, Vec<String>) = keys.into_iter().partition(|k| {
+                let m = index.files.get(k).map_or(0, |r| r.mtime_ns);
+                cutoff.is_some_and(|c| m > 0 && m < c)
+            });
+            for k in old {
+                held.entry((
+                    group.clone(),
+                    "Claude Code's clean-up deletes plans that old".into(),
+                ))
+                .or_default()
+                .push(k);
+            }
+            keys = rest;
+        }
+        let dir = engine.local_path(&group);
+        let total = records_under(index, &format!("{group}/")).count();
+        let reason = if group.is_empty() && projects_gone {
+            // CLAUDE.md gone with the rest of the Claude Code dir (a reinstall).
+            Some("the projects folder is gone too".to_string())
+        } else if !group.is_empty() && !dir.is_dir() {
+            Some(if group == "plans" {
+                "the plans folder is gone".to_string()
+            } else if projects_gone {
+                "the projects folder is gone".to_string()
+            } else if !dir.parent().is_some_and(Path::is_dir) {
+                "its project folder is gone".to_string()
+            } else {
+                "its memory folder is gone".to_string()
+            })
+        } else if let Some(folder) = group
+            .strip_prefix("projects/")
+            .and_then(|g| g.strip_suffix("/memory"))
+            && sessions_gone(engine, index, folder)
+        {
+            // What is left in the folder was made after the loss.
+            for f in present.get(&group).into_iter().flatten() {
+                out.fresh.insert(f.key.clone());
+            }
+            Some("the sessions of that project are gone too".to_string())
+        } else if keys.len() > MASS_DELETION_FILES && keys.len() * 2 > total {
+            Some(format!(
+                "{} of its {total} files are gone at once",
+                keys.len()
+            ))
+        } else {
+            None
+        };
+        for k in keys {
+            let why = match (&reason, index.lost.get(&k)) {
+                (Some(r), _) => r.clone(),
+                (None, Some(earlier)) => earlier.clone(),
+                (None, None) => continue,
+            };
+            held.entry((group.clone(), why)).or_default().push(k);
+        }
+    }
+    for ((folder, reason), files) in held {
+        out.skip.extend(files.iter().cloned());
+        out.report.push(Withheld {
+            folder,
+            files,
+            reason,
+        });
+    }
+    out
+}
+
+/// Remember the files a push held back as lost (until they are back or deleted on purpose);
+/// returns whether the index changed.
+fn remember_lost(index: &mut Index, held: &HeldBack) -> bool {
+    let mut changed = false;
+    for w in &held.report {
+        for k in &w.files {
+            if !index.lost.contains_key(k) {
+                index.lost.insert(k.clone(), w.reason.clone());
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// Whether the sessions this machine last synced in a project folder are all gone (the folder
+/// was emptied, not a file deleted in it).
+fn sessions_gone(engine: &Engine, index: &Index, folder: &str) -> bool {
+    let prefix = format!("projects/{folder}/");
+    let mut known = index
+        .sessions
+        .values()
+        .filter(|s| s.local.starts_with(&prefix))
+        .peekable();
+    known.peek().is_some() && known.all(|s| !engine.local_path(&s.local).exists())
+}
+
 /// File records whose key starts with `prefix` (files remembered from earlier syncs).
 fn records_under<'i>(
     index: &'i Index,
@@ -1259,7 +1565,10 @@ fn records_under<'i>(
 }
 
 /// The stored version of a loose file.
-fn stored_loose(snap: &Snapshot, repo_path: &str) -> Option<super::snapshot::StoredFile> {
+pub(crate) fn stored_loose(
+    snap: &Snapshot,
+    repo_path: &str,
+) -> Option<super::snapshot::StoredFile> {
     if let Some(rest) = repo_path.strip_prefix("global/") {
         return snap.global.get(rest).cloned();
     }

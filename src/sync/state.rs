@@ -141,6 +141,11 @@ pub struct Index {
     /// ([`crate::sync::pull::PLACEMENT_VERSION`]).
     #[serde(default)]
     pub placement: u32,
+    /// Files missing here whose deletion a push held back as a loss (key → why): they stay
+    /// out of deletions until they are back (`pull --force`) or deleted on purpose
+    /// (`push --allow-deletions`), and one written anew meanwhile merges as a new file.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lost: std::collections::BTreeMap<String, String>,
 }
 
 /// See [`Index::pulled`].
