@@ -467,3 +467,105 @@ fn python_config_json_placeholder_20_of_20_sessions() {
         format!("{home}/work").as_str()
     );
 }
+
+/// Shapes the fixtures do not have: the pre-0.1 layout (one copy per machine, each mapped with
+/// its own machine's values), a key that is not a valid name, a session with no working
+/// directory anywhere, and braces in memory (a raw copy: always text).
+#[test]
+fn python_layout_edges_lose_nothing() {
+    let w = World::new();
+    let remote = w.path().join("legacy.git");
+    let st = std::process::Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(&remote)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sid = "11111111-2222-4333-8444-555555555555";
+    let lost = "99999999-2222-4333-8444-555555555555";
+    let line = |uuid: &str, cwd: &str, text: &str| {
+        format!(
+            r#"{{"parentUuid": null, "cwd": "{cwd}", "sessionId": "{sid}", "type": "user", "uuid": "{uuid}", "timestamp": "2026-09-01T10:00:0{}.000Z", "message": {{"role": "user", "content": "{text}"}}}}"#,
+            &uuid[..1]
+        )
+    };
+    // The same session from two machines, each copy in its own mapping.
+    let one = format!(
+        "{}\n{}\n",
+        line("1a", "{{HOME}}/app", "hi from {{USERNAME}}"),
+        line("2a", "{{HOME}}/app", "see {{my-code}}/lib.rs")
+    );
+    let two = format!(
+        "{}\n{}\n",
+        line("1a", "{{HOME}}\\\\app", "hi from {{USERNAME}}"),
+        line("3a", "{{HOME}}\\\\app", "{{USERNAME}} on windows")
+    );
+    let summary = r#"{"type": "summary", "summary": "old", "leafUuid": "x"}"#.to_string() + "\n";
+    let shared = r#"{"placeholders": {"HOME": {"m1": "/home/one", "m2": "C:\\Users\\two"}, "my-code": {"m1": "/opt/code"}}}"#;
+    let m1 =
+        r#"{"machine_id": "m1", "placeholders": {"{{HOME}}": "/home/one", "{{USERNAME}}": "one"}}"#;
+    let m2 = r#"{"machine_id": "m2", "placeholders": {"{{HOME}}": "C:\\Users\\two", "{{USERNAME}}": "two"}}"#;
+    let memory = "Keep {{HOME}} literal; root /home/one/app\n";
+    let p_one = format!("sessions/m1/--HOME---app/{sid}.jsonl");
+    let p_two = format!("sessions/m2/--HOME---app/{sid}.jsonl");
+    let p_lost = format!("sessions/-home-{{{{USERNAME}}}}-old/{lost}.jsonl");
+    let entries: Vec<(&str, &str, &[u8])> = vec![
+        ("100644", "shared_placeholders.json", shared.as_bytes()),
+        ("100644", "machines/m1.json", m1.as_bytes()),
+        ("100644", "machines/m2.json", m2.as_bytes()),
+        ("100644", &p_one, one.as_bytes()),
+        ("100644", &p_two, two.as_bytes()),
+        ("100644", &p_lost, summary.as_bytes()),
+        (
+            "100644",
+            "shared_config/memory/--HOME---app/MEMORY.md",
+            memory.as_bytes(),
+        ),
+    ];
+    fast_import_commit(&remote, &entries, false);
+
+    let x = w.machine("x");
+    keep_old_sessions(&x);
+    let home = x.home.display().to_string();
+    let out = x.init(
+        &remote,
+        &["--add-placeholder", "MY_CODE=/srv/code", "--sync-dir", "~"],
+    );
+    assert!(
+        out.contains("Converted the Python claude-session-sync repository: 1 sessions, 1 memory files, 2 placeholders."),
+        "{out}"
+    );
+    assert!(
+        out.contains("placeholder {{my-code}} is now MY_CODE"),
+        "{out}"
+    );
+    assert!(out.contains("1 file(s) left as they were"), "{out}");
+    let paths = repo_paths(&remote);
+    assert!(paths.contains(&p_lost), "never deleted: {paths:?}");
+    assert!(!paths.contains(&p_one) && !paths.contains(&p_two));
+
+    x.ok(&["pull"]);
+    let local = std::fs::read_to_string(x.transcript_path(&format!("{home}/app"), sid)).unwrap();
+    let texts: Vec<String> = local
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["cwd"], format!("{home}/app").as_str());
+            v["message"]["content"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        ["hi from one", "see /srv/code/lib.rs", "two on windows"],
+        "union of both copies, each user name from its own machine"
+    );
+    let mem = std::fs::read_to_string(
+        x.claude
+            .join("projects")
+            .join(enc(&format!("{home}/app")))
+            .join("memory/MEMORY.md"),
+    )
+    .unwrap();
+    assert_eq!(mem, format!("Keep {{{{HOME}}}} literal; root {home}/app\n"));
+}
