@@ -26,8 +26,9 @@
 //! One compare-and-swap commit on top of the legacy head. A `{{KEY}}` in a transcript is a
 //! placeholder when KEY is one the Python tool could have substituted: a name of its
 //! `shared_placeholders.json`, of a machine record (its `config.json`), one of the automatic
-//! `HOME`, `USERNAME`, `APPDATA`, or a name that opens a session's working directory or a
-//! `_paths.json` entry (a real directory is not called `{{…}}`). Every other `{{` is text the
+//! `HOME`, `USERNAME`, `APPDATA`, or a name that opens a session's folder name (ENC of its
+//! placeholder path, `--NAME---…`) or a `_paths.json` entry (no real directory is called
+//! `{{…}}`). Every other `{{` is text the
 //! user or a tool wrote and is escaped, so it comes back byte for byte. Of the placeholders:
 //! names whose values are not paths (`USERNAME`) are restored as the text they stood for on the
 //! last editor; a token glued to more path characters (`{{PROJECTS}}2`) is restored to the raw
@@ -87,14 +88,17 @@ impl MigrationReport {
             self.sessions, self.memory_files, self.placeholders
         )];
         for (name, machines) in &self.from_configs {
-            out.push(format!(
-                "  {name} was only in the config.json of {}: now shared",
-                if machines.is_empty() {
-                    "a machine".to_string()
-                } else {
+            if machines.is_empty() {
+                out.push(format!(
+                    "  {name} opens the working directory of {} session(s) and no machine recorded its path: now shared without one",
+                    self.sessions_needing(name)
+                ));
+            } else {
+                out.push(format!(
+                    "  {name} was only in the config.json of {}: now shared",
                     machines.join(", ")
-                }
-            ));
+                ));
+            }
         }
         for (old, new) in &self.renamed {
             out.push(format!("  placeholder {{{{{old}}}}} is now {new}"));
@@ -661,10 +665,12 @@ fn split_portable(conv: &[u8], ctx: Context, out: &mut Vec<Piece>) {
             .then(|| memchr::memmem::find(&conv[i + 2..], b"}}"))
             .flatten()
             .map(|r| i + 2 + r);
+        // Only the mapper's own tokens (a name, then ALT) are placeholders here.
         let Some(close) = close.filter(|&c| {
-            conv[i + 2..c]
-                .windows(ALT.len())
-                .any(|w| w == ALT.as_bytes())
+            conv[i + 2].is_ascii_uppercase()
+                && conv[i + 2..c]
+                    .windows(ALT.len())
+                    .any(|w| w == ALT.as_bytes())
         }) else {
             text.push(conv[i]);
             i += 1;
@@ -857,17 +863,18 @@ fn convert_tree(
     for v in paths_json.values().chain(mem_paths_json.values()) {
         evidence.extend(token_names(v));
     }
-    let mut raw_cache: HashMap<String, Vec<u8>> = HashMap::new();
+    // A session's folder is ENC of its placeholder path: `{{NAME}}/…` gives `--NAME---…`.
     for copies in by_sid.values() {
         for c in copies {
-            let raw = reader.read(&c.entry.oid)?;
-            if let Some(cwd) = first_cwd(&raw)
-                && let Some(n) = token_names(&cwd).into_iter().next()
-                && cwd.starts_with(&format!("{{{{{n}}}}}"))
+            if let Some(n) = c
+                .dir
+                .strip_prefix("--")
+                .and_then(|r| r.split_once("--"))
+                .map(|(n, _)| n)
+                .filter(|n| paths::valid_name(n))
             {
-                evidence.insert(n);
+                evidence.insert(n.to_string());
             }
-            raw_cache.insert(c.path.to_string(), raw);
         }
     }
     let legacy = Legacy::new(&shared, &records, &evidence, Some(me));
@@ -893,10 +900,7 @@ fn convert_tree(
         let mut portable_copies = Vec::new();
         for c in copies {
             let editor = c.machine.clone().or_else(|| last_editor.clone());
-            let raw = match raw_cache.remove(c.path) {
-                Some(r) => r,
-                None => reader.read(&c.entry.oid)?,
-            };
+            let raw = reader.read(&c.entry.oid)?;
             let mut conv = Vec::with_capacity(raw.len() + 256);
             for line in raw.split_inclusive(|b| *b == b'\n') {
                 conv.extend_from_slice(&legacy.convert(
@@ -1237,6 +1241,11 @@ mod tests {
         assert_eq!(
             conv(&l, raw, "w"),
             r#"{"cwd":"{{HOME}}/src/app","x":"{{HOME}}/y"}"#
+        );
+        // A brace right before a raw path stays a brace.
+        assert_eq!(
+            conv(&l, br#"{"t":"{/home/a/p/x} {{/home/a"}"#, "a"),
+            r#"{"t":"{{{PROJECTS}}/x} {{{{{{HOME}}"}"#
         );
         // A token glued to more of a name is the raw path again, mapped with boundaries.
         let raw = br#"{"t":"{{PROJECTS}}2/x and {{PROJECTS}}"}"#;

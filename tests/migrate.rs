@@ -133,6 +133,20 @@ fn python_repository_is_converted_without_loss() {
         extra.contains(&format!("read {}/.claude/CLAUDE.md", x.home.display())),
         "{{{{HOME}}}} mapped"
     );
+    // The tool stored /tmp/pyccs/home-a/projects2 as {{PROJECTS}}2: it is not under PROJECTS.
+    assert!(
+        extra.contains(&format!(
+            "compare with {}/projects2/other/x.rs",
+            x.home.display()
+        )),
+        "{extra}"
+    );
+    // A {{PROJECTS}} typed in prose cannot be told from the path the tool replaced: it is the
+    // placeholder, as on every Python machine (docs/FORMAT.md).
+    assert!(
+        extra.contains(&format!("keep the literal text {code} as is")),
+        "{extra}"
+    );
     for project in ["my_app", "cache-sync1"] {
         let mem = x
             .claude
