@@ -53,7 +53,14 @@ impl Prompter for TtyPrompt {
         others: &BTreeMap<String, String>,
     ) -> Result<Option<String>> {
         let mut err = std::io::stderr();
-        writeln!(err, "Other machines use placeholder {name}:")?;
+        if others.is_empty() {
+            writeln!(
+                err,
+                "The sync repository uses placeholder {name}, and no machine recorded its path."
+            )?;
+        } else {
+            writeln!(err, "Other machines use placeholder {name}:")?;
+        }
         for (m, p) in others {
             writeln!(err, "  {m}: {p}")?;
         }
@@ -132,10 +139,19 @@ pub fn run(env: &Env, args: InitArgs) -> Result<ExitCode> {
         }
     }
     if let Some(m) = &report.migrated {
-        println!(
-            "Converted the Python claude-session-sync repository: {} sessions, {} memory files, {} placeholders.",
-            m.sessions, m.memory_files, m.placeholders
-        );
+        for line in m.lines() {
+            println!("{line}");
+        }
+        // Sessions of the converted repository this machine cannot place yet.
+        for name in &report.missing {
+            let n = m.sessions_needing(name);
+            if n > 0 {
+                println!(
+                    "  {n} of its {} sessions need {name}'s path on this machine: ccsync config add-placeholder {name}=PATH  (then ccsync pull)",
+                    m.sessions
+                );
+            }
+        }
     }
     if !report.missing.is_empty() {
         println!(

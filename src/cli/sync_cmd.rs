@@ -305,6 +305,18 @@ fn print_deleted_here(keys: &[String]) {
 }
 
 fn print_pull(r: &PullReport) {
+    if let Some(m) = &r.migrated {
+        for line in m.lines() {
+            println!("{line}");
+        }
+        for name in &m.undefined_here {
+            println!(
+                "  {} of its {} sessions need {name}'s path on this machine: ccsync config add-placeholder {name}=PATH  (then ccsync pull)",
+                m.sessions_needing(name),
+                m.sessions
+            );
+        }
+    }
     if r.up_to_date && r.deferred.is_empty() {
         println!("Pull: everything is up to date ({:.2} s).", r.seconds);
     } else if r.dry_run {

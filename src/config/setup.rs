@@ -241,10 +241,17 @@ pub fn init(home: &Home, opts: InitOptions, prompter: &mut dyn Prompter) -> Resu
             false
         }
         RepoKind::Legacy => {
+            // The conversion maps this machine's raw paths too and says which it lacks.
+            let mine = preview_placeholders(&config, &opts, style);
+            let me = crate::migrate::ThisMachine {
+                id: &machine_id,
+                style,
+                placeholders: &mine,
+            };
             migrated = Some(crate::migrate::migrate(
                 &store,
                 head.as_ref(),
-                &machine_id,
+                me,
                 NET_TIMEOUT,
             )?);
             false
@@ -395,6 +402,37 @@ pub fn init(home: &Home, opts: InitOptions, prompter: &mut dyn Prompter) -> Resu
     })
 }
 
+/// This machine's placeholders as `init` is about to set them (HOME and the flags), for a
+/// conversion that runs before they are checked; a flag that does not parse is left out here
+/// and reported by the checks that follow.
+fn preview_placeholders(
+    config: &Config,
+    opts: &InitOptions,
+    style: PathStyle,
+) -> BTreeMap<String, String> {
+    let mut mine = config.placeholders.clone();
+    let wanted: Vec<(String, String)> = opts
+        .placeholders
+        .iter()
+        .filter_map(|a| parse_assignment(a).ok())
+        .collect();
+    let home = wanted
+        .iter()
+        .find(|(n, _)| n == "HOME")
+        .and_then(|(_, h)| normalize_for(style, "HOME", h, None).ok())
+        .or_else(|| mine.get("HOME").cloned())
+        .or_else(|| native_home(style));
+    if let Some(h) = &home {
+        mine.insert("HOME".into(), h.clone());
+    }
+    for (n, raw) in wanted {
+        if let Ok(p) = normalize_for(style, &n, &raw, home.as_deref()) {
+            mine.insert(n, p);
+        }
+    }
+    mine
+}
+
 /// The default sync directories: the placeholder paths other than HOME, or HOME alone.
 pub fn default_sync_dirs(placeholders: &BTreeMap<String, String>) -> Vec<String> {
     let mut dirs: Vec<String> = placeholders
@@ -507,7 +545,12 @@ pub fn set_remote(home: &Home, remote: &str) -> Result<Config> {
         RepoKind::Empty => {}
         RepoKind::Ccsync(m) => m.check()?,
         RepoKind::Legacy => {
-            crate::migrate::migrate(&store, head.as_ref(), &config.machine_id, NET_TIMEOUT)?;
+            let me = crate::migrate::ThisMachine {
+                id: &config.machine_id,
+                style: config.path_style,
+                placeholders: &config.placeholders,
+            };
+            crate::migrate::migrate(&store, head.as_ref(), me, NET_TIMEOUT)?;
         }
         RepoKind::Foreign(n) => bail!(
             "the remote {new_remote} holds something other than a ccsync repository ({n} entries at its root)"

@@ -78,6 +78,8 @@ pub struct PullReport {
     pub deleted_here: Vec<String>,
     pub head: Option<String>,
     pub seconds: f64,
+    /// Set when this pull converted a repository of the Python claude-session-sync.
+    pub migrated: Option<crate::migrate::MigrationReport>,
 }
 
 /// Bring remote changes.
@@ -104,7 +106,12 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         }
         RepoKind::Ccsync(m) => m.check()?,
         RepoKind::Legacy => {
-            crate::migrate::migrate(&store, head.as_ref(), &cfg.machine_id, timeout)?;
+            let me = crate::migrate::ThisMachine {
+                id: &cfg.machine_id,
+                style: cfg.path_style,
+                placeholders: &cfg.placeholders,
+            };
+            report.migrated = Some(crate::migrate::migrate(&store, head.as_ref(), me, timeout)?);
             head = store.known_head()?;
         }
         RepoKind::Foreign(n) => bail!(
