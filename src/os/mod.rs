@@ -3,6 +3,10 @@
 //!
 //! The rest of the crate never uses `cfg(unix)`/`cfg(windows)`; it asks this module.
 
+pub mod errors;
+
+pub use errors::IoAt;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
