@@ -107,6 +107,10 @@ pub fn pull(
         return Ok((0, None));
     }
     let path = engine.claude.history();
+    if crate::claude::discover::link_below(&engine.claude.root, &path).is_some() {
+        // A symbolic link is never written through (push reports it).
+        return Ok((0, None));
+    }
     let before = std::fs::metadata(&path)
         .ok()
         .map(|m| (m.len(), crate::os::mtime_ns(&m)));

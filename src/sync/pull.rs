@@ -23,10 +23,10 @@ use super::push::Skipped;
 use super::snapshot::{RepoSession, Snapshot};
 use super::state::{Event, FileRecord, Index, LogRecord, PullMark, SessionRecord, State};
 use super::{Engine, branches, history};
-use crate::claude::discover::{self, LocalSession};
+use crate::claude::discover::{self, LocalSession, SkipReason, link_below};
 use crate::claude::naming;
 use crate::config::shared::{self, RepoKind};
-use crate::paths::normalize_path;
+use crate::paths::check_cwd;
 use crate::store::layout::{self, PROJECT_FILE, ProjectRecord, SessionMeta, TRANSCRIPT_LOG};
 use crate::store::{BlobReader, Store};
 
@@ -73,6 +73,9 @@ pub struct PullReport {
     pub branches: Vec<String>,
     /// Sessions moved into the folder Claude Code looks in (or merged from two folders).
     pub moved: Vec<String>,
+    /// Symbolic links inside the Claude Code dir that a file would have been written through:
+    /// not followed, nothing written there.
+    pub links: Vec<String>,
     pub head: Option<String>,
     pub seconds: f64,
 }
@@ -410,6 +413,10 @@ fn pull_session(
     let mut changed = false;
     for (rel, stored) in &rs.logs {
         let (key, path) = log_target(engine, &transcript, sid, rel);
+        if let Some(link) = link_below(&engine.claude.root, &path) {
+            report.links.push(link.display().to_string());
+            continue;
+        }
         let record = index
             .logs
             .get(&key)
@@ -428,6 +435,10 @@ fn pull_session(
     }
     for (rel, stored) in &rs.files {
         let (key, path) = log_target(engine, &transcript, sid, rel);
+        if let Some(link) = link_below(&engine.claude.root, &path) {
+            d.report.links.push(link.display().to_string());
+            continue;
+        }
         let r = files::reconcile(
             FileSides {
                 local_key: key.clone(),
@@ -501,7 +512,7 @@ fn has_duplicates(engine: &Engine) -> bool {
 }
 
 /// Bump when the rules of [`placement`] change: the next pull checks every session again.
-pub const PLACEMENT_VERSION: u32 = 1;
+pub const PLACEMENT_VERSION: u32 = 2;
 
 /// A session whose local copies are not (only) where Claude Code looks for it.
 #[derive(Debug, Clone, Serialize)]
@@ -598,16 +609,34 @@ pub(crate) fn placement(
             ))));
         }
     };
-    if normalize_path(engine.config.path_style, "cwd", &local_cwd).is_err() && local_cwd.len() > 1 {
+    // The shape of a working directory, not the characters of a placeholder value: a cwd may
+    // hold quotes, backslashes, tabs, newlines or braces, and only names a project folder
+    // through Claude Code's encoding (which push checks with the same function).
+    if let Err(why) = check_cwd(engine.config.path_style, &local_cwd) {
         return refused(
             &meta_file.path,
-            format!("working directory {local_cwd:?} is not an absolute path here"),
+            format!("working directory {local_cwd:?} is not usable here: {why}"),
         );
     }
     let transcript = match naming::session_file(engine.claude, &local_cwd, &rs.id) {
         Ok(t) => t,
         Err(e) => return refused(&meta_file.path, format!("{e:#}")),
     };
+    // Never through a symbolic link inside the Claude Code dir: it could point anywhere.
+    let folder = transcript.parent().unwrap_or(&engine.claude.root);
+    for p in [
+        transcript.clone(),
+        folder.join(&rs.id),
+        engine.claude.file_history().join(&rs.id),
+    ] {
+        if let Some(link) = link_below(&engine.claude.root, &p) {
+            return Ok(Err(Unplaced::Skipped(format!(
+                "{} is {}",
+                link.display(),
+                SkipReason::Link.describe()
+            ))));
+        }
+    }
     Ok(Ok(Placed {
         meta,
         local_cwd,
@@ -792,6 +821,11 @@ impl Delta {
         report.skipped.extend(r.skipped);
         report.conflicts.extend(r.conflicts);
         report.refused.extend(r.refused);
+        for l in r.links {
+            if !report.links.contains(&l) {
+                report.links.push(l);
+            }
+        }
     }
 }
 
@@ -920,6 +954,10 @@ fn pull_file(
     reader: &mut BlobReader,
     d: &mut Delta,
 ) -> Result<()> {
+    if let Some(link) = link_below(&engine.claude.root, &local_path) {
+        d.report.links.push(link.display().to_string());
+        return Ok(());
+    }
     let record = index.files.get(&key);
     let r = files::reconcile(
         FileSides {
