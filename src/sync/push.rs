@@ -870,12 +870,15 @@ fn push_session(
             local_fp,
             local_lines,
             equal,
+            lines,
             ..
         } = out;
         let repo_dir = stored.dir.clone();
         let segs = if !writer.is_empty() {
             staged.report.bytes += writer.appended;
-            staged.report.lines += writer.lines;
+            // Lines sent, counting a last one without its newline (`writer.lines` counts
+            // newlines).
+            staged.report.lines += lines;
             changed = true;
             writer.finish(txn, reader)?
         } else {
@@ -1123,7 +1126,8 @@ fn push_log(
                     }
                 }
             } else {
-                lines_out += memchr::memchr_iter(b'\n', &out).count() as u64;
+                // Whole lines, the last one possibly without its newline (a quiet file).
+                lines_out += split_lines(&out).count() as u64;
                 writer.push(&out, txn)?;
             }
             writer.maybe_cut(txn)?;
