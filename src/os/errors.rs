@@ -97,11 +97,22 @@ pub fn advice(kind: io::ErrorKind, path: &Path) -> Option<String> {
              the other way round); move it aside, then run the command again",
             path.display()
         ),
-        K::NotADirectory => format!(
-            "A part of {} is a file where a folder is needed: move that file aside, then run \
-             the command again",
-            path.display()
-        ),
+        K::NotADirectory => match path
+            .ancestors()
+            .skip(1)
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| !m.is_dir()))
+        {
+            Some(file) => format!(
+                "{} is a file where a folder is needed: move it aside, then run the command \
+                 again",
+                file.display()
+            ),
+            None => format!(
+                "A part of {} is a file where a folder is needed: move that file aside, then \
+                 run the command again",
+                path.display()
+            ),
+        },
         K::IsADirectory => format!(
             "{} is a folder where a file is needed: move it aside, then run the command again",
             path.display()

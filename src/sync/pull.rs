@@ -26,6 +26,7 @@ use super::{Engine, branches, history};
 use crate::claude::discover::{self, LocalSession, SkipReason, link_below};
 use crate::claude::naming;
 use crate::config::shared::{self, RepoKind};
+use crate::os::IoAt;
 use crate::paths::check_cwd;
 use crate::store::layout::{self, PROJECT_FILE, ProjectRecord, SessionMeta, TRANSCRIPT_LOG};
 use crate::store::{BlobReader, Store};
@@ -706,12 +707,14 @@ fn merge_log(
     {
         let mut f =
             std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if r.local_len == 0 || log::fingerprint(&mut f, r.local_len)? == r.local_fp {
+        if r.local_len == 0 || log::fingerprint(&mut f, r.local_len).at("read", path)? == r.local_fp
+        {
             let extras = &stored.segs[r.segs.len()..];
             let mut added = 0;
             let mut watch = None;
             if !extras.is_empty() {
-                let ends_nl = r.local_len == 0 || file_ends_with_newline(&mut f, r.local_len)?;
+                let ends_nl = r.local_len == 0
+                    || file_ends_with_newline(&mut f, r.local_len).at("read", path)?;
                 let w = watch.insert(branches::AppendWatch::new(path, r.local_len));
                 let mut to_local = |l: &[u8], out: &mut Vec<u8>| {
                     w.see(l);
@@ -739,8 +742,8 @@ fn merge_log(
     let mut rec = after_write(path, stored, res.local_only == 0)?;
     rec.local_len = res.repo_part_len;
     if res.repo_part_len > 0 {
-        let mut f = std::fs::File::open(path)?;
-        rec.local_fp = log::fingerprint(&mut f, res.repo_part_len)?;
+        let mut f = std::fs::File::open(path).at("read", path)?;
+        rec.local_fp = log::fingerprint(&mut f, res.repo_part_len).at("read", path)?;
     }
     Ok(Merged {
         added: res.added_lines,
@@ -762,10 +765,10 @@ pub(crate) fn file_ends_with_newline(f: &mut std::fs::File, len: u64) -> std::io
 /// the repository lacks remain, and the record's stat is left blank so that push sends them.
 fn after_write(path: &Path, stored: &StoredLog, all_pushed: bool) -> Result<LogRecord> {
     let m = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut f = std::fs::File::open(path)?;
+    let mut f = std::fs::File::open(path).at("read", path)?;
     let len = m.len();
     let fp = if len > 0 {
-        log::fingerprint(&mut f, len)?
+        log::fingerprint(&mut f, len).at("read", path)?
     } else {
         0
     };

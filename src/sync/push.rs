@@ -25,6 +25,7 @@ use super::{Engine, SecretReport, complete_end, for_each_chunk};
 use crate::catalog::{self, Entry};
 use crate::claude::discover::{Attachment, SkipReason, link_below, walk};
 use crate::config::SecretMode;
+use crate::os::IoAt;
 use crate::store::layout::{
     self, META_FILE, PROJECT_FILE, ProjectRecord, SessionMeta, TRANSCRIPT_LOG,
 };
@@ -261,6 +262,12 @@ fn push_once(
         dry_run: opts.dry_run,
         ..PushReport::default()
     };
+    for (path, why) in &cat.unreadable {
+        report.not_sent.push(NotSent {
+            path: path.display().to_string(),
+            reason: format!("it cannot be read ({why})"),
+        });
+    }
     for skip in &cat.discovery.skipped {
         report.not_sent.push(NotSent {
             path: skip.path.display().to_string(),
@@ -1069,16 +1076,16 @@ fn push_log(
 ) -> Result<LogOut> {
     let mut f =
         File::open(&item.path).with_context(|| format!("cannot read {}", item.path.display()))?;
-    let size = f.metadata()?.len();
+    let size = f.metadata().at("read the metadata of", &item.path)?.len();
     let quiet =
         !live && (Utc::now().timestamp_nanos_opt().unwrap_or(0) as i128 - item.mtime_ns) > QUIET_NS;
     let end = if quiet {
         size
     } else {
-        complete_end(&mut f, size)?
+        complete_end(&mut f, size).at("read", &item.path)?
     };
     let fp = if end > 0 {
-        log::fingerprint(&mut f, end)?
+        log::fingerprint(&mut f, end).at("read", &item.path)?
     } else {
         0
     };
@@ -1089,7 +1096,8 @@ fn push_log(
     // Fast path: the index says what is stored, and the stored log only grew since.
     if let Some(r) = record
         && r.local_len <= end
-        && (r.local_len == 0 || log::fingerprint(&mut f, r.local_len)? == r.local_fp)
+        && (r.local_len == 0
+            || log::fingerprint(&mut f, r.local_len).at("read", &item.path)? == r.local_fp)
         && log::is_prefix(&r.segs, &stored.segs)
     {
         let extras = &stored.segs[r.segs.len()..];
@@ -1106,7 +1114,7 @@ fn push_log(
         // Turns appended here that do not continue the conversation's end make a branch.
         let mut watch = (item.rel == TRANSCRIPT_LOG && r.local_len < end)
             .then(|| super::branches::AppendWatch::new(&item.path, r.local_len));
-        for_each_chunk(&mut f, r.local_len, end, CHUNK, |chunk, _| {
+        for_each_chunk(&mut f, &item.path, r.local_len, end, CHUNK, |chunk, _| {
             engine.progress_advance(chunk.len() as u64);
             if let Some(w) = watch.as_mut() {
                 for line in split_lines(chunk) {
@@ -1158,7 +1166,7 @@ fn push_log(
     let mut line_no = 1u64;
     let stored_ends_nl = stored_ends_with_newline(reader, &stored)?;
     let mut first = true;
-    for_each_chunk(&mut f, 0, end, CHUNK, |chunk, _| {
+    for_each_chunk(&mut f, &item.path, 0, end, CHUNK, |chunk, _| {
         engine.progress_advance(chunk.len() as u64);
         let mut out = Vec::with_capacity(chunk.len());
         engine.outbound(chunk, &mut out, key, line_no, found);
