@@ -399,3 +399,34 @@ fn symbolic_links_inside_the_claude_dir_are_never_followed() {
         "the session itself syncs"
     );
 }
+
+#[test]
+fn a_file_in_the_way_is_named_with_what_to_do() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, pa) = posix(&w, "a", &remote);
+    let (b, pb) = posix(&w, "b", &remote);
+    let sid = "e0e00000-0000-4000-8000-000000000001";
+    let cwd = format!("{pa}/app");
+    let t = user_line(sid, &cwd, "u1", None, &ts_at(0), "hi") + "\n";
+    let p = a.write_transcript(&cwd, sid, t.as_bytes());
+    let sub = p.parent().unwrap().join(sid).join("subagents");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(sub.join("agent-a1.jsonl"), "{\"x\":1}\n").unwrap();
+    a.ok(&["push"]);
+    // On B a plain file sits where the session's subagents folder goes.
+    let bt = b.transcript_path(&format!("{pb}/app"), sid);
+    let blocker = bt.parent().unwrap().join(sid).join("subagents");
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+    std::fs::write(&blocker, "in the way").unwrap();
+    let o = b.run(&["pull"]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!(
+            "{} is a file where a folder is needed: move it aside, then run the command again",
+            blocker.display()
+        )),
+        "{err}"
+    );
+}

@@ -460,6 +460,61 @@ mod tests {
         assert_eq!(mem, ["MEMORY.md", "topics/a.md"]);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn symbolic_links_are_listed_never_followed() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("claude");
+        let out = dir.path().join("outside");
+        put(&out, "mem/MEMORY.md", "outside");
+        put(&out, "s.jsonl", "{}\n");
+        put(&out, "proj/s9.jsonl", "{}\n");
+        let claude = ClaudeDir::new(&root);
+        let p = root.join("projects/-home-a-app");
+        put(&root, "projects/-home-a-app/s1.jsonl", "{}\n");
+        put(&root, "projects/-home-a-app/s1/tool-results/t.txt", "in");
+        symlink(out.join("mem"), p.join("memory")).unwrap();
+        symlink(out.join("mem"), p.join("s1/subagents")).unwrap();
+        symlink(out.join("s.jsonl"), p.join("s2.jsonl")).unwrap();
+        symlink(out.join("proj"), root.join("projects/-linked")).unwrap();
+        fs::create_dir_all(root.join("file-history")).unwrap();
+        symlink(out.join("mem"), root.join("file-history/s1")).unwrap();
+        symlink(&out, root.join("plans")).unwrap();
+        let d = discover(&claude).unwrap();
+        let ids: Vec<_> = d.sessions.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["s1"]);
+        let s1 = d.session("s1").unwrap();
+        let rels: Vec<_> = s1.attachments.iter().map(|a| a.rel.as_str()).collect();
+        assert_eq!(rels, ["tool-results/t.txt"]);
+        assert!(s1.file_history.is_empty());
+        assert!(d.projects.iter().all(|p| p.memory.is_empty()));
+        let skipped: Vec<_> = d.skipped.iter().map(|s| s.path.clone()).collect();
+        assert_eq!(
+            skipped,
+            [
+                root.join("file-history/s1"),
+                p.join("memory"),
+                p.join("s1/subagents"),
+                p.join("s2.jsonl"),
+                root.join("projects/-linked"),
+            ]
+        );
+        assert!(d.skipped.iter().all(|s| s.reason == SkipReason::Link));
+        let mut plans = Vec::new();
+        let mut skipped = Vec::new();
+        walk(&root.join("plans"), "", &mut plans, &mut skipped).unwrap();
+        assert!(plans.is_empty());
+        assert_eq!(skipped.len(), 1);
+        // A path through a link, found from the Claude Code dir down.
+        assert_eq!(
+            link_below(&root, &p.join("memory/MEMORY.md")),
+            Some(p.join("memory"))
+        );
+        assert_eq!(link_below(&root, &p.join("s1.jsonl")), None);
+        assert_eq!(link_below(&root, &p.join("new/x.md")), None);
+    }
+
     #[test]
     fn missing_projects_dir_is_empty() {
         let dir = tempfile::tempdir().unwrap();
