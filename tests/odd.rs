@@ -74,20 +74,21 @@ fn repo_texts(remote: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-const ODD_NAMES: &[&str] = &[
-    "quo\"te",
-    "back\\slash",
-    "tab\there",
-    "new\nline",
-    "br{{ace}}",
-    "lit{{PROJECTS}}eral",
-    "日本 é😀",
-    "sp ace",
-    "ctl\u{1f}/x",
-];
-
+/// POSIX names (quotes, backslashes, newlines are not allowed in Windows names).
+#[cfg(unix)]
 #[test]
 fn sessions_in_odd_working_directories_go_there_and_back_byte_for_byte() {
+    const ODD_NAMES: &[&str] = &[
+        "quo\"te",
+        "back\\slash",
+        "tab\there",
+        "new\nline",
+        "br{{ace}}",
+        "lit{{PROJECTS}}eral",
+        "日本 é😀",
+        "sp ace",
+        "ctl\u{1f}/x",
+    ];
     let w = World::new();
     let remote = w.path().join("sync.git");
     let (a, pa) = posix(&w, "a", &remote);
@@ -291,6 +292,7 @@ fn an_unterminated_line_is_sent_once_the_file_is_quiet_even_if_its_stat_never_ch
     assert!(a.ok(&["push"]).contains("up to date"));
 }
 
+#[cfg(unix)]
 #[test]
 fn symbolic_links_inside_the_claude_dir_are_never_followed() {
     let w = World::new();
