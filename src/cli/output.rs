@@ -96,3 +96,29 @@ impl crate::sync::Progress for TtyProgress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lines_say_a_path_once_and_what_to_do_about_a_full_disk() {
+        let p = std::path::Path::new("/x/y.jsonl");
+        let io = crate::os::errors::path_error(
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+            "write",
+            p,
+        );
+        let e = anyhow::Error::from(io).context("cannot write /x/y.jsonl");
+        let line = error_line(&e);
+        assert_eq!(line.matches("cannot write /x/y.jsonl").count(), 1, "{line}");
+        assert!(line.contains("free some space"), "{line}");
+        // A full disk reported without a path still gets the sentence.
+        let bare = anyhow::Error::from(std::io::Error::from_raw_os_error(28)).context("git failed");
+        assert!(
+            error_line(&bare).contains("free some space"),
+            "{}",
+            error_line(&bare)
+        );
+    }
+}

@@ -706,6 +706,17 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_under_git_says_which_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            "error: unable to write file: No space left on device\nfatal: cannot store pack file";
+        let a = disk_advice(dir.path(), err);
+        assert!(a.contains(&dir.path().display().to_string()), "{a}");
+        assert!(a.contains("is full: free some space"), "{a}");
+        assert!(disk_advice(dir.path(), "fatal: not a git repository").is_empty());
+    }
+
+    #[test]
     fn transaction_read_back_and_compare_and_swap() {
         if !git_available() {
             return;
