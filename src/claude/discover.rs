@@ -7,6 +7,11 @@
 //! `projects/<ENC>/memory/**`.
 //!
 //! Discovery only lists and stats; it reads a file only to attach a legacy agent transcript.
+//!
+//! Symbolic links are never followed, at any depth: Claude Code writes none in its dir, and a
+//! link (`memory -> /elsewhere`) would make a sync read or write files outside it. They are
+//! listed in [`Discovery::skipped`], as are names that are not UTF-8, so that push can say what
+//! it left out.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -15,6 +20,51 @@ use std::path::{Path, PathBuf};
 
 use super::ClaudeDir;
 use super::jsonscan::{TopScanner, Want};
+use crate::os::IoAt;
+
+/// Why discovery left an entry of the Claude Code dir out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A symbolic link (never followed).
+    Link,
+    /// A name that is not valid UTF-8 (cannot be stored portably).
+    NotUtf8,
+}
+
+impl SkipReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            SkipReason::Link => {
+                "a symbolic link, not followed: ccsync reads and writes only inside the Claude Code dir (put the folder or file itself there to sync it)"
+            }
+            SkipReason::NotUtf8 => "its name is not valid UTF-8, so it cannot be stored portably",
+        }
+    }
+}
+
+/// An entry discovery left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub path: PathBuf,
+    pub reason: SkipReason,
+}
+
+/// The first symbolic link among `path` and its ancestors below `root` (`root` itself may be a
+/// link: it is where the user keeps the Claude Code dir). `None` when there is none, when `path`
+/// is not below `root`, or when the path does not exist (yet).
+pub fn link_below(root: &Path, path: &Path) -> Option<PathBuf> {
+    let rel = path.strip_prefix(root).ok()?;
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => return Some(cur),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
 
 /// A file that belongs to a session, with its path relative to the session folder
 /// (`subagents/agent-1.jsonl`) or, for a legacy agent, its file name.
@@ -72,6 +122,8 @@ pub struct Discovery {
     pub projects: Vec<ProjectFolder>,
     /// Legacy agent transcripts whose parent session is not on disk.
     pub orphan_agents: Vec<PathBuf>,
+    /// Entries left out: symbolic links, names that are not UTF-8.
+    pub skipped: Vec<Skip>,
 }
 
 impl Discovery {
@@ -89,37 +141,35 @@ pub fn session_id_from_file_name(name: &str) -> Option<&str> {
     Some(id)
 }
 
-/// List all sessions and project folders. A missing `projects/` is an empty result.
+/// List all sessions and project folders. A missing `projects/` is an empty result. Errors
+/// name the path that failed.
 pub fn discover(claude: &ClaudeDir) -> io::Result<Discovery> {
-    let root = claude.projects();
-    let rd = match fs::read_dir(&root) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Discovery::default()),
-        Err(e) => return Err(e),
-    };
     let mut out = Discovery::default();
+    let root = claude.projects();
+    let Some(rd) = read_dir_here(&root, &mut out.skipped)? else {
+        return Ok(out);
+    };
     let mut legacy: Vec<(String, Attachment)> = Vec::new();
     for entry in rd {
-        let entry = entry?;
-        if !entry.file_type()?.is_dir() {
-            continue;
-        }
-        let Some(folder) = entry.file_name().to_str().map(str::to_string) else {
+        let entry = entry.at("list", &root)?;
+        let Some((folder, ft)) = entry_kind(&entry, &mut out.skipped)? else {
             continue;
         };
+        if !ft.is_dir() {
+            continue;
+        }
         let dir = entry.path();
         let mut memory = Vec::new();
         let mut sessions: Vec<LocalSession> = Vec::new();
         let mut session_dirs: HashMap<String, PathBuf> = HashMap::new();
-        for e in fs::read_dir(&dir)? {
-            let e = e?;
-            let ft = e.file_type()?;
-            let Some(name) = e.file_name().to_str().map(str::to_string) else {
+        for e in fs::read_dir(&dir).at("list", &dir)? {
+            let e = e.at("list", &dir)?;
+            let Some((name, ft)) = entry_kind(&e, &mut out.skipped)? else {
                 continue;
             };
             if ft.is_dir() {
                 if name == "memory" {
-                    walk_files(&e.path(), "", &mut memory)?;
+                    walk(&e.path(), "", &mut memory, &mut out.skipped)?;
                 } else {
                     session_dirs.insert(name, e.path());
                 }
@@ -128,7 +178,7 @@ pub fn discover(claude: &ClaudeDir) -> io::Result<Discovery> {
             if !ft.is_file() {
                 continue;
             }
-            let meta = e.metadata()?;
+            let meta = e.metadata().at("read the metadata of", &e.path())?;
             if let Some(id) = session_id_from_file_name(&name) {
                 sessions.push(LocalSession {
                     id: id.to_string(),
@@ -155,7 +205,7 @@ pub fn discover(claude: &ClaudeDir) -> io::Result<Discovery> {
         }
         for s in &mut sessions {
             if let Some(d) = session_dirs.get(&s.id) {
-                walk_files(d, "", &mut s.attachments)?;
+                walk(d, "", &mut s.attachments, &mut out.skipped)?;
             }
         }
         memory.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -180,22 +230,23 @@ pub fn discover(claude: &ClaudeDir) -> io::Result<Discovery> {
     }
     // File history, kept outside the project folders, by session id.
     let fh_root = claude.file_history();
-    match fs::read_dir(&fh_root) {
-        Ok(rd) => {
-            for e in rd {
-                let e = e?;
-                let Some(name) = e.file_name().to_str().map(str::to_string) else {
-                    continue;
-                };
-                if let Some(&i) = index.get(&name)
-                    && e.file_type()?.is_dir()
-                {
-                    walk_files(&e.path(), "", &mut out.sessions[i].file_history)?;
-                }
+    if let Some(rd) = read_dir_here(&fh_root, &mut out.skipped)? {
+        for e in rd {
+            let e = e.at("list", &fh_root)?;
+            let Some((name, ft)) = entry_kind(&e, &mut out.skipped)? else {
+                continue;
+            };
+            if let Some(&i) = index.get(&name)
+                && ft.is_dir()
+            {
+                walk(
+                    &e.path(),
+                    "",
+                    &mut out.sessions[i].file_history,
+                    &mut out.skipped,
+                )?;
             }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
     }
     for s in &mut out.sessions {
         s.attachments.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -205,21 +256,84 @@ pub fn discover(claude: &ClaudeDir) -> io::Result<Discovery> {
     out.sessions
         .sort_by(|a, b| (&a.project_folder, &a.id).cmp(&(&b.project_folder, &b.id)));
     out.projects.sort_by(|a, b| a.name.cmp(&b.name));
+    out.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
-/// Every regular file below `dir`, with `/`-separated paths relative to it. Symbolic links are
-/// not followed.
+/// `read_dir` of a folder discovery starts from: `None` when it is missing, and (noted in
+/// `skipped`) when it is a symbolic link.
+fn read_dir_here(dir: &Path, skipped: &mut Vec<Skip>) -> io::Result<Option<fs::ReadDir>> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => {
+            skipped.push(Skip {
+                path: dir.to_path_buf(),
+                reason: SkipReason::Link,
+            });
+            return Ok(None);
+        }
+        Ok(m) if !m.is_dir() => return Ok(None),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at("read the metadata of", dir),
+    }
+    match fs::read_dir(dir) {
+        Ok(rd) => Ok(Some(rd)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).at("list", dir),
+    }
+}
+
+/// The UTF-8 name and type (not following links) of a folder entry; `None`, noted in `skipped`,
+/// for a symbolic link or a name that is not UTF-8.
+fn entry_kind(
+    e: &fs::DirEntry,
+    skipped: &mut Vec<Skip>,
+) -> io::Result<Option<(String, fs::FileType)>> {
+    let ft = e.file_type().at("read the type of", &e.path())?;
+    let reason = if ft.is_symlink() {
+        SkipReason::Link
+    } else {
+        match e.file_name().to_str() {
+            Some(name) => return Ok(Some((name.to_string(), ft))),
+            None => SkipReason::NotUtf8,
+        }
+    };
+    skipped.push(Skip {
+        path: e.path(),
+        reason,
+    });
+    Ok(None)
+}
+
+/// Every regular file below `dir`, with `/`-separated paths relative to it. Symbolic links
+/// (including `dir` itself being one) are not followed.
 pub fn walk_files(dir: &Path, prefix: &str, out: &mut Vec<Attachment>) -> io::Result<()> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+    walk(dir, prefix, out, &mut Vec::new())
+}
+
+/// [`walk_files`], noting in `skipped` what it leaves out (symbolic links, names that are not
+/// UTF-8).
+pub fn walk(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<Attachment>,
+    skipped: &mut Vec<Skip>,
+) -> io::Result<()> {
+    let rd = if prefix.is_empty() {
+        match read_dir_here(dir, skipped)? {
+            Some(rd) => rd,
+            None => return Ok(()),
+        }
+    } else {
+        match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).at("list", dir),
+        }
     };
     for e in rd {
-        let e = e?;
-        let ft = e.file_type()?;
-        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+        let e = e.at("list", dir)?;
+        let Some((name, ft)) = entry_kind(&e, skipped)? else {
             continue;
         };
         if name.starts_with(".ccsync-tmp-") {
@@ -231,9 +345,9 @@ pub fn walk_files(dir: &Path, prefix: &str, out: &mut Vec<Attachment>) -> io::Re
             format!("{prefix}/{name}")
         };
         if ft.is_dir() {
-            walk_files(&e.path(), &rel, out)?;
+            walk(&e.path(), &rel, out, skipped)?;
         } else if ft.is_file() {
-            let meta = e.metadata()?;
+            let meta = e.metadata().at("read the metadata of", &e.path())?;
             out.push(Attachment {
                 rel,
                 path: e.path(),
@@ -344,6 +458,61 @@ mod tests {
             .unwrap();
         let mem: Vec<_> = proj.memory.iter().map(|a| a.rel.as_str()).collect();
         assert_eq!(mem, ["MEMORY.md", "topics/a.md"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symbolic_links_are_listed_never_followed() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("claude");
+        let out = dir.path().join("outside");
+        put(&out, "mem/MEMORY.md", "outside");
+        put(&out, "s.jsonl", "{}\n");
+        put(&out, "proj/s9.jsonl", "{}\n");
+        let claude = ClaudeDir::new(&root);
+        let p = root.join("projects/-home-a-app");
+        put(&root, "projects/-home-a-app/s1.jsonl", "{}\n");
+        put(&root, "projects/-home-a-app/s1/tool-results/t.txt", "in");
+        symlink(out.join("mem"), p.join("memory")).unwrap();
+        symlink(out.join("mem"), p.join("s1/subagents")).unwrap();
+        symlink(out.join("s.jsonl"), p.join("s2.jsonl")).unwrap();
+        symlink(out.join("proj"), root.join("projects/-linked")).unwrap();
+        fs::create_dir_all(root.join("file-history")).unwrap();
+        symlink(out.join("mem"), root.join("file-history/s1")).unwrap();
+        symlink(&out, root.join("plans")).unwrap();
+        let d = discover(&claude).unwrap();
+        let ids: Vec<_> = d.sessions.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["s1"]);
+        let s1 = d.session("s1").unwrap();
+        let rels: Vec<_> = s1.attachments.iter().map(|a| a.rel.as_str()).collect();
+        assert_eq!(rels, ["tool-results/t.txt"]);
+        assert!(s1.file_history.is_empty());
+        assert!(d.projects.iter().all(|p| p.memory.is_empty()));
+        let skipped: Vec<_> = d.skipped.iter().map(|s| s.path.clone()).collect();
+        assert_eq!(
+            skipped,
+            [
+                root.join("file-history/s1"),
+                p.join("memory"),
+                p.join("s1/subagents"),
+                p.join("s2.jsonl"),
+                root.join("projects/-linked"),
+            ]
+        );
+        assert!(d.skipped.iter().all(|s| s.reason == SkipReason::Link));
+        let mut plans = Vec::new();
+        let mut skipped = Vec::new();
+        walk(&root.join("plans"), "", &mut plans, &mut skipped).unwrap();
+        assert!(plans.is_empty());
+        assert_eq!(skipped.len(), 1);
+        // A path through a link, found from the Claude Code dir down.
+        assert_eq!(
+            link_below(&root, &p.join("memory/MEMORY.md")),
+            Some(p.join("memory"))
+        );
+        assert_eq!(link_below(&root, &p.join("s1.jsonl")), None);
+        assert_eq!(link_below(&root, &p.join("new/x.md")), None);
     }
 
     #[test]

@@ -252,6 +252,11 @@ fn is_relocated_line(head: &[u8]) -> bool {
 /// `prev.scanned_len` are streamed, provided the file still starts the same way; the picker
 /// view is always read afresh from the file's first and last [`PICKER_WINDOW`] bytes.
 pub fn scan(path: &Path, prev: Option<&TranscriptMeta>) -> io::Result<TranscriptMeta> {
+    use crate::os::IoAt;
+    scan_file(path, prev).at("read", path)
+}
+
+fn scan_file(path: &Path, prev: Option<&TranscriptMeta>) -> io::Result<TranscriptMeta> {
     let mut file = File::open(path)?;
     let size = file.metadata()?.len();
     let mut meta = match prev {

@@ -10,11 +10,27 @@ pub fn error_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let s = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
+        if parts.iter().any(|p| p.contains(&s)) {
+            continue;
         }
+        // "cannot write X" then "cannot write X: No space left…": say it once.
+        if parts
+            .last()
+            .is_some_and(|last| s.starts_with(last.as_str()))
+        {
+            parts.pop();
+        }
+        parts.push(s);
     }
-    parts.join(": ").replace('\n', " ")
+    let mut line = parts.join(": ");
+    // A full disk the failing call did not explain (a git process, say): still say what to do.
+    if crate::os::errors::disk_full_in(e) && !line.contains("free some space") {
+        line.push_str(
+            ". A disk is full: free some space on the file system holding the path above (or the \
+             sync repository's clone in the ccsync home), then run the command again",
+        );
+    }
+    line.replace('\n', " ")
 }
 
 /// Print a value as pretty JSON on stdout.
@@ -78,5 +94,31 @@ impl crate::sync::Progress for TtyProgress {
         {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lines_say_a_path_once_and_what_to_do_about_a_full_disk() {
+        let p = std::path::Path::new("/x/y.jsonl");
+        let io = crate::os::errors::path_error(
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+            "write",
+            p,
+        );
+        let e = anyhow::Error::from(io).context("cannot write /x/y.jsonl");
+        let line = error_line(&e);
+        assert_eq!(line.matches("cannot write /x/y.jsonl").count(), 1, "{line}");
+        assert!(line.contains("free some space"), "{line}");
+        // A full disk reported without a path still gets the sentence.
+        let bare = anyhow::Error::from(std::io::Error::from_raw_os_error(28)).context("git failed");
+        assert!(
+            error_line(&bare).contains("free some space"),
+            "{}",
+            error_line(&bare)
+        );
     }
 }

@@ -245,6 +245,13 @@ fn print_push(r: &PushReport) {
         );
     }
     print_skipped(&r.skipped);
+    if !r.held_back.is_empty() {
+        println!(
+            "Waiting: the last line of {} is unfinished (no newline yet); it is sent once the file has been quiet for 10 s and no Claude Code has it open.",
+            short_ids(&r.held_back)
+        );
+    }
+    print_not_sent(&r.not_sent);
     for c in &r.conflicts {
         println!("Conflict: both machines changed it; the other version is kept in {c}");
     }
@@ -302,6 +309,41 @@ fn print_deleted_here(keys: &[String]) {
         keys.len(),
         list_some(keys)
     );
+}
+
+/// `a1b2c3d4, e5f6a7b8` (at most 5, then a count).
+fn short_ids(ids: &[String]) -> String {
+    let mut s = ids
+        .iter()
+        .take(5)
+        .map(|s| short_id(s))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > 5 {
+        s.push_str(&format!(" and {} more", ids.len() - 5));
+    }
+    s
+}
+
+/// Local files push left out, grouped by reason.
+fn print_not_sent(not_sent: &[sync::push::NotSent]) {
+    let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for n in not_sent {
+        by_reason
+            .entry(n.reason.as_str())
+            .or_default()
+            .push(n.path.as_str());
+    }
+    for (reason, paths) in by_reason {
+        eprintln!("warning: not sent: {reason}:");
+        for p in paths.iter().take(10) {
+            eprintln!("  {p}");
+        }
+        if paths.len() > 10 {
+            eprintln!("  … and {} more", paths.len() - 10);
+        }
+    }
 }
 
 fn print_pull(r: &PullReport) {
@@ -362,6 +404,14 @@ fn print_pull(r: &PullReport) {
         );
     }
     print_branches(&r.branches);
+    if !r.links.is_empty() {
+        eprintln!(
+            "warning: not written through symbolic links inside the Claude Code dir (ccsync reads and writes only inside it; put the folder or file itself there to sync it):"
+        );
+        for l in r.links.iter().take(10) {
+            eprintln!("  {l}");
+        }
+    }
     if !r.refused.is_empty() {
         eprintln!(
             "warning: refused {} entr{} of the sync repository:",

@@ -3,6 +3,10 @@
 //!
 //! The rest of the crate never uses `cfg(unix)`/`cfg(windows)`; it asks this module.
 
+pub mod errors;
+
+pub use errors::IoAt;
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -298,9 +302,10 @@ pub fn make_private(path: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = fs::metadata(path)?;
+        let meta = fs::metadata(path).at("read the metadata of", path)?;
         let mode = if meta.is_dir() { 0o700 } else { 0o600 };
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .at("set the permissions of", path)?;
     }
     #[cfg(not(unix))]
     let _ = path;
@@ -312,7 +317,7 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
     if path.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(path)?;
+    fs::create_dir_all(path).at("create the folder", path)?;
     make_private(path)
 }
 
@@ -391,9 +396,9 @@ pub fn write_atomic_with(
     if private {
         make_private(tmp.path())?;
     }
-    fill(tmp.as_file_mut())?;
-    tmp.as_file_mut().sync_data()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    fill(tmp.as_file_mut()).at("write", path)?;
+    tmp.as_file_mut().sync_data().at("write", path)?;
+    tmp.persist(path).map_err(|e| e.error).at("replace", path)?;
     Ok(())
 }
 
@@ -407,6 +412,7 @@ pub fn temp_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
     tempfile::Builder::new()
         .prefix(".ccsync-tmp-")
         .tempfile_in(dir)
+        .at("create a temporary file in", dir)
 }
 
 /// Set a file's modification time (seconds since the epoch, UTC).
@@ -416,8 +422,11 @@ pub fn set_mtime(path: &Path, unix_secs: i64) -> io::Result<()> {
     } else {
         std::time::UNIX_EPOCH
     };
-    let f = OpenOptions::new().write(true).open(path)?;
-    f.set_modified(t)
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .at("set the time of", path)?;
+    f.set_modified(t).at("set the time of", path)
 }
 
 /// Modification time of file metadata in nanoseconds since the epoch (0 when unknown).

@@ -187,6 +187,49 @@ pub fn normalize_path(style: PathStyle, name: &str, path: &str) -> Result<String
     Ok(canon)
 }
 
+/// Check a session's working directory (this machine's form, as a transcript or a mapped
+/// `meta.json` gives it) before it decides where the session goes: an absolute path for `style`
+/// without NUL or `.`/`..` components. Unlike [`normalize_path`] (the rules for placeholder
+/// values) it accepts every character a directory name can hold — quotes, backslashes on POSIX,
+/// tabs, newlines, braces, spaces, any script — because Claude Code runs in such directories and
+/// only ever uses the path through its folder-name encoding. The file system root is accepted.
+pub fn check_cwd(style: PathStyle, path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("it is empty".into());
+    }
+    if path.contains('\0') {
+        return Err("it contains a NUL character".into());
+    }
+    let (body, seps): (&str, &[char]) = match style {
+        PathStyle::Posix => match path.strip_prefix('/') {
+            Some(rest) => (rest, &['/']),
+            None => return Err("it is not an absolute path".into()),
+        },
+        PathStyle::Windows => {
+            let b = path.as_bytes();
+            let drive = b.len() >= 3
+                && b[0].is_ascii_alphabetic()
+                && b[1] == b':'
+                && matches!(b[2], b'\\' | b'/');
+            let unc = b.len() > 2 && matches!(b[0], b'\\' | b'/') && b[0] == b[1];
+            if drive {
+                (&path[3..], &['\\', '/'])
+            } else if unc {
+                (&path[2..], &['\\', '/'])
+            } else {
+                return Err("it is not an absolute Windows path (like C:\\Users\\me)".into());
+            }
+        }
+    };
+    // Doubled separators are harmless (the system reads `a//b` as `a/b`; a POSIX name holding
+    // a backslash becomes one on Windows); `.` and `..` never occur in the real path Claude Code
+    // records.
+    if body.split(seps).any(|part| part == "." || part == "..") {
+        return Err("it has a '.' or '..' component (not a real directory)".into());
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Unit {
     Sep,
@@ -652,14 +695,35 @@ fn left_boundary(hay: &[u8], at: usize, ctx: Context) -> bool {
     if p == b'/' && at >= 3 && &hay[at - 3..at] == b"://" {
         return true; // file:///home/…
     }
-    if ctx == Context::Json && matches!(p, b'n' | b't' | b'r') && at >= 2 {
-        // A JSON escape such as \n right before the path ("a\n/home/x").
-        let run = hay[..at - 1]
-            .iter()
-            .rev()
-            .take_while(|&&b| b == b'\\')
-            .count();
-        return run % 2 == 1;
+    if ctx == Context::Json {
+        // A JSON escape right before the path ("a\n/home/x", "\u001f/home/x") stands for a
+        // byte that is not part of a path, as the decoded text has it.
+        return escaped_non_path_byte_ends_at(hay, at);
+    }
+    false
+}
+
+/// Whether `hay[..at]` ends with a JSON escape (`\b \f \n \r \t`, or `\u00XX` for a control
+/// character or another byte that cannot be in a path) that is itself not escaped.
+fn escaped_non_path_byte_ends_at(hay: &[u8], at: usize) -> bool {
+    let escape_at = |i: usize| {
+        // The backslash at `i` starts an escape when the run of backslashes ending there is odd.
+        let run = hay[..=i].iter().rev().take_while(|&&b| b == b'\\').count();
+        run % 2 == 1
+    };
+    let p = hay[at - 1];
+    if matches!(p, b'b' | b'f' | b'n' | b'r' | b't') && at >= 2 && hay[at - 2] == b'\\' {
+        return escape_at(at - 2);
+    }
+    if at >= 6 && hay[at - 6] == b'\\' && hay[at - 5] == b'u' {
+        let hex = &hay[at - 4..at];
+        if let Some(unit) = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+            && escape_at(at - 6)
+        {
+            return unit < 0x80 && !is_path_byte(unit as u8);
+        }
     }
     false
 }

@@ -439,3 +439,196 @@ proptest! {
         }
     }
 }
+
+// ---------- working directories with odd names ----------
+
+#[test]
+fn working_directories_are_checked_for_shape_not_characters() {
+    let p = PathStyle::Posix;
+    for ok in [
+        "/",
+        "/home/a/quo\"te",
+        "/home/a/back\\slash",
+        "/home/a/tab\there",
+        "/home/a/new\nline",
+        "/home/a/br{{ace}}|x",
+        "/home/a/日本 é",
+        "/home/a/trailing/",
+        "/a//b",
+    ] {
+        assert_eq!(check_cwd(p, ok), Ok(()), "{ok:?}");
+    }
+    for bad in ["", "relative/dir", "/a/../b", "/a/./b", "/a\0b", "C:\\x"] {
+        assert!(check_cwd(p, bad).is_err(), "{bad:?}");
+    }
+    let w = PathStyle::Windows;
+    for ok in [
+        "C:\\",
+        "C:\\projects\\a b",
+        "c:/x/{{y}}",
+        "\\\\server\\share\\x",
+    ] {
+        assert_eq!(check_cwd(w, ok), Ok(()), "{ok:?}");
+    }
+    for bad in ["/home/a", "C:", "C:\\a\\..\\b", "projects", "\\x"] {
+        assert!(check_cwd(w, bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn json_escapes_before_a_path_are_boundaries_as_in_the_decoded_text() {
+    let m = posix_a();
+    for esc in [
+        "\\n", "\\t", "\\r", "\\b", "\\f", "\\u001f", "\\u0000", "\\u007f",
+    ] {
+        let raw = format!("\"x{esc}/home/alice/p\"");
+        assert_eq!(
+            out(&m, &raw, Context::Json),
+            format!("\"x{esc}{{{{HOME}}}}/p\""),
+            "{esc}"
+        );
+    }
+    // Escaped backslashes followed by a letter are not escapes; non-ASCII is part of a name.
+    for raw in [
+        "\"x\\\\n/home/alice/p\"",
+        "\"x\\\\u001f/home/alice/p\"",
+        "\"x\\u00e9/home/alice/p\"",
+    ] {
+        assert_eq!(out(&m, raw, Context::Json), raw, "{raw}");
+    }
+}
+
+/// Directory names as they occur: every character POSIX allows in a name.
+fn posix_component() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            "[a-zA-Z0-9_.-]{1,4}",
+            Just("\"".to_string()),
+            Just("\\".to_string()),
+            Just("\t".to_string()),
+            Just("\n".to_string()),
+            Just("\r".to_string()),
+            Just("\u{1f}".to_string()),
+            Just("\u{8}".to_string()),
+            Just("\u{7f}".to_string()),
+            Just("{{".to_string()),
+            Just("{".to_string()),
+            Just("}}".to_string()),
+            Just("{{HOME}}".to_string()),
+            Just("|".to_string()),
+            Just("'".to_string()),
+            Just(" ".to_string()),
+            Just(":".to_string()),
+            "[é日😀]{1,2}",
+            // A mapped path right after an odd byte (inside one name, as text can have it).
+            Just("/home/alice".to_string()),
+        ],
+        1..5,
+    )
+    .prop_map(|v| v.concat())
+    .prop_filter("a real name", |c| c != "." && c != "..")
+}
+
+/// Directory names a Windows file system allows (no `"<>|?*:` and no control characters).
+fn windows_component() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            "[a-zA-Z0-9_.-]{1,4}",
+            Just("{{".to_string()),
+            Just("{".to_string()),
+            Just("}}".to_string()),
+            Just("{{PROJECTS}}".to_string()),
+            Just("'".to_string()),
+            Just(" ".to_string()),
+            Just("$&!^()[];,=+@#~`%".to_string()),
+            "[é日😀]{1,2}",
+        ],
+        1..5,
+    )
+    .prop_map(|v| v.concat())
+    .prop_filter("a real name", |c| {
+        c != "." && c != ".." && !c.ends_with('.') && !c.ends_with(' ')
+    })
+}
+
+/// The `cwd` of a transcript line (JSON context, escaped) and the `cwd` of `meta.json` (the
+/// decoded string, text context) must map to the same portable form, and on every machine back
+/// to the same local form: the session is filed by one and Claude Code reads the other. With
+/// `exact`, the way back is byte-identical (not so for a POSIX name holding a backslash that
+/// went through Windows, or a Windows spelling another machine does not keep).
+fn check_cwd_forms(a: &Mapper, b: &Mapper, cwd: &str, exact: bool) -> Result<(), TestCaseError> {
+    let line = serde_json::to_string(&serde_json::json!({"cwd": cwd, "type": "user"})).unwrap();
+    let meta = a.portable_path(cwd);
+    prop_assert_eq!(
+        a.local_path(&meta).ok(),
+        Some(cwd.to_string()),
+        "A's meta cwd round trip"
+    );
+    let mut p1 = Vec::new();
+    a.to_portable(line.as_bytes(), Context::Json, &mut p1);
+    let v: serde_json::Value = serde_json::from_slice(&p1).unwrap();
+    prop_assert_eq!(
+        v["cwd"].as_str(),
+        Some(meta.as_str()),
+        "line and meta agree"
+    );
+    let on_b = b.local_path(&meta).unwrap();
+    let mut l1 = Vec::new();
+    b.to_local(&p1, Context::Json, &mut l1);
+    let vb: serde_json::Value = serde_json::from_slice(&l1).unwrap();
+    prop_assert_eq!(vb["cwd"].as_str(), Some(on_b.as_str()), "the same cwd on B");
+    let mut p2 = Vec::new();
+    b.to_portable(&l1, Context::Json, &mut p2);
+    let v2: serde_json::Value = serde_json::from_slice(&p2).unwrap();
+    let meta2 = b.portable_path(&on_b);
+    if exact {
+        prop_assert_eq!(
+            v2["cwd"].as_str(),
+            Some(meta2.as_str()),
+            "line and meta agree on B"
+        );
+        let mut back = Vec::new();
+        a.to_local(&p2, Context::Json, &mut back);
+        prop_assert_eq!(String::from_utf8(back).unwrap(), line, "A → B → A");
+        prop_assert_eq!(
+            a.local_path(&meta2).ok(),
+            Some(cwd.to_string()),
+            "meta A → B → A"
+        );
+    }
+    if check_cwd(a.style(), cwd).is_ok() && meta.starts_with("{{") {
+        prop_assert!(
+            check_cwd(b.style(), &on_b).is_ok(),
+            "placeable on B: {:?}",
+            on_b
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+    #[test]
+    fn odd_posix_working_directories_keep_one_form(
+        base in proptest::sample::select(vec!["/home/alice", "/home/alice/projects", "/home/alicex", "/tmp"]),
+        comps in proptest::collection::vec(posix_component(), 0..4),
+    ) {
+        let cwd = std::iter::once(base.to_string()).chain(comps).collect::<Vec<_>>().join("/");
+        for b in [posix_a(), posix_b(), win_c()] {
+            let exact = b.style() == PathStyle::Posix || !cwd.contains('\\');
+            check_cwd_forms(&posix_a(), &b, &cwd, exact)?;
+        }
+    }
+
+    #[test]
+    fn odd_windows_working_directories_keep_one_form(
+        base in proptest::sample::select(vec!["C:\\Users\\carol", "C:\\projects", "c:\\Projects", "C:\\Users\\carolx", "D:\\x"]),
+        comps in proptest::collection::vec(windows_component(), 0..4),
+    ) {
+        let cwd = std::iter::once(base.to_string()).chain(comps).collect::<Vec<_>>().join("\\");
+        for (b, same) in [(posix_a(), false), (win_c(), true)] {
+            check_cwd_forms(&win_c(), &b, &cwd, same || !base.starts_with('c'))?;
+        }
+    }
+}

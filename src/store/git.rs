@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::os::IoAt;
 use anyhow::{Context as _, Result, anyhow, bail};
 
 /// A git object id (hex).
@@ -105,7 +106,7 @@ impl Git {
             .args(&args)
             .output()
             .map_err(|e| anyhow!("cannot run git: {e}"))?;
-        check(&args, out)
+        check(&self.dir, &args, out)
     }
 
     /// Run git, giving up after `timeout` (the process is killed).
@@ -123,7 +124,7 @@ impl Git {
             .spawn()
             .map_err(|e| anyhow!("cannot run git: {e}"))?;
         let out = wait_with_timeout(child, timeout).with_context(|| describe(&args))?;
-        check(&args, out)
+        check(&self.dir, &args, out)
     }
 
     /// Whether the directory is a usable git repository.
@@ -140,7 +141,7 @@ impl Git {
 
     /// `git init --bare` at `dir`.
     pub fn init_bare(dir: &Path) -> Result<Git> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).at("create the folder", dir)?;
         let out = Command::new(git_exe())
             .arg("init")
             .arg("--bare")
@@ -149,7 +150,7 @@ impl Git {
             .stdin(Stdio::null())
             .output()
             .map_err(|e| anyhow!("cannot run git ({e}): install git"))?;
-        check(&["init".into(), "--bare".into()], out)?;
+        check(dir, &["init".into(), "--bare".into()], out)?;
         let git = Git::new(dir);
         // So that people browsing the repository see the sync branch.
         git.run(["symbolic-ref", "HEAD", "refs/heads/main"])?;
@@ -418,13 +419,36 @@ fn first_error_line(stderr: &str) -> Option<String> {
         })
 }
 
-fn check(args: &[std::ffi::OsString], out: Output) -> Result<String> {
+fn check(dir: &Path, args: &[std::ffi::OsString], out: Output) -> Result<String> {
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let why = first_error_line(&stderr).unwrap_or_else(|| format!("exit status {}", out.status));
-    bail!("{} failed: {why}", describe(args))
+    bail!(
+        "{} failed: {why}{}",
+        describe(args),
+        disk_advice(dir, &stderr)
+    )
+}
+
+/// What to do when git says the disk holding the repository `dir` is full (empty otherwise).
+fn disk_advice(dir: &Path, stderr: &str) -> String {
+    let kind = if stderr.contains("No space left on device") {
+        std::io::ErrorKind::StorageFull
+    } else if stderr.contains("Disk quota exceeded") {
+        std::io::ErrorKind::QuotaExceeded
+    } else {
+        return String::new();
+    };
+    crate::os::errors::advice(kind, dir)
+        .map(|a| {
+            format!(
+                " ({} is the sync repository's local clone). {a}",
+                dir.display()
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// Wait for a child, killing it after `timeout`.
@@ -484,10 +508,11 @@ impl BlobReader {
 
     /// Stream a blob into `out`; returns its size.
     pub fn read_into(&mut self, oid: &Oid, out: &mut impl Write) -> Result<u64> {
-        writeln!(self.stdin, "{}", oid.0)?;
-        self.stdin.flush()?;
+        let stopped = || format!("cannot read object {} (git cat-file stopped)", oid.short());
+        writeln!(self.stdin, "{}", oid.0).with_context(stopped)?;
+        self.stdin.flush().with_context(stopped)?;
         let mut header = String::new();
-        self.stdout.read_line(&mut header)?;
+        self.stdout.read_line(&mut header).with_context(stopped)?;
         let mut parts = header.split_whitespace();
         let (_, kind, size) = (parts.next(), parts.next(), parts.next());
         if kind == Some("missing") || kind.is_none() {
@@ -496,12 +521,13 @@ impl BlobReader {
         let size: u64 = size
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| anyhow!("bad cat-file header: {header}"))?;
-        let copied = std::io::copy(&mut (&mut self.stdout).take(size), out)?;
+        let copied =
+            std::io::copy(&mut (&mut self.stdout).take(size), out).with_context(stopped)?;
         if copied != size {
             bail!("object {} was cut short", oid.short());
         }
         let mut nl = [0u8; 1];
-        self.stdout.read_exact(&mut nl)?;
+        self.stdout.read_exact(&mut nl).with_context(stopped)?;
         Ok(size)
     }
 }
@@ -541,10 +567,25 @@ impl Txn {
         let mark = self.next_mark;
         self.next_mark += 1;
         let w = self.w()?;
-        write!(w, "blob\nmark :{mark}\ndata {}\n", data.len())?;
-        w.write_all(data)?;
-        w.write_all(b"\n")?;
+        let written = write!(w, "blob\nmark :{mark}\ndata {}\n", data.len())
+            .and_then(|()| w.write_all(data))
+            .and_then(|()| w.write_all(b"\n"));
+        if let Err(e) = written {
+            return Err(self.died(e));
+        }
         Ok(Mark(mark))
+    }
+
+    /// Writing to fast-import failed (a broken pipe: it stopped, on a full disk say): its own
+    /// error, with the repository it was writing to, says why.
+    fn died(&mut self, e: std::io::Error) -> anyhow::Error {
+        match self.finish() {
+            Err(why) => why,
+            Ok(()) => anyhow!(
+                "cannot write to git fast-import in {}: {e}",
+                self.git.dir.display()
+            ),
+        }
     }
 
     /// Set `path` to a blob written in this transaction.
@@ -574,8 +615,11 @@ impl Txn {
     pub fn commit(mut self, parent: Option<&Oid>, author: &str, message: &str) -> Result<Oid> {
         let now = chrono::Utc::now().timestamp();
         let ops = std::mem::take(&mut self.ops);
-        {
-            let w = self.w()?;
+        let written = (|| -> std::io::Result<()> {
+            let w = self
+                .stdin
+                .as_mut()
+                .ok_or_else(|| std::io::Error::other("fast-import already finished"))?;
             write!(
                 w,
                 "commit {TXN_REF}\ncommitter {author} {now} +0000\ndata {}\n{message}\n",
@@ -587,7 +631,10 @@ impl Txn {
             }
             w.write_all(&ops)?;
             w.write_all(b"\ndone\n")?;
-            w.flush()?;
+            w.flush()
+        })();
+        if let Err(e) = written {
+            return Err(self.died(e));
         }
         self.finish()?;
         self.git
@@ -601,11 +648,16 @@ impl Txn {
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut err);
         }
-        let st = self.child.wait()?;
+        let st = self
+            .child
+            .wait()
+            .with_context(|| format!("git fast-import in {}", self.git.dir.display()))?;
         if !st.success() {
             bail!(
-                "git fast-import failed: {}",
-                first_error_line(&err).unwrap_or_else(|| st.to_string())
+                "git fast-import in {} failed: {}{}",
+                self.git.dir.display(),
+                first_error_line(&err).unwrap_or_else(|| st.to_string()),
+                disk_advice(&self.git.dir, &err)
             );
         }
         Ok(())
@@ -651,6 +703,17 @@ mod tests {
 
     fn git_available() -> bool {
         git_version().is_ok()
+    }
+
+    #[test]
+    fn a_full_disk_under_git_says_which_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            "error: unable to write file: No space left on device\nfatal: cannot store pack file";
+        let a = disk_advice(dir.path(), err);
+        assert!(a.contains(&dir.path().display().to_string()), "{a}");
+        assert!(a.contains("is full: free some space"), "{a}");
+        assert!(disk_advice(dir.path(), "fatal: not a git repository").is_empty());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::format::{GLOBAL_DIR, HISTORY_DIR, PROJECTS_DIR};
+use super::format::{GLOBAL_DIR, HISTORY_DIR, PROJECTS_DIR, check_rel_path};
 use crate::claude::encode::encode_project_dir;
 
 /// The folder of a transcript's segments inside a session folder.
@@ -96,13 +96,38 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Whether a session id is acceptable as a file name everywhere.
+/// The rule of [`valid_session_id`], for messages.
+pub const SESSION_ID_RULE: &str = "letters, digits, - and _, at most 128 characters";
+
+/// Whether a session id is acceptable as a file name everywhere. The one rule for both sides:
+/// push does not send a session whose id fails it (and says so), pull refuses a stored one.
 pub fn valid_session_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Check the path of a file of a session folder relative to the stored session folder
+/// (`files/subagents/agent-1.jsonl`, `file-history/abc@v1`, `legacy/agent-x.jsonl`) before
+/// push stores it, with the rules pull applies when it reads it back: [`check_rel_path`], and
+/// for a plain file under `files/` or `legacy/`, no folder named like a log (`x.jsonl/`), which
+/// would read back as a log's segments.
+pub fn check_session_rel(rel: &str, is_log: bool) -> Result<(), String> {
+    check_rel_path(rel)?;
+    let parts: Vec<&str> = rel.split('/').collect();
+    let in_logs_area = matches!(parts.first(), Some(&"files") | Some(&LEGACY_DIR));
+    if !is_log
+        && in_logs_area
+        && parts[..parts.len() - 1]
+            .iter()
+            .skip(1)
+            .any(|p| p.ends_with(".jsonl"))
+    {
+        return Err("a plain file inside a folder named like a log (*.jsonl)".into());
+    }
+    Ok(())
 }
 
 /// `meta.json` of a session.
@@ -207,8 +232,32 @@ mod tests {
             assert_eq!(parse_segment_name(bad), None, "{bad}");
         }
         assert!(valid_session_id("b30a37a1-f12d-44db-8d99-50e415d59f66"));
-        for bad in ["", "../x", "a.b", "a/b", &"x".repeat(129)] {
+        for bad in ["", "../x", "a.b", "a/b", "a b", "日本", &"x".repeat(129)] {
             assert!(!valid_session_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_file_paths_are_checked_as_pull_reads_them() {
+        for ok in [
+            ("files/subagents/agent-1.jsonl", true),
+            ("files/tool-results/t1.txt", false),
+            ("file-history/abc@v1", false),
+            ("file-history/x.jsonl/y", false),
+            ("files/a.jsonl/b.jsonl", true),
+            ("legacy/agent-x.jsonl", true),
+        ] {
+            assert_eq!(check_session_rel(ok.0, ok.1), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            ("files/tool-results/a:b.txt", false),
+            ("files/tool-results/a\\b.txt", false),
+            ("files/tool-results/CON", false),
+            ("files/tool-results/x.", false),
+            ("files/tool-results/tab\tx", false),
+            ("files/d.jsonl/notes.txt", false),
+        ] {
+            assert!(check_session_rel(bad.0, bad.1).is_err(), "{bad:?}");
         }
     }
 }

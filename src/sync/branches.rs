@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::log::{self, for_each_line};
 use crate::claude::tree::{LineFacts, Tree};
+use crate::os::IoAt;
 
 /// Transcripts larger than this are not analysed (their tree would not fit the memory budget).
 pub const MAX_ANALYSED: u64 = 512 << 20;
@@ -62,7 +63,8 @@ fn read_tree(path: &Path) -> Result<Tree> {
     for_each_line(BufReader::new(f), |line| {
         tree.add(&LineFacts::of(log::strip_nl(line)));
         Ok(())
-    })?;
+    })
+    .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(tree)
 }
 
@@ -191,7 +193,8 @@ fn write_fork(
             for_each_line(BufReader::new(f), |l| {
                 have.add(log::identity(l));
                 Ok(())
-            })?;
+            })
+            .with_context(|| format!("cannot read {}", target.display()))?;
             true
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -205,10 +208,10 @@ fn write_fork(
         if existing {
             let mut f =
                 File::open(target).with_context(|| format!("cannot read {}", target.display()))?;
-            std::io::copy(&mut f, &mut out)?;
-            let len = f.metadata()?.len();
-            if len > 0 && !super::pull::file_ends_with_newline(&mut f, len)? {
-                out.write_all(b"\n")?;
+            std::io::copy(&mut f, &mut out).at("copy", target)?;
+            let len = f.metadata().at("read the metadata of", target)?.len();
+            if len > 0 && !super::pull::file_ends_with_newline(&mut f, len).at("read", target)? {
+                out.write_all(b"\n").at("write", target)?;
             }
         }
         let src =
@@ -221,7 +224,7 @@ fn write_fork(
             if have.take(&log::identity(&line)) {
                 return Ok(());
             }
-            out.write_all(&line)?;
+            out.write_all(&line).at("write", target)?;
             added += 1;
             Ok(())
         };
@@ -240,16 +243,17 @@ fn write_fork(
                 emit(with_session_id(line, sid, fork), &mut out)?;
             }
             Ok(())
-        })?;
+        })
+        .with_context(|| format!("cannot copy {} to {}", source.display(), target.display()))?;
         for l in extra {
             emit(l.clone(), &mut out)?;
         }
-        out.flush()?;
+        out.flush().at("write", target)?;
     }
     if added == 0 {
         return Ok(());
     }
-    tmp.as_file_mut().sync_data()?;
+    tmp.as_file_mut().sync_data().at("write", target)?;
     tmp.persist(target)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write {}", target.display()))?;

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::snapshot::StoredFile;
 use super::state::FileRecord;
+use crate::os::IoAt;
 use crate::paths::{Context, Mapper};
 use crate::store::{BlobReader, Oid};
 
@@ -459,7 +460,7 @@ pub fn reconcile(
 /// Replace a local file atomically, creating its folder.
 pub fn write_local(path: &Path, data: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).at("create the folder", dir)?;
     }
     crate::os::write_atomic(path, data, false)
         .with_context(|| format!("cannot write {}", path.display()))

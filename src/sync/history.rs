@@ -14,6 +14,7 @@ use super::push::{LogDraft, PushReport, split_lines};
 use super::snapshot::Snapshot;
 use super::state::LogRecord;
 use crate::claude::jsonscan::{TopScanner, Want};
+use crate::os::IoAt;
 use crate::store::{BlobReader, Txn};
 
 /// The key of `history.jsonl` in the state index.
@@ -107,6 +108,10 @@ pub fn pull(
         return Ok((0, None));
     }
     let path = engine.claude.history();
+    if crate::claude::discover::link_below(&engine.claude.root, &path).is_some() {
+        // A symbolic link is never written through (push reports it).
+        return Ok((0, None));
+    }
     let before = std::fs::metadata(&path)
         .ok()
         .map(|m| (m.len(), crate::os::mtime_ns(&m)));
@@ -152,13 +157,12 @@ pub fn pull(
             .create(true)
             .append(true)
             .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+            .at("open", &path)?;
         if !local.is_empty() && !local.ends_with(b"\n") {
             add.insert(0, b'\n');
         }
         // One write: Claude Code may be appending to the same file.
-        f.write_all(&add)
-            .with_context(|| format!("cannot append to {}", path.display()))?;
+        f.write_all(&add).at("append to", &path)?;
     }
     let after = std::fs::metadata(&path)
         .ok()

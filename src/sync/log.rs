@@ -17,6 +17,7 @@ use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 
 use crate::claude::jsonscan::{TopScanner, Want};
+use crate::os::IoAt;
 use crate::store::git::Mark;
 use crate::store::layout::{SEGMENT_MAX, parse_segment_name, segment_name};
 use crate::store::{BlobReader, Oid, Txn};
@@ -371,7 +372,7 @@ pub fn merge_into_local(
     let mut local_file = match File::open(local) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", local.display())),
+        Err(e) => return Err(crate::os::errors::path_error(e, "read", local).into()),
     };
     let mut local_size = 0u64;
     if let Some(f) = local_file.as_mut() {
@@ -385,7 +386,8 @@ pub fn merge_into_local(
             });
             off += line.len() as u64;
             Ok(())
-        })?;
+        })
+        .with_context(|| format!("cannot read {}", local.display()))?;
         local_size = off;
     }
     // Occurrence queues are consumed front to back.
@@ -395,7 +397,7 @@ pub fn merge_into_local(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).at("create the folder", dir)?;
     let mut tmp = crate::os::temp_beside(local)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
@@ -412,10 +414,10 @@ pub fn merge_into_local(
                 written_len: &mut u64|
      -> Result<()> {
         if !*last_had_nl {
-            out.write_all(b"\n")?;
+            out.write_all(b"\n").at("write a new copy of", local)?;
             *written_len += 1;
         }
-        out.write_all(bytes)?;
+        out.write_all(bytes).at("write a new copy of", local)?;
         *written_len += bytes.len() as u64;
         *last_had_nl = bytes.ends_with(b"\n");
         Ok(())
@@ -447,8 +449,9 @@ pub fn merge_into_local(
                     next_local = i + 1;
                     let l = lines[i];
                     linebuf.resize(l.len as usize, 0);
-                    f.seek(SeekFrom::Start(l.offset))?;
-                    f.read_exact(&mut linebuf)?;
+                    f.seek(SeekFrom::Start(l.offset))
+                        .and_then(|_| f.read_exact(&mut linebuf))
+                        .at("read", local)?;
                     emit(&mut out, &linebuf, &mut last_had_nl, &mut written_len)?;
                 }
                 _ => {
@@ -474,18 +477,21 @@ pub fn merge_into_local(
         next_local = i + 1;
         if let Some(f) = local_file.as_mut() {
             linebuf.resize(l.len as usize, 0);
-            f.seek(SeekFrom::Start(l.offset))?;
-            f.read_exact(&mut linebuf)?;
+            f.seek(SeekFrom::Start(l.offset))
+                .and_then(|_| f.read_exact(&mut linebuf))
+                .at("read", local)?;
             emit(&mut out, &linebuf, &mut last_had_nl, &mut written_len)?;
         }
     }
-    out.flush()?;
+    out.flush().at("write a new copy of", local)?;
     drop(out);
     res.size = written_len;
     if same && local_file.is_some() && written_len == local_size {
         return Ok(res);
     }
-    tmp.as_file_mut().sync_data()?;
+    tmp.as_file_mut()
+        .sync_data()
+        .at("write a new copy of", local)?;
     tmp.persist(local)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot replace {}", local.display()))?;
@@ -506,7 +512,7 @@ pub fn append_to_local(
     {
         let mut src =
             File::open(local).with_context(|| format!("cannot read {}", local.display()))?;
-        std::io::copy(&mut src, tmp.as_file_mut())?;
+        std::io::copy(&mut src, tmp.as_file_mut()).at("copy", local)?;
     }
     let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
     let mut added = 0u64;
@@ -514,19 +520,21 @@ pub fn append_to_local(
     let mut mapped = Vec::new();
     for_each_repo_line(reader, extra, |line| {
         if need_nl {
-            out.write_all(b"\n")?;
+            out.write_all(b"\n").at("write a new copy of", local)?;
             need_nl = false;
         }
         mapped.clear();
         to_local(line, &mut mapped);
-        out.write_all(&mapped)?;
+        out.write_all(&mapped).at("write a new copy of", local)?;
         need_nl = !mapped.ends_with(b"\n");
         added += 1;
         Ok(())
     })?;
-    out.flush()?;
+    out.flush().at("write a new copy of", local)?;
     drop(out);
-    tmp.as_file_mut().sync_data()?;
+    tmp.as_file_mut()
+        .sync_data()
+        .at("write a new copy of", local)?;
     tmp.persist(local)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot replace {}", local.display()))?;

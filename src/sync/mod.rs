@@ -32,6 +32,7 @@ use serde::Serialize;
 use crate::catalog::Entry;
 use crate::claude::ClaudeDir;
 use crate::config::{Config, Home, SecretMode};
+use crate::os::IoAt;
 use crate::paths::{Context, Mapper};
 use crate::secrets;
 
@@ -186,15 +187,16 @@ pub fn complete_end(file: &mut File, size: u64) -> std::io::Result<u64> {
 
 /// Call `f` with chunks of whole lines of `file` between `from` and `to` (the last chunk may
 /// end without a newline when `to` does). Chunks are about `chunk` bytes; a longer line is one
-/// chunk of its own.
+/// chunk of its own. `path` names the file in errors.
 pub fn for_each_chunk(
     file: &mut File,
+    path: &Path,
     from: u64,
     to: u64,
     chunk: usize,
     mut f: impl FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<()> {
-    file.seek(SeekFrom::Start(from))?;
+    file.seek(SeekFrom::Start(from)).at("read", path)?;
     let mut left = to.saturating_sub(from);
     let mut buf: Vec<u8> = Vec::with_capacity(chunk);
     let mut offset = from;
@@ -202,7 +204,7 @@ pub fn for_each_chunk(
         let want = (chunk.max(1)).min(left as usize);
         let old = buf.len();
         buf.resize(old + want, 0);
-        file.read_exact(&mut buf[old..])?;
+        file.read_exact(&mut buf[old..]).at("read", path)?;
         left -= want as u64;
         let cut = if left == 0 {
             Some(buf.len())
@@ -260,21 +262,20 @@ pub fn append_lines(path: &Path, lines: &[Vec<u8>]) -> Result<()> {
         let mut out = std::io::BufWriter::new(tmp.as_file_mut());
         let mut src =
             File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        std::io::copy(&mut src, &mut out)
-            .with_context(|| format!("cannot copy {}", path.display()))?;
-        let len = src.metadata()?.len();
-        if len > 0 && !pull::file_ends_with_newline(&mut src, len)? {
-            out.write_all(b"\n")?;
+        std::io::copy(&mut src, &mut out).at("copy", path)?;
+        let len = src.metadata().at("read the metadata of", path)?.len();
+        if len > 0 && !pull::file_ends_with_newline(&mut src, len).at("read", path)? {
+            out.write_all(b"\n").at("write", path)?;
         }
         for l in lines {
-            out.write_all(l)?;
+            out.write_all(l).at("write", path)?;
             if !l.ends_with(b"\n") {
-                out.write_all(b"\n")?;
+                out.write_all(b"\n").at("write", path)?;
             }
         }
-        out.flush()?;
+        out.flush().at("write", path)?;
     }
-    tmp.as_file_mut().sync_data()?;
+    tmp.as_file_mut().sync_data().at("write", path)?;
     tmp.persist(path)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot replace {}", path.display()))?;
@@ -308,7 +309,7 @@ mod tests {
         std::fs::write(&p, b"l1\nline2\nl3\nlast").unwrap();
         let mut f = File::open(&p).unwrap();
         let mut got = Vec::new();
-        for_each_chunk(&mut f, 3, 16, 4, |c, off| {
+        for_each_chunk(&mut f, &p, 3, 16, 4, |c, off| {
             got.push((String::from_utf8(c.to_vec()).unwrap(), off));
             Ok(())
         })

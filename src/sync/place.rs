@@ -20,6 +20,7 @@ use super::log::{self, for_each_line};
 use super::state::Index;
 use crate::claude::ClaudeDir;
 use crate::claude::discover::LocalSession;
+use crate::os::IoAt;
 
 /// Whether two folder names are the same folder here (Windows: case does not matter).
 fn same_folder(a: &Path, b: &Path) -> bool {
@@ -58,8 +59,7 @@ pub fn move_session(
         return Ok(());
     }
     let folder = target.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(folder)
-        .with_context(|| format!("cannot create {}", folder.display()))?;
+    std::fs::create_dir_all(folder).at("create the folder", folder)?;
     let mut moves: Vec<(PathBuf, PathBuf)> = vec![(s.transcript.clone(), target.to_path_buf())];
     let src_dir = s.transcript.parent().map(|p| p.join(&s.id));
     for a in &s.attachments {
@@ -102,7 +102,7 @@ pub fn move_session(
 /// kept both ways (the moved one beside the target when they differ).
 fn move_file(from: &Path, to: &Path) -> Result<()> {
     if let Some(dir) = to.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).at("create the folder", dir)?;
     }
     if !to.exists() {
         return std::fs::rename(from, to)
@@ -131,7 +131,8 @@ pub fn union_into(from: &Path, to: &Path) -> Result<()> {
     for_each_line(BufReader::new(f), |l| {
         have.add(log::identity(l));
         Ok(())
-    })?;
+    })
+    .with_context(|| format!("cannot read {}", to.display()))?;
     let mut missing: Vec<Vec<u8>> = Vec::new();
     let src = File::open(from).with_context(|| format!("cannot read {}", from.display()))?;
     for_each_line(BufReader::new(src), |l| {
@@ -139,7 +140,8 @@ pub fn union_into(from: &Path, to: &Path) -> Result<()> {
             missing.push(l.to_vec());
         }
         Ok(())
-    })?;
+    })
+    .with_context(|| format!("cannot read {}", from.display()))?;
     if missing.is_empty() {
         return Ok(());
     }

@@ -23,10 +23,11 @@ use super::push::Skipped;
 use super::snapshot::{RepoSession, Snapshot};
 use super::state::{Event, FileRecord, Index, LogRecord, PullMark, SessionRecord, State};
 use super::{Engine, branches, history};
-use crate::claude::discover::{self, LocalSession};
+use crate::claude::discover::{self, LocalSession, SkipReason, link_below};
 use crate::claude::naming;
 use crate::config::shared::{self, RepoKind};
-use crate::paths::normalize_path;
+use crate::os::IoAt;
+use crate::paths::check_cwd;
 use crate::store::layout::{self, PROJECT_FILE, ProjectRecord, SessionMeta, TRANSCRIPT_LOG};
 use crate::store::{BlobReader, Store};
 
@@ -76,6 +77,9 @@ pub struct PullReport {
     /// Files the repository has that were deleted here and not brought back (paths relative to
     /// the Claude Code dir; `pull --force` brings them back).
     pub deleted_here: Vec<String>,
+    /// Symbolic links inside the Claude Code dir that a file would have been written through:
+    /// not followed, nothing written there.
+    pub links: Vec<String>,
     pub head: Option<String>,
     pub seconds: f64,
     /// Set when this pull converted a repository of the Python claude-session-sync.
@@ -424,6 +428,10 @@ fn pull_session(
     let mut changed = false;
     for (rel, stored) in &rs.logs {
         let (key, path) = log_target(engine, &transcript, sid, rel);
+        if let Some(link) = link_below(&engine.claude.root, &path) {
+            report.links.push(link.display().to_string());
+            continue;
+        }
         let record = index
             .logs
             .get(&key)
@@ -442,6 +450,10 @@ fn pull_session(
     }
     for (rel, stored) in &rs.files {
         let (key, path) = log_target(engine, &transcript, sid, rel);
+        if let Some(link) = link_below(&engine.claude.root, &path) {
+            d.report.links.push(link.display().to_string());
+            continue;
+        }
         let r = files::reconcile(
             FileSides {
                 local_key: key.clone(),
@@ -518,7 +530,7 @@ fn has_duplicates(engine: &Engine) -> bool {
 }
 
 /// Bump when the rules of [`placement`] change: the next pull checks every session again.
-pub const PLACEMENT_VERSION: u32 = 1;
+pub const PLACEMENT_VERSION: u32 = 2;
 
 /// A session whose local copies are not (only) where Claude Code looks for it.
 #[derive(Debug, Clone, Serialize)]
@@ -615,16 +627,34 @@ pub(crate) fn placement(
             ))));
         }
     };
-    if normalize_path(engine.config.path_style, "cwd", &local_cwd).is_err() && local_cwd.len() > 1 {
+    // The shape of a working directory, not the characters of a placeholder value: a cwd may
+    // hold quotes, backslashes, tabs, newlines or braces, and only names a project folder
+    // through Claude Code's encoding (which push checks with the same function).
+    if let Err(why) = check_cwd(engine.config.path_style, &local_cwd) {
         return refused(
             &meta_file.path,
-            format!("working directory {local_cwd:?} is not an absolute path here"),
+            format!("working directory {local_cwd:?} is not usable here: {why}"),
         );
     }
     let transcript = match naming::session_file(engine.claude, &local_cwd, &rs.id) {
         Ok(t) => t,
         Err(e) => return refused(&meta_file.path, format!("{e:#}")),
     };
+    // Never through a symbolic link inside the Claude Code dir: it could point anywhere.
+    let folder = transcript.parent().unwrap_or(&engine.claude.root);
+    for p in [
+        transcript.clone(),
+        folder.join(&rs.id),
+        engine.claude.file_history().join(&rs.id),
+    ] {
+        if let Some(link) = link_below(&engine.claude.root, &p) {
+            return Ok(Err(Unplaced::Skipped(format!(
+                "{} is {}",
+                link.display(),
+                SkipReason::Link.describe()
+            ))));
+        }
+    }
     Ok(Ok(Placed {
         meta,
         local_cwd,
@@ -694,12 +724,14 @@ fn merge_log(
     {
         let mut f =
             std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if r.local_len == 0 || log::fingerprint(&mut f, r.local_len)? == r.local_fp {
+        if r.local_len == 0 || log::fingerprint(&mut f, r.local_len).at("read", path)? == r.local_fp
+        {
             let extras = &stored.segs[r.segs.len()..];
             let mut added = 0;
             let mut watch = None;
             if !extras.is_empty() {
-                let ends_nl = r.local_len == 0 || file_ends_with_newline(&mut f, r.local_len)?;
+                let ends_nl = r.local_len == 0
+                    || file_ends_with_newline(&mut f, r.local_len).at("read", path)?;
                 let w = watch.insert(branches::AppendWatch::new(path, r.local_len));
                 let mut to_local = |l: &[u8], out: &mut Vec<u8>| {
                     w.see(l);
@@ -727,8 +759,8 @@ fn merge_log(
     let mut rec = after_write(path, stored, res.local_only == 0)?;
     rec.local_len = res.repo_part_len;
     if res.repo_part_len > 0 {
-        let mut f = std::fs::File::open(path)?;
-        rec.local_fp = log::fingerprint(&mut f, res.repo_part_len)?;
+        let mut f = std::fs::File::open(path).at("read", path)?;
+        rec.local_fp = log::fingerprint(&mut f, res.repo_part_len).at("read", path)?;
     }
     Ok(Merged {
         added: res.added_lines,
@@ -750,10 +782,10 @@ pub(crate) fn file_ends_with_newline(f: &mut std::fs::File, len: u64) -> std::io
 /// the repository lacks remain, and the record's stat is left blank so that push sends them.
 fn after_write(path: &Path, stored: &StoredLog, all_pushed: bool) -> Result<LogRecord> {
     let m = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut f = std::fs::File::open(path)?;
+    let mut f = std::fs::File::open(path).at("read", path)?;
     let len = m.len();
     let fp = if len > 0 {
-        log::fingerprint(&mut f, len)?
+        log::fingerprint(&mut f, len).at("read", path)?
     } else {
         0
     };
@@ -814,6 +846,11 @@ impl Delta {
         report.skipped.extend(r.skipped);
         report.conflicts.extend(r.conflicts);
         report.refused.extend(r.refused);
+        for l in r.links {
+            if !report.links.contains(&l) {
+                report.links.push(l);
+            }
+        }
     }
 }
 
@@ -944,6 +981,10 @@ fn pull_file(
     reader: &mut BlobReader,
     d: &mut Delta,
 ) -> Result<()> {
+    if let Some(link) = link_below(&engine.claude.root, &local_path) {
+        d.report.links.push(link.display().to_string());
+        return Ok(());
+    }
     // A file lost here and written anew since merges as a new file.
     let anew = index.lost.contains_key(&key) && local_path.exists();
     let record = index.files.get(&key).filter(|_| !anew);

@@ -23,8 +23,9 @@ use super::snapshot::{RepoSession, Snapshot};
 use super::state::{Event, FileRecord, Index, LogRecord, SessionRecord, State};
 use super::{Engine, SecretReport, complete_end, for_each_chunk};
 use crate::catalog::{self, Entry};
-use crate::claude::discover::{Attachment, walk_files};
+use crate::claude::discover::{Attachment, SkipReason, link_below, walk};
 use crate::config::SecretMode;
+use crate::os::IoAt;
 use crate::store::layout::{
     self, META_FILE, PROJECT_FILE, ProjectRecord, SessionMeta, TRANSCRIPT_LOG,
 };
@@ -73,6 +74,13 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A local file push left out, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NotSent {
+    pub path: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PushReport {
     pub up_to_date: bool,
@@ -95,6 +103,12 @@ pub struct PushReport {
     pub deleted: Vec<String>,
     /// Files missing here whose deletion this push held back.
     pub withheld: Vec<Withheld>,
+    /// Local files left out, and why: symbolic links (never followed), names the repository
+    /// cannot hold or that would not read back.
+    pub not_sent: Vec<NotSent>,
+    /// Sessions whose last line is unfinished (no newline yet): it is sent once the file has
+    /// been quiet for a while and no Claude Code process has it open.
+    pub held_back: Vec<String>,
     pub commit: Option<String>,
     pub seconds: f64,
 }
@@ -184,6 +198,37 @@ fn changed_log(index: &Index, key: &str, size: u64, mtime_ns: i128) -> bool {
         .is_none_or(|r| r.size != size || r.mtime_ns != mtime_ns)
 }
 
+/// A log whose last push held back an unfinished last line: looked at again on every push
+/// (its stat may never change again), until the line is complete or the file is quiet.
+fn held_back(index: &Index, key: &str) -> bool {
+    index.logs.get(key).is_some_and(|r| r.local_len < r.size)
+}
+
+/// Why pull would refuse this session, checked before it is sent (the same rules: one session
+/// id rule, and a working directory that is an absolute path here and maps back to itself).
+fn unsendable(engine: &Engine, id: &str, cwds: [&str; 2]) -> Option<String> {
+    if !layout::valid_session_id(id) {
+        return Some(format!(
+            "its file name {id:?}.jsonl is not a session id the sync repository can hold ({})",
+            layout::SESSION_ID_RULE
+        ));
+    }
+    for cwd in cwds {
+        if let Err(why) = crate::paths::check_cwd(engine.config.path_style, cwd) {
+            return Some(format!(
+                "its working directory {cwd:?} is not usable: {why}"
+            ));
+        }
+        let portable = engine.mapper.portable_path(cwd);
+        if engine.mapper.local_path(&portable).as_deref() != Ok(cwd) {
+            return Some(format!(
+                "its working directory {cwd:?} would not come back the same from its portable form {portable:?}"
+            ));
+        }
+    }
+    None
+}
+
 fn changed_file(index: &Index, key: &str, path: &Path, size: u64, mtime_ns: i128) -> bool {
     files::differs(index.files.get(key), path, size, mtime_ns)
 }
@@ -238,6 +283,18 @@ fn push_once(
         dry_run: opts.dry_run,
         ..PushReport::default()
     };
+    for (path, why) in &cat.unreadable {
+        report.not_sent.push(NotSent {
+            path: path.display().to_string(),
+            reason: format!("it cannot be read ({why})"),
+        });
+    }
+    for skip in &cat.discovery.skipped {
+        report.not_sent.push(NotSent {
+            path: skip.path.display().to_string(),
+            reason: skip.reason.describe().to_string(),
+        });
+    }
     let mut work: Vec<SessionWork> = Vec::new();
     let mut folder_cwd: BTreeMap<String, String> = BTreeMap::new();
     for e in &cat.entries {
@@ -263,6 +320,14 @@ fn push_once(
         if !opts.all && !cfg.in_sync_dirs(cwd) && !cfg.in_sync_dirs(here) {
             continue;
         }
+        // Never stored where no machine could take it back from: refused here, with the reason.
+        if let Some(reason) = unsendable(engine, &e.session.id, [cwd, here]) {
+            report.skipped.push(Skipped {
+                session: e.session.id.clone(),
+                reason,
+            });
+            continue;
+        }
         folder_cwd
             .entry(e.session.project_folder.clone())
             .or_insert_with(|| here.to_string());
@@ -275,7 +340,7 @@ fn push_once(
             files: Vec::new(),
             new,
         };
-        if changed_log(&index, &key, s.size, s.mtime_ns) {
+        if changed_log(&index, &key, s.size, s.mtime_ns) || held_back(&index, &key) {
             w.logs.push(LogItem {
                 key,
                 path: s.transcript.clone(),
@@ -284,11 +349,27 @@ fn push_once(
                 mtime_ns: s.mtime_ns,
             });
         }
+        let mut sendable = |rel: &str, is_log: bool, a: &Attachment| match layout::check_session_rel(
+            rel, is_log,
+        ) {
+            Ok(()) => true,
+            Err(why) => {
+                report.not_sent.push(NotSent {
+                    path: a.path.display().to_string(),
+                    reason: format!("its name cannot be stored in the sync repository: {why}"),
+                });
+                false
+            }
+        };
         for a in &s.attachments {
             let k = engine.key(&a.path);
             let rel = format!("files/{}", a.rel);
-            if a.rel.ends_with(".jsonl") {
-                if changed_log(&index, &k, a.size, a.mtime_ns) {
+            let is_log = a.rel.ends_with(".jsonl");
+            if !sendable(&rel, is_log, a) {
+                continue;
+            }
+            if is_log {
+                if changed_log(&index, &k, a.size, a.mtime_ns) || held_back(&index, &k) {
                     w.logs.push(LogItem {
                         key: k,
                         path: a.path.clone(),
@@ -309,11 +390,12 @@ fn push_once(
         }
         for a in &s.file_history {
             let k = engine.key(&a.path);
-            if changed_file(&index, &k, &a.path, a.size, a.mtime_ns) {
+            let rel = format!("{}/{}", layout::FILE_HISTORY_DIR, a.rel);
+            if sendable(&rel, false, a) && changed_file(&index, &k, &a.path, a.size, a.mtime_ns) {
                 w.files.push(FileItem {
                     key: k,
                     path: a.path.clone(),
-                    repo_path_rel: format!("{}/{}", layout::FILE_HISTORY_DIR, a.rel),
+                    repo_path_rel: rel,
                     size: a.size,
                     mtime_ns: a.mtime_ns,
                 });
@@ -321,11 +403,15 @@ fn push_once(
         }
         for a in &s.legacy_agents {
             let k = engine.key(&a.path);
-            if changed_log(&index, &k, a.size, a.mtime_ns) {
+            let rel = format!("{}/{}", layout::LEGACY_DIR, a.rel);
+            if !sendable(&rel, true, a) {
+                continue;
+            }
+            if changed_log(&index, &k, a.size, a.mtime_ns) || held_back(&index, &k) {
                 w.logs.push(LogItem {
                     key: k,
                     path: a.path.clone(),
-                    rel: format!("{}/{}", layout::LEGACY_DIR, a.rel),
+                    rel,
                     size: a.size,
                     mtime_ns: a.mtime_ns,
                 });
@@ -338,14 +424,7 @@ fn push_once(
     let loose = if opts.only.is_some() {
         Vec::new()
     } else {
-        loose_files(
-            engine,
-            &cat,
-            &index,
-            &folder_cwd,
-            opts.all,
-            &mut report.memory_unplaced,
-        )?
+        loose_files(engine, &cat, &index, &folder_cwd, opts.all, &mut report)?
     };
     let held = if opts.only.is_some() {
         HeldBack::default()
@@ -368,9 +447,17 @@ fn push_once(
     let history_stat = if opts.only.is_some() {
         None
     } else {
-        std::fs::metadata(&history_path)
-            .ok()
-            .map(|m| (m.len(), crate::os::mtime_ns(&m)))
+        match std::fs::symlink_metadata(&history_path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                report.not_sent.push(NotSent {
+                    path: history_path.display().to_string(),
+                    reason: SkipReason::Link.describe().to_string(),
+                });
+                None
+            }
+            Ok(m) => Some((m.len(), crate::os::mtime_ns(&m))),
+            Err(_) => None,
+        }
     };
     let history_changed =
         history_stat.is_some_and(|(sz, mt)| changed_log(&index, super::history::KEY, sz, mt));
@@ -533,12 +620,10 @@ fn push_once(
     })?;
 
     engine.progress_end();
-    let unplaced = std::mem::take(&mut report.memory_unplaced);
+    // What was found before the commit was built (sessions and files left out) still holds.
+    let before = report;
     let settle = std::mem::take(&mut staged.settle);
-    let withheld = std::mem::take(&mut report.withheld);
     let mut report = std::mem::take(&mut staged.report);
-    report.memory_unplaced = unplaced;
-    report.withheld = withheld;
     report.dry_run = false;
     if let Some(c) = &commit {
         // Resolve the objects written in this commit, then remember everything.
@@ -598,7 +683,8 @@ fn push_once(
                 index.logs.insert(d.key.clone(), d.record(segs));
             }
         }
-        report.up_to_date = report.blocked.is_empty() && report.skipped.is_empty();
+        report.up_to_date =
+            report.blocked.is_empty() && report.skipped.is_empty() && report.held_back.is_empty();
     }
     let resolved_files = match &commit {
         Some(c) => {
@@ -679,6 +765,10 @@ fn push_once(
         status.last_error = None;
         State::save_status(engine.home, &status)?;
     }
+    report.memory_unplaced = before.memory_unplaced;
+    report.withheld = before.withheld;
+    report.not_sent.splice(0..0, before.not_sent);
+    report.skipped.splice(0..0, before.skipped);
     report.seconds = started.elapsed().as_secs_f64();
     Ok((report, settle))
 }
@@ -807,6 +897,22 @@ fn push_session(
         }
         drafts.push((item, out));
     }
+    // A log whose last line is unfinished keeps it back until the file is quiet; its record
+    // (local_len < size) brings it back to the next push even if its stat never changes.
+    if drafts.iter().any(|(item, out)| out.local_len < item.size) {
+        staged.report.held_back.push(sid.clone());
+    }
+    // Nothing of the conversation stored or sent yet (its only line is unfinished): send
+    // nothing, so that the repository never lists a session it cannot give back.
+    let transcript_stored = existing
+        .and_then(|r| r.transcript())
+        .is_some_and(|t| !t.segs.is_empty());
+    let transcript_sent = drafts
+        .iter()
+        .any(|(item, out)| item.rel == TRANSCRIPT_LOG && !out.writer.is_empty());
+    if !transcript_stored && !transcript_sent {
+        return Ok(());
+    }
     let blocked = engine.config.secret_scan == SecretMode::Block && !secrets_found.is_empty();
     staged.report.secrets.extend(secrets_found);
     if blocked {
@@ -823,12 +929,15 @@ fn push_session(
             local_fp,
             local_lines,
             equal,
+            lines,
             ..
         } = out;
         let repo_dir = stored.dir.clone();
         let segs = if !writer.is_empty() {
             staged.report.bytes += writer.appended;
-            staged.report.lines += writer.lines;
+            // Lines sent, counting a last one without its newline (`writer.lines` counts
+            // newlines).
+            staged.report.lines += lines;
             changed = true;
             writer.finish(txn, reader)?
         } else {
@@ -1022,16 +1131,16 @@ fn push_log(
 ) -> Result<LogOut> {
     let mut f =
         File::open(&item.path).with_context(|| format!("cannot read {}", item.path.display()))?;
-    let size = f.metadata()?.len();
+    let size = f.metadata().at("read the metadata of", &item.path)?.len();
     let quiet =
         !live && (Utc::now().timestamp_nanos_opt().unwrap_or(0) as i128 - item.mtime_ns) > QUIET_NS;
     let end = if quiet {
         size
     } else {
-        complete_end(&mut f, size)?
+        complete_end(&mut f, size).at("read", &item.path)?
     };
     let fp = if end > 0 {
-        log::fingerprint(&mut f, end)?
+        log::fingerprint(&mut f, end).at("read", &item.path)?
     } else {
         0
     };
@@ -1042,7 +1151,8 @@ fn push_log(
     // Fast path: the index says what is stored, and the stored log only grew since.
     if let Some(r) = record
         && r.local_len <= end
-        && (r.local_len == 0 || log::fingerprint(&mut f, r.local_len)? == r.local_fp)
+        && (r.local_len == 0
+            || log::fingerprint(&mut f, r.local_len).at("read", &item.path)? == r.local_fp)
         && log::is_prefix(&r.segs, &stored.segs)
     {
         let extras = &stored.segs[r.segs.len()..];
@@ -1059,7 +1169,7 @@ fn push_log(
         // Turns appended here that do not continue the conversation's end make a branch.
         let mut watch = (item.rel == TRANSCRIPT_LOG && r.local_len < end)
             .then(|| super::branches::AppendWatch::new(&item.path, r.local_len));
-        for_each_chunk(&mut f, r.local_len, end, CHUNK, |chunk, _| {
+        for_each_chunk(&mut f, &item.path, r.local_len, end, CHUNK, |chunk, _| {
             engine.progress_advance(chunk.len() as u64);
             if let Some(w) = watch.as_mut() {
                 for line in split_lines(chunk) {
@@ -1079,7 +1189,8 @@ fn push_log(
                     }
                 }
             } else {
-                lines_out += memchr::memchr_iter(b'\n', &out).count() as u64;
+                // Whole lines, the last one possibly without its newline (a quiet file).
+                lines_out += split_lines(&out).count() as u64;
                 writer.push(&out, txn)?;
             }
             writer.maybe_cut(txn)?;
@@ -1110,7 +1221,7 @@ fn push_log(
     let mut line_no = 1u64;
     let stored_ends_nl = stored_ends_with_newline(reader, &stored)?;
     let mut first = true;
-    for_each_chunk(&mut f, 0, end, CHUNK, |chunk, _| {
+    for_each_chunk(&mut f, &item.path, 0, end, CHUNK, |chunk, _| {
         engine.progress_advance(chunk.len() as u64);
         let mut out = Vec::with_capacity(chunk.len());
         engine.outbound(chunk, &mut out, key, line_no, found);
@@ -1174,17 +1285,37 @@ fn loose_files(
     index: &Index,
     folder_cwd: &BTreeMap<String, String>,
     all: bool,
-    unplaced: &mut Vec<String>,
+    report: &mut PushReport,
 ) -> Result<Vec<LooseFile>> {
     let cfg = engine.config;
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
+    let not_sent = std::cell::RefCell::new(Vec::new());
+    let root = engine.claude.root.clone();
     let mut add = |out: &mut Vec<LooseFile>,
                    key: String,
                    path: PathBuf,
                    repo_path: String,
                    att: Option<&Attachment>,
                    project: Option<&String>| {
+        // Not through a symbolic link (a remembered file whose folder became one: what
+        // discovery found has none), and only names the repository can hold and give back.
+        if att.is_none()
+            && let Some(link) = link_below(&root, &path)
+        {
+            not_sent.borrow_mut().push(NotSent {
+                path: link.display().to_string(),
+                reason: SkipReason::Link.describe().to_string(),
+            });
+            return;
+        }
+        if let Err(why) = crate::store::format::check_rel_path(&repo_path) {
+            not_sent.borrow_mut().push(NotSent {
+                path: path.display().to_string(),
+                reason: format!("its name cannot be stored in the sync repository: {why}"),
+            });
+            return;
+        }
         if seen.insert(key.clone()) {
             out.push(LooseFile {
                 key,
@@ -1223,7 +1354,7 @@ fn loose_files(
         };
         let Some(portable) = portable else {
             if !p.memory.is_empty() {
-                unplaced.push(p.name.clone());
+                report.memory_unplaced.push(p.name.clone());
             }
             continue;
         };
@@ -1282,16 +1413,25 @@ fn loose_files(
     }
     // Global instructions and plans.
     let claude_md = engine.claude.claude_md();
-    let att = std::fs::metadata(&claude_md)
+    let att = std::fs::symlink_metadata(&claude_md)
         .ok()
-        .filter(|m| m.is_file())
+        .filter(|m| {
+            if m.file_type().is_symlink() {
+                not_sent.borrow_mut().push(NotSent {
+                    path: claude_md.display().to_string(),
+                    reason: SkipReason::Link.describe().to_string(),
+                });
+            }
+            m.is_file()
+        })
         .map(|m| Attachment {
             rel: "CLAUDE.md".into(),
             path: claude_md.clone(),
             size: m.len(),
             mtime_ns: crate::os::mtime_ns(&m),
         });
-    if att.is_some() || index.files.contains_key("CLAUDE.md") {
+    let claude_md_link = std::fs::symlink_metadata(&claude_md).is_ok_and(|m| m.is_symlink());
+    if !claude_md_link && (att.is_some() || index.files.contains_key("CLAUDE.md")) {
         add(
             &mut out,
             "CLAUDE.md".into(),
@@ -1357,7 +1497,14 @@ fn loose_files(
         );
     }
     let mut plans = Vec::new();
-    walk_files(&engine.claude.plans(), "", &mut plans)?;
+    let mut skipped = Vec::new();
+    walk(&engine.claude.plans(), "", &mut plans, &mut skipped)?;
+    for skip in skipped {
+        not_sent.borrow_mut().push(NotSent {
+            path: skip.path.display().to_string(),
+            reason: skip.reason.describe().to_string(),
+        });
+    }
     for a in &plans {
         add(
             &mut out,
@@ -1378,6 +1525,10 @@ fn loose_files(
             None,
         );
     }
+    let mut not_sent = not_sent.into_inner();
+    not_sent.sort_by(|a, b| a.path.cmp(&b.path));
+    not_sent.dedup();
+    report.not_sent.extend(not_sent);
     Ok(out)
 }
 

@@ -20,6 +20,7 @@ use super::Engine;
 use super::state::Index;
 use crate::claude::naming;
 use crate::config::path_is_under;
+use crate::os::IoAt;
 
 /// What a relocation did (or, in a dry run, would do).
 #[derive(Debug, Default, Serialize)]
@@ -154,8 +155,7 @@ pub fn relocate(engine: &Engine, old: &str, new: &str, dry_run: bool) -> Result<
             }
             if !dry_run {
                 if let Some(d) = dest.parent() {
-                    std::fs::create_dir_all(d)
-                        .with_context(|| format!("cannot create {}", d.display()))?;
+                    std::fs::create_dir_all(d).at("create the folder", d)?;
                 }
                 std::fs::rename(&f.path, &dest).with_context(|| {
                     format!("cannot move {} to {}", f.path.display(), dest.display())
