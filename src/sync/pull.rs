@@ -73,12 +73,21 @@ pub struct PullReport {
     pub branches: Vec<String>,
     /// Sessions moved into the folder Claude Code looks in (or merged from two folders).
     pub moved: Vec<String>,
+    /// The remote had lost what this machine saw there (see
+    /// [`super::state::check_history`]): what happened, in words. Pull brought what it still
+    /// has; the next push sends everything this machine has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_lost: Option<String>,
     pub head: Option<String>,
     pub seconds: f64,
 }
 
-/// Bring remote changes.
+/// Bring remote changes (once more with a new clone when the local clone was found damaged).
 pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
+    crate::store::with_clone_repair(|| pull_once(engine, opts))
+}
+
+fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
     let started = Instant::now();
     let cfg = engine.config;
     let mut report = PullReport {
@@ -93,9 +102,15 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
     } else {
         store.fetch(timeout)?
     };
+    let mut index = Index::load(engine.home, &cfg.remote);
+    let checked = super::state::check_history(&store, head.as_ref(), &mut index)?;
+    report.remote_lost = checked.lost;
     match shared::classify(&store, head.as_ref())? {
         RepoKind::Empty => {
-            report.up_to_date = true;
+            report.up_to_date = report.remote_lost.is_none();
+            if checked.changed && !opts.dry_run {
+                index.save(engine.home)?;
+            }
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
@@ -109,8 +124,8 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
             cfg.remote
         ),
     }
-    let mut index = Index::load(engine.home, &cfg.remote);
     report.head = head.as_ref().map(|h| h.0.clone());
+    index.seen.clone_from(&report.head);
     let settings = format!(
         "{:?}|{:?}|{}|{:?}|{}|{}",
         cfg.placeholders,
@@ -129,6 +144,9 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         && !has_duplicates(engine)
     {
         // The repository did not change since the last complete pull.
+        if checked.changed {
+            index.save(engine.home)?;
+        }
         report.up_to_date = true;
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
@@ -275,7 +293,8 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         State::save_status(engine.home, &status)?;
     }
     report.up_to_date = report.sessions_new + report.sessions_updated + report.files == 0
-        && report.history_lines == 0;
+        && report.history_lines == 0
+        && report.remote_lost.is_none();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -71,6 +71,10 @@ pub struct PushReport {
     pub branches: Vec<String>,
     /// Project folders whose memory could not be synced: nothing tells their directory.
     pub memory_unplaced: Vec<String>,
+    /// The remote had lost what this machine sent before (see [`super::state::check_history`]):
+    /// what happened, in words. Everything this machine has was sent again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_lost: Option<String>,
     pub commit: Option<String>,
     pub seconds: f64,
 }
@@ -171,7 +175,7 @@ fn changed_file(index: &Index, key: &str, size: u64, mtime_ns: i128) -> bool {
 /// the transcript is settled afterwards (see [`super::branches`]) and what that wrote — a
 /// `last-prompt` pin, a session for the other branch — is sent too.
 pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
-    let (mut report, settle) = push_once(engine, opts)?;
+    let (mut report, settle) = crate::store::with_clone_repair(|| push_once(engine, opts))?;
     if opts.dry_run || settle.is_empty() {
         return Ok(report);
     }
@@ -182,13 +186,11 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
         report.branches.extend(s.forks);
     }
     if again {
-        let (second, _) = push_once(
-            engine,
-            &PushOptions {
-                only: None,
-                ..opts.clone()
-            },
-        )?;
+        let again = PushOptions {
+            only: None,
+            ..opts.clone()
+        };
+        let (second, _) = crate::store::with_clone_repair(|| push_once(engine, &again))?;
         report.sessions_new += second.sessions_new;
         report.sessions_updated += second.sessions_updated;
         report.lines += second.lines;
@@ -207,6 +209,16 @@ fn push_once(
     let started = Instant::now();
     let cfg = engine.config;
     let mut index = Index::load(engine.home, &cfg.remote);
+    // Whether the remote still holds what the index says it does; if not, the records are gone
+    // and everything below counts as changed.
+    let remote_lost = super::state::verify_remote(
+        engine.home,
+        cfg,
+        &mut index,
+        opts.timeout.unwrap_or(Duration::from_secs(120)),
+        !opts.dry_run,
+    )?
+    .lost;
     let cat = catalog::load(
         engine.claude,
         Some(&engine.home.state_dir().join("catalog.json")),
@@ -215,6 +227,7 @@ fn push_once(
     // 1. What changed, from stat alone.
     let mut report = PushReport {
         dry_run: opts.dry_run,
+        remote_lost: remote_lost.clone(),
         ..PushReport::default()
     };
     let mut work: Vec<SessionWork> = Vec::new();
@@ -367,7 +380,7 @@ fn push_once(
     });
 
     if work.is_empty() && loose_changed.is_empty() && !history_changed {
-        report.up_to_date = true;
+        report.up_to_date = report.remote_lost.is_none();
         report.seconds = started.elapsed().as_secs_f64();
         return Ok((report, Vec::new()));
     }
@@ -491,6 +504,7 @@ fn push_once(
     let settle = std::mem::take(&mut staged.settle);
     let mut report = std::mem::take(&mut staged.report);
     report.memory_unplaced = unplaced;
+    report.remote_lost = remote_lost;
     report.dry_run = false;
     if let Some(c) = &commit {
         // Resolve the objects written in this commit, then remember everything.
@@ -550,7 +564,8 @@ fn push_once(
                 index.logs.insert(d.key.clone(), d.record(segs));
             }
         }
-        report.up_to_date = report.blocked.is_empty() && report.skipped.is_empty();
+        report.up_to_date =
+            report.blocked.is_empty() && report.skipped.is_empty() && report.remote_lost.is_none();
     }
     let resolved_files = match &commit {
         Some(c) => {
@@ -614,6 +629,9 @@ fn push_once(
         && built_on.as_ref().is_some_and(|b| b.0 == mark.head)
     {
         mark.head = c.0.clone();
+    }
+    if let Some(c) = &commit {
+        index.pushed(&store, c, built_on.as_ref());
     }
     index.save(engine.home)?;
     if commit.is_some() {
