@@ -254,7 +254,13 @@ impl Git {
 
     /// Which of `oids` this repository lacks (or cannot read the header of).
     pub fn missing_objects(&self, oids: &[Oid]) -> Result<std::collections::HashSet<Oid>> {
-        let mut missing = std::collections::HashSet::new();
+        // Something that is not an object id is missing by definition (and must not reach
+        // git's input, where a newline would shift every answer).
+        let (oids, bad): (Vec<Oid>, Vec<Oid>) = oids
+            .iter()
+            .cloned()
+            .partition(|o| Oid::parse(&o.0).is_some_and(|p| p == *o));
+        let mut missing: std::collections::HashSet<Oid> = bad.into_iter().collect();
         if oids.is_empty() {
             return Ok(missing);
         }
@@ -939,6 +945,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("git push"), "{e}");
+    }
+
+    #[test]
+    fn local_damage_is_told_from_the_remotes_complaints() {
+        for local in [
+            "error: inflate: data stream error (incorrect header check)\nfatal: loose object 3c40 (stored in ./objects/3c/40) is corrupt",
+            "fatal: missing object 0123 for refs/remotes/origin/main",
+            "fatal: bad config line 1 in file ./config",
+            "fatal: bad object refs/remotes/origin/main",
+            "error: packfile ./objects/pack/pack-1.pack cannot be accessed",
+        ] {
+            assert!(local_damage(local).is_some(), "{local}");
+        }
+        for remote in [
+            "fatal: '/x/sync.git' does not appear to be a git repository\nfatal: Could not read from remote repository.",
+            "remote: fatal: loose object 3c40 is corrupt\nfatal: early EOF",
+            "fatal: unable to access 'https://example.com/x.git/': Could not resolve host",
+            "! [rejected] main -> main (fetch first)",
+        ] {
+            assert_eq!(local_damage(remote), None, "{remote}");
+        }
+    }
+
+    #[test]
+    fn refs_naming_missing_objects_and_missing_objects_are_found() {
+        if !git_available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let g = Git::init_bare(&dir.path().join("r.git")).unwrap();
+        let mut t = g.transaction().unwrap();
+        let m = t.blob(b"x").unwrap();
+        t.put("x", m);
+        let c = t.commit(None, "t <t@t>", "one").unwrap();
+        g.set_ref("refs/remotes/origin/main", Some(&c)).unwrap();
+        assert_eq!(g.check_refs(), Ok(()));
+        let blob = g.ls_tree(&c, None).unwrap().remove(0).oid;
+        let gone = Oid("0123456789abcdef0123456789abcdef01234567".into());
+        let missing = g.missing_objects(&[blob.clone(), gone.clone()]).unwrap();
+        assert!(missing.contains(&gone) && !missing.contains(&blob));
+        // A ref to an object the clone lacks.
+        std::fs::write(
+            g.dir.join("refs/remotes/origin/main"),
+            format!("{}\n", gone.0),
+        )
+        .unwrap();
+        let why = g.check_refs().unwrap_err();
+        assert!(why.contains("refs/remotes/origin/main"), "{why}");
+        // Reading an object it lacks is the clone's damage, and is noted in it.
+        assert_eq!(g.damage_note(), None);
+        let e = g.reader().unwrap().read(&gone).unwrap_err();
+        assert!(is_clone_damage(&e), "{e:#}");
+        assert!(e.to_string().contains(&g.dir.display().to_string()), "{e}");
+        assert!(g.damage_note().is_some());
     }
 
     #[test]

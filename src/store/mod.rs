@@ -673,6 +673,103 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_remote_head_is_read_without_fetching() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Git::init_bare(&dir.path().join("remote.git")).unwrap();
+        let r = remote.dir.to_string_lossy().into_owned();
+        let t = Duration::from_secs(30);
+        assert_eq!(peek_remote_head(&r, "main", t).unwrap(), None, "empty");
+        let mut txn = remote.transaction().unwrap();
+        let m = txn.blob(b"x").unwrap();
+        txn.put("x", m);
+        let c = txn.commit(None, "t <t@t>", "one").unwrap();
+        remote.set_ref("refs/heads/main", Some(&c)).unwrap();
+        assert_eq!(peek_remote_head(&r, "main", t).unwrap(), Some(c.clone()));
+        assert_eq!(
+            peek_remote_head(&format!("file://{r}"), "main", t).unwrap(),
+            Some(c.clone())
+        );
+        remote.run(["pack-refs", "--all"]).unwrap();
+        assert!(!remote.dir.join("refs/heads/main").exists());
+        assert_eq!(peek_remote_head(&r, "main", t).unwrap(), Some(c));
+        assert_eq!(peek_remote_head(&r, "other", t).unwrap(), None);
+    }
+
+    #[test]
+    fn a_commit_puts_back_the_skeleton_a_repository_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Git::init_bare(&dir.path().join("remote.git")).unwrap();
+        let r = remote.dir.to_string_lossy().into_owned();
+        let home = Home::new(dir.path().join("a"));
+        let t = Duration::from_secs(30);
+        let mut store = Store::open(&home, &r, "main", "a").unwrap();
+        store.skeleton = Some(Skeleton {
+            me: MachineRecord {
+                machine_id: "a".into(),
+                hostname: "h".into(),
+                path_style: crate::paths::PathStyle::Posix,
+                registered_at: None,
+                last_seen: None,
+                ccsync_version: String::new(),
+                install_id: String::new(),
+            },
+            placeholders: [("HOME".to_string(), "/home/a".to_string())].into(),
+        });
+        let put = |s: &Store, path: &str| {
+            s.commit_and_push("t", true, t, |_, txn| {
+                let m = txn.blob(b"x")?;
+                txn.put(path, m);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap()
+        };
+        let names = |c: &Oid| -> Vec<String> {
+            store
+                .tree(c)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.path_str().unwrap().to_string())
+                .collect()
+        };
+        let c = put(&store, "history/000001.jsonl");
+        assert_eq!(
+            names(&c),
+            [
+                "ccsync.json",
+                "history/000001.jsonl",
+                "machines/a.json",
+                "shared_placeholders.json"
+            ]
+        );
+        let sp: SharedPlaceholders = store.read_json(&c, SHARED_PLACEHOLDERS).unwrap().unwrap();
+        assert_eq!(
+            sp.for_machine("a").get("HOME").map(String::as_str),
+            Some("/home/a")
+        );
+        // Present: nothing rewritten.
+        let c2 = put(&store, "history/000002.jsonl");
+        assert_eq!(
+            store
+                .git
+                .run(["diff-tree", "--name-only", "-r", &c.0, &c2.0])
+                .unwrap()
+                .trim(),
+            "history/000002.jsonl"
+        );
+        // Someone else's repository (no marker, other things at its root) is left alone.
+        let mut txn = remote.transaction().unwrap();
+        let m = txn.blob(b"readme").unwrap();
+        txn.put("README.md", m);
+        let foreign = txn.commit(None, "t <t@t>", "other").unwrap();
+        remote
+            .run(["update-ref", "refs/heads/main", &foreign.0])
+            .unwrap();
+        let c3 = put(&store, "history/000003.jsonl");
+        assert_eq!(names(&c3), ["README.md", "history/000003.jsonl"]);
+    }
+
+    #[test]
     fn local_remote_detection() {
         for local in [
             "/srv/sync.git",
