@@ -189,3 +189,50 @@ pub fn my_record(config: &crate::config::Config) -> MachineRecord {
         install_id: config.install_id.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Home;
+
+    #[test]
+    fn a_repository_with_only_ccsync_folders_and_no_marker_is_a_damaged_ccsync_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = crate::store::Git::init_bare(&dir.path().join("remote.git")).unwrap();
+        let store = Store::open(
+            &Home::new(dir.path().join("home")),
+            &remote.dir.to_string_lossy(),
+            "main",
+            "a",
+        )
+        .unwrap();
+        let commit = |paths: &[&str]| {
+            let mut txn = store.git.transaction().unwrap();
+            for p in paths {
+                let m = txn.blob(b"{}").unwrap();
+                txn.put(p, m);
+            }
+            txn.commit(None, "t <t@t>", "t").unwrap()
+        };
+        let kind = |paths: &[&str]| inspect(&store, Some(&commit(paths))).unwrap();
+        assert_eq!(inspect(&store, None).unwrap(), (RepoKind::Empty, false));
+        let (k, damaged) = kind(&["history/000001.jsonl"]);
+        assert!(matches!(k, RepoKind::Ccsync(_)) && damaged);
+        let (k, damaged) = kind(&["machines/a.json", "projects/x/project.json", "locks/s.json"]);
+        assert!(matches!(k, RepoKind::Ccsync(_)) && damaged);
+        let marker = r#"{"format": "ccsync", "version": 1}"#;
+        let mut txn = store.git.transaction().unwrap();
+        let m = txn.blob(marker.as_bytes()).unwrap();
+        txn.put(FORMAT_FILE, m);
+        let m = txn.blob(b"x").unwrap();
+        txn.put("README.md", m);
+        let with_marker = txn.commit(None, "t <t@t>", "t").unwrap();
+        let (k, damaged) = inspect(&store, Some(&with_marker)).unwrap();
+        assert!(matches!(k, RepoKind::Ccsync(_)) && !damaged);
+        assert_eq!(
+            kind(&["README.md", "history/000001.jsonl"]).0,
+            RepoKind::Foreign(2)
+        );
+        assert_eq!(kind(&["session_meta/x.json"]).0, RepoKind::Legacy);
+    }
+}
