@@ -3,11 +3,14 @@
 //! step with the repository.
 //!
 //! Those records say what the repository holds, so they hold only while the remote keeps its
-//! history. The index remembers the remote head it last saw ([`Index::seen`]); when a later head
+//! history. The index remembers the remote head it last saw ([`Index::seen`]). When a later head
 //! no longer contains it — the branch was deleted, the repository emptied or replaced, or
-//! rewound by a force-push — or the repository lost its format marker, the remote lost data:
-//! [`check_history`] drops the records and the pull mark, so that the next push sends
-//! everything this machine has again (a union: nothing is sent twice).
+//! rewound by a force-push — or a later commit deleted what ccsync never deletes (the marker,
+//! the shared placeholders, this machine's record, a session not forgotten on purpose), the
+//! remote lost data: [`check_history`] drops the records of what is stored (see
+//! [`Index::forget_stored`]), so that the next push sends everything this machine has again (a
+//! union: nothing is sent twice). Push checks before it trusts the index ([`verify_remote`]:
+//! one look at the remote head, a fetch only when it moved), pull after every fetch.
 
 use std::time::Duration;
 
@@ -231,11 +234,11 @@ impl Index {
     /// After this machine pushed `commit`, built on `built_on`: `commit` is the head seen, unless
     /// the remote lost what was seen before (then that stays, for [`check_history`] to notice).
     pub fn pushed(&mut self, store: &Store, commit: &Oid, built_on: Option<&Oid>) {
-        let keeps_history = match &self.seen {
+        let keeps_history = match self.seen.as_deref() {
             None => true,
             Some(s) => {
-                built_on.is_some_and(|b| b.0 == *s)
-                    || store.git.is_ancestor(&Oid(s.clone()), commit)
+                built_on.is_some_and(|b| b.0 == s)
+                    || Oid::parse(s).is_some_and(|s| store.git.is_ancestor(&s, commit))
             }
         };
         if keeps_history {
@@ -300,8 +303,14 @@ pub fn check_history(store: &Store, head: Option<&Oid>, index: &mut Index) -> Re
     if index.seen == now {
         return Ok(out);
     }
-    let (kind, damaged) = shared::inspect(store, head)?;
-    let seen = index.seen.clone().map(Oid);
+    // (A head that is not an object id — a hand-edited index — counts as none seen.)
+    let seen = index.seen.as_deref().and_then(Oid::parse);
+    let marker_lost = || {
+        format!(
+            "lost its format marker {} (only part of a ccsync repository is left)",
+            crate::store::format::FORMAT_FILE
+        )
+    };
     // What the remote lost, in words, and the last commit both histories share.
     let loss: Option<(String, Option<Oid>)> = match (&seen, head) {
         (Some(_), None) => Some((
@@ -311,28 +320,29 @@ pub fn check_history(store: &Store, head: Option<&Oid>, index: &mut Index) -> Re
             ),
             None,
         )),
-        (Some(_), Some(_)) if kind == RepoKind::Empty => {
-            Some(("is empty (it was emptied or replaced)".to_string(), None))
+        (Some(s), Some(h)) if !store.git.is_ancestor(s, h) => {
+            if shared::classify(store, head)? == RepoKind::Empty {
+                Some(("is empty (it was emptied or replaced)".to_string(), None))
+            } else {
+                Some((
+                    format!(
+                        "was rewound or replaced (commit {} that this machine last saw is no longer in its history)",
+                        s.short()
+                    ),
+                    store.git.merge_base(s, h),
+                ))
+            }
         }
-        (Some(s), Some(h)) if !store.git.is_ancestor(s, h) => Some((
-            format!(
-                "was rewound or replaced (commit {} that this machine last saw is no longer in its history)",
-                s.short()
-            ),
-            store.git.merge_base(s, h),
-        )),
-        (_, Some(_)) if damaged => Some((
-            format!(
-                "lost its format marker {} (only part of a ccsync repository is left)",
-                crate::store::format::FORMAT_FILE
-            ),
-            seen.clone(),
-        )),
         (Some(s), Some(h)) => {
             // The history goes on from what was seen: did a later commit delete what no ccsync
-            // command deletes?
+            // command deletes? (The marker included: what was seen was checked to have it.)
             let d = deleted_since(store, s, h)?;
-            if !d.skeleton.is_empty() {
+            if d.skeleton
+                .iter()
+                .any(|p| p == crate::store::format::FORMAT_FILE)
+            {
+                Some((marker_lost(), seen.clone()))
+            } else if !d.skeleton.is_empty() {
                 Some((
                     format!(
                         "lost {} (deleted by a later commit)",
@@ -364,6 +374,9 @@ pub fn check_history(store: &Store, head: Option<&Oid>, index: &mut Index) -> Re
                 None
             }
         }
+        // Nothing seen yet (a first sync, or an index from before heads were recorded): only
+        // a repository that is visibly damaged tells of a loss.
+        (None, Some(_)) if shared::inspect(store, head)?.1 => Some((marker_lost(), None)),
         _ => None,
     };
     if let Some((what, common)) = loss {
