@@ -668,3 +668,74 @@ fn stale_lock_files_and_a_broken_config_in_the_clone_do_not_stop_anything() {
     assert_whole(&remote, &[&a, &b]);
     assert_eq!(local_lines(&a), local_lines(&b));
 }
+
+/// A commit on top of `main` of a bare repository without the paths under `prefix`.
+fn commit_without(remote: &Path, prefix: &str) {
+    let index = remote.join("tmp-index");
+    let with_index = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(remote)
+            .args(args)
+            .env("GIT_INDEX_FILE", &index)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@x")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@x")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    with_index(&["read-tree", "main"]);
+    with_index(&["rm", "--cached", "-r", "-q", prefix]);
+    let tree = with_index(&["write-tree"]);
+    let parent = git(remote, &["rev-parse", "main"]);
+    let commit = git(
+        remote,
+        &["commit-tree", &tree, "-p", &parent, "-m", "cleanup"],
+    );
+    git(remote, &["update-ref", "refs/heads/main", &commit]);
+    std::fs::remove_file(index).unwrap();
+}
+
+#[test]
+fn a_session_deleted_without_forget_comes_back_and_a_forgotten_one_does_not() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, b) = two_machines(&w, &remote);
+    // Someone deletes B's session from the repository by hand (a plain commit on top).
+    let dir = repo_paths(&remote)
+        .into_iter()
+        .find(|p| p.contains(SB))
+        .map(|p| p[..p.find(SB).unwrap() + SB.len()].to_string())
+        .unwrap();
+    commit_without(&remote, &dir);
+    assert!(!remote_lines(&remote).contains_key(SB));
+
+    // A has a copy and notices in a plain push; B's sync sends it too (nothing twice).
+    let (so, se) = run(&a, &remote, &["push"]);
+    assert!(se.contains("lost 1 session"), "{se}");
+    assert!(!so.contains("up to date"), "{so}");
+    let (_, se) = run(&b, &remote, &["sync"]);
+    assert!(se.contains("lost 1 session") || se.is_empty(), "{se}");
+    assert_whole(&remote, &[&a, &b]);
+
+    // `ccsync forget` deletes on purpose: nobody sends it back, nobody warns.
+    run(&a, &remote, &["forget", SB]);
+    assert!(!remote_lines(&remote).contains_key(SB));
+    for m in [&b, &a] {
+        // (The remote lacks B's session on purpose now: not the `run` honesty check.)
+        let out = m.run(&["sync"]);
+        let (so, se) = (stdout(&out), stderr(&out));
+        assert!(out.status.success(), "{se}");
+        assert!(!se.contains("warning"), "{se}");
+        assert!(!so.contains("Pushed"), "{so}");
+    }
+    assert!(!remote_lines(&remote).contains_key(SB));
+}
