@@ -599,7 +599,7 @@ fn a_tracking_ref_naming_a_missing_object_is_repaired() {
 }
 
 #[test]
-fn a_corrupted_object_in_the_clone_is_repaired() {
+fn corrupt_objects_and_a_missing_pack_in_the_clone_are_repaired() {
     let w = World::new();
     let remote = w.path().join("sync.git");
     let (a, b) = two_machines(&w, &remote);
@@ -631,8 +631,31 @@ fn a_corrupted_object_in_the_clone_is_repaired() {
     assert!(!so.contains("Pull: everything is up to date"), "{so}");
     assert_eq!(set_aside_clones(&b), 2);
     assert!(local_lines(&b)[SA].contains("a-after-damage"));
+
+    // A pack the clone's fetches kept, gone (its index left behind).
+    append(&a, SA, "a-after-pack");
+    run(&a, &remote, &["push"]);
+    run(&b, &remote, &["pull"]);
+    let packs: Vec<PathBuf> = std::fs::read_dir(clone.join("objects/pack"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect();
+    assert!(!packs.is_empty(), "the fetch kept a pack");
+    for p in packs {
+        std::fs::remove_file(p).unwrap();
+    }
+    append(&a, SA, "a-after-pack-2");
+    run(&a, &remote, &["push"]);
+    append(&b, SB, "b-after-pack");
+    let (_, se) = run(&b, &remote, &["sync"]);
+    says_clone_repaired(&b, &se);
+    assert_eq!(set_aside_clones(&b), 3);
+    assert!(local_lines(&b)[SA].contains("a-after-pack-2"));
     run(&a, &remote, &["sync"]);
     assert_whole(&remote, &[&a, &b]);
+    assert_eq!(local_lines(&a), local_lines(&b));
 }
 
 #[test]
