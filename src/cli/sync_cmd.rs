@@ -88,6 +88,16 @@ pub fn push(env: &Env, args: PushArgs) -> Result<ExitCode> {
             ..PushOptions::default()
         },
     )?;
+    if let Some(lost) = &report.remote_lost {
+        warn_lost(
+            lost,
+            if args.dry_run {
+                Repair::DryRun
+            } else {
+                Repair::Pushed
+            },
+        );
+    }
     if args.format == TextFormat::Json {
         print_json(&report)?;
     } else {
@@ -108,6 +118,9 @@ pub fn pull(env: &Env, args: PullArgs) -> Result<ExitCode> {
         ..PullOptions::default()
     };
     let report = sync::pull(&engine, &opts)?;
+    if let Some(lost) = &report.remote_lost {
+        warn_lost(lost, Repair::PushNeeded);
+    }
     if args.format == TextFormat::Json {
         print_json(&report)?;
     } else {
@@ -137,6 +150,9 @@ pub fn sync(env: &Env, args: SyncArgs) -> Result<ExitCode> {
             ..PushOptions::default()
         },
     )?;
+    if let Some(lost) = pulled.remote_lost.as_ref().or(pushed.remote_lost.as_ref()) {
+        warn_lost(lost, Repair::Pushed);
+    }
     if args.format == TextFormat::Json {
         print_json(&json!({ "pull": pulled, "push": pushed }))?;
     } else {
@@ -157,6 +173,29 @@ pub fn sync(env: &Env, args: SyncArgs) -> Result<ExitCode> {
         print_deleted_here(&left);
     }
     Ok(push_code(&pushed))
+}
+
+/// What became of a remote that lost data.
+#[derive(Clone, Copy)]
+enum Repair {
+    /// This command sent everything this machine has again.
+    Pushed,
+    /// A dry run: the push would.
+    DryRun,
+    /// A pull: the next push will.
+    PushNeeded,
+}
+
+/// One sentence: what happened to the remote, and that (or how) it is repaired.
+fn warn_lost(lost: &str, repair: Repair) {
+    let what = match repair {
+        Repair::Pushed => "sent everything this machine has again to make it whole",
+        Repair::DryRun => "a push (without --dry-run) sends everything this machine has again",
+        Repair::PushNeeded => {
+            "pulled what it still has; run `ccsync push` (or `ccsync sync`) to send back everything this machine has"
+        }
+    };
+    eprintln!("warning: {lost}: {what}.");
 }
 
 fn push_code(r: &PushReport) -> ExitCode {
@@ -194,8 +233,19 @@ fn extras(files: usize, history: u64) -> String {
 }
 
 fn print_push(r: &PushReport) {
+    let nothing_missing = r.sessions_new + r.sessions_updated + r.files == 0
+        && r.history_lines == 0
+        && r.blocked.is_empty()
+        && r.skipped.is_empty();
     if r.up_to_date {
         println!("Push: everything is up to date ({:.2} s).", r.seconds);
+    } else if r.remote_lost.is_some() && nothing_missing && !r.dry_run {
+        // Checked line by line against what the remote has now: nothing of this machine's was
+        // missing (another machine had sent it back already).
+        println!(
+            "Push: the sync remote has every line this machine has ({:.2} s).",
+            r.seconds
+        );
     } else if r.dry_run {
         println!(
             "Push (dry run): would send {}, {} other file(s), about {}.",

@@ -12,14 +12,16 @@ use crate::store::format::{
     self, FORMAT_FILE, FormatMarker, MACHINES_DIR, MachineRecord, SHARED_PLACEHOLDERS,
     SharedPlaceholders,
 };
-use crate::store::{Oid, Store, Txn};
+use crate::store::{OWN_ROOT_NAMES, Oid, Store, Txn};
 
 /// What a remote branch holds.
 #[derive(Debug, PartialEq)]
 pub enum RepoKind {
     /// No branch yet, or an empty tree.
     Empty,
-    /// A ccsync repository.
+    /// A ccsync repository. One that lost its marker but holds nothing but ccsync's own
+    /// folders and files is one too, damaged: it carries the marker this build writes, and
+    /// [`inspect`] tells it apart.
     Ccsync(FormatMarker),
     /// A repository written by the Python `claude-session-sync` 0.x.
     Legacy,
@@ -29,24 +31,36 @@ pub enum RepoKind {
 
 /// Tell what the repository at `head` is.
 pub fn classify(store: &Store, head: Option<&Oid>) -> Result<RepoKind> {
+    Ok(inspect(store, head)?.0)
+}
+
+/// [`classify`], and whether the repository is a damaged ccsync repository: some of ccsync's
+/// own folders and files at its root (`history/` alone, say) but no format marker. Such a
+/// repository is repaired (the marker written again), never refused.
+pub fn inspect(store: &Store, head: Option<&Oid>) -> Result<(RepoKind, bool)> {
     let Some(head) = head else {
-        return Ok(RepoKind::Empty);
+        return Ok((RepoKind::Empty, false));
     };
     let top = store.git.run(["ls-tree", "--name-only", "-z", &head.0])?;
     let names: Vec<&str> = top.split('\0').filter(|s| !s.is_empty()).collect();
     if names.is_empty() {
-        return Ok(RepoKind::Empty);
+        return Ok((RepoKind::Empty, false));
     }
     if names.contains(&FORMAT_FILE) {
         let marker: FormatMarker = store.read_json(head, FORMAT_FILE)?.ok_or_else(|| {
             anyhow::anyhow!("{FORMAT_FILE} disappeared while reading the sync repository")
         })?;
-        return Ok(RepoKind::Ccsync(marker));
+        return Ok((RepoKind::Ccsync(marker), false));
     }
     if crate::migrate::looks_legacy(&names) {
-        return Ok(RepoKind::Legacy);
+        return Ok((RepoKind::Legacy, false));
     }
-    Ok(RepoKind::Foreign(names.len()))
+    if names.iter().all(|n| OWN_ROOT_NAMES.contains(n)) {
+        let mut marker = FormatMarker::new("");
+        marker.created_at = None;
+        return Ok((RepoKind::Ccsync(marker), true));
+    }
+    Ok((RepoKind::Foreign(names.len()), false))
 }
 
 /// The shared configuration at one commit.
@@ -107,7 +121,8 @@ pub fn put_json_if_changed<T: serde::Serialize>(
 }
 
 /// Apply `edit` to the shared placeholders and refresh this machine's record, as one
-/// compare-and-swap commit. With `write_marker`, the format marker is written when missing.
+/// compare-and-swap commit. The format marker is written when missing: on an empty repository
+/// only `write_marker` (registering) does it, on a damaged one always.
 /// Returns the new head, or `None` when nothing changed.
 pub fn update_shared<F>(
     store: &Store,
@@ -130,7 +145,7 @@ where
             }
         }
         let marker_old = head.map(|h| store.read_file(h, FORMAT_FILE)).transpose()?.flatten();
-        if write_marker && marker_old.is_none() {
+        if marker_old.is_none() && (write_marker || head.is_some()) {
             put_json_if_changed(txn, FORMAT_FILE, &FormatMarker::new(&me.machine_id), None)?;
         }
         let old_sp = head.map(|h| store.read_file(h, SHARED_PLACEHOLDERS)).transpose()?.flatten();
@@ -172,5 +187,52 @@ pub fn my_record(config: &crate::config::Config) -> MachineRecord {
         last_seen: Some(Utc::now()),
         ccsync_version: env!("CARGO_PKG_VERSION").to_string(),
         install_id: config.install_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Home;
+
+    #[test]
+    fn a_repository_with_only_ccsync_folders_and_no_marker_is_a_damaged_ccsync_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = crate::store::Git::init_bare(&dir.path().join("remote.git")).unwrap();
+        let store = Store::open(
+            &Home::new(dir.path().join("home")),
+            &remote.dir.to_string_lossy(),
+            "main",
+            "a",
+        )
+        .unwrap();
+        let commit = |paths: &[&str]| {
+            let mut txn = store.git.transaction().unwrap();
+            for p in paths {
+                let m = txn.blob(b"{}").unwrap();
+                txn.put(p, m);
+            }
+            txn.commit(None, "t <t@t>", "t").unwrap()
+        };
+        let kind = |paths: &[&str]| inspect(&store, Some(&commit(paths))).unwrap();
+        assert_eq!(inspect(&store, None).unwrap(), (RepoKind::Empty, false));
+        let (k, damaged) = kind(&["history/000001.jsonl"]);
+        assert!(matches!(k, RepoKind::Ccsync(_)) && damaged);
+        let (k, damaged) = kind(&["machines/a.json", "projects/x/project.json", "locks/s.json"]);
+        assert!(matches!(k, RepoKind::Ccsync(_)) && damaged);
+        let marker = r#"{"format": "ccsync", "version": 1}"#;
+        let mut txn = store.git.transaction().unwrap();
+        let m = txn.blob(marker.as_bytes()).unwrap();
+        txn.put(FORMAT_FILE, m);
+        let m = txn.blob(b"x").unwrap();
+        txn.put("README.md", m);
+        let with_marker = txn.commit(None, "t <t@t>", "t").unwrap();
+        let (k, damaged) = inspect(&store, Some(&with_marker)).unwrap();
+        assert!(matches!(k, RepoKind::Ccsync(_)) && !damaged);
+        assert_eq!(
+            kind(&["README.md", "history/000001.jsonl"]).0,
+            RepoKind::Foreign(2)
+        );
+        assert_eq!(kind(&["session_meta/x.json"]).0, RepoKind::Legacy);
     }
 }

@@ -52,6 +52,65 @@ pub enum PushOutcome {
     Rejected,
 }
 
+/// The local clone is at fault (a ref naming a missing object, a corrupt or missing object or
+/// pack, a broken config): not the remote. [`Git::mark_damaged`] has recorded it, and the next
+/// [`crate::store::Store::open`] sets the clone aside and clones again.
+#[derive(Debug, thiserror::Error)]
+#[error("the local clone {} is damaged ({detail})", clone.display())]
+pub struct CloneDamaged {
+    pub clone: PathBuf,
+    pub detail: String,
+}
+
+/// Whether an error (anywhere in its chain) is [`CloneDamaged`].
+pub fn is_clone_damage(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<CloneDamaged>().is_some())
+}
+
+/// The file in a clone that records it was found damaged.
+const DAMAGED_FILE: &str = "ccsync-damaged";
+
+/// The first line of git's stderr that says the local repository is broken, if any. Lines the
+/// remote sent (`remote: …`) never count: they describe the remote.
+pub fn local_damage(stderr: &str) -> Option<String> {
+    const SIGNS: &[&str] = &[
+        "is corrupt",
+        "inflate:",
+        "unable to unpack",
+        "bad object",
+        "missing object",
+        "missing blob",
+        "missing tree",
+        "missing commit",
+        "invalid object",
+        "does not point to a valid object",
+        "packfile",
+        "bad config",
+        "unable to read",
+        "object file",
+        "loose object",
+        "not a git repository",
+        "not a valid object name",
+        "bad packed object",
+        "pack has bad object",
+        "index file",
+    ];
+    stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("remote:") && !l.starts_with("hint:"))
+        .find(|l| {
+            let low = l.to_ascii_lowercase();
+            SIGNS.iter().any(|s| low.contains(s))
+        })
+        .map(|l| {
+            l.trim_start_matches("fatal: ")
+                .trim_start_matches("error: ")
+                .to_string()
+        })
+}
+
 /// The git executable: `$CCSYNC_GIT` (tests) or `git`.
 pub fn git_exe() -> std::ffi::OsString {
     std::env::var_os("CCSYNC_GIT")
@@ -106,7 +165,7 @@ impl Git {
             .args(&args)
             .output()
             .map_err(|e| anyhow!("cannot run git: {e}"))?;
-        check(&self.dir, &args, out)
+        self.check(&args, out)
     }
 
     /// Run git, giving up after `timeout` (the process is killed).
@@ -116,15 +175,131 @@ impl Git {
         S: AsRef<OsStr>,
     {
         let args = os_args(args);
+        let out = self.output_timeout(&args, timeout)?;
+        self.check(&args, out)
+    }
+
+    /// Run git, giving up after `timeout`; the caller judges the exit status.
+    pub fn output_timeout(&self, args: &[std::ffi::OsString], timeout: Duration) -> Result<Output> {
         let child = self
             .cmd()
-            .args(&args)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| anyhow!("cannot run git: {e}"))?;
-        let out = wait_with_timeout(child, timeout).with_context(|| describe(&args))?;
-        check(&self.dir, &args, out)
+        wait_with_timeout(child, timeout).with_context(|| describe(args))
+    }
+
+    /// The output of a finished git command, or an error: [`CloneDamaged`] when git's complaint
+    /// is about this repository's own objects, refs or config.
+    fn check(&self, args: &[std::ffi::OsString], out: Output) -> Result<String> {
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if let Some(detail) = local_damage(&stderr) {
+            return Err(self.damaged(format!("{}: {detail}", describe(args))));
+        }
+        let why =
+            first_error_line(&stderr).unwrap_or_else(|| format!("exit status {}", out.status));
+        bail!(
+            "{} failed: {why}{}",
+            describe(args),
+            disk_advice(&self.dir, &stderr)
+        )
+    }
+
+    /// Record that this repository is damaged (the next open sets it aside) and say so.
+    pub fn damaged(&self, detail: String) -> anyhow::Error {
+        self.mark_damaged(&detail);
+        anyhow::Error::new(CloneDamaged {
+            clone: self.dir.clone(),
+            detail,
+        })
+    }
+
+    /// Leave a note in the repository that it is damaged; [`Git::damage_note`] reads it.
+    pub fn mark_damaged(&self, detail: &str) {
+        if self.dir.is_dir() {
+            let _ = std::fs::write(self.dir.join(DAMAGED_FILE), detail.as_bytes());
+        }
+    }
+
+    /// What [`Git::mark_damaged`] recorded, if anything.
+    pub fn damage_note(&self) -> Option<String> {
+        std::fs::read(self.dir.join(DAMAGED_FILE))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+    }
+
+    /// A cheap health check of the repository: it opens (config and `HEAD` readable), and every
+    /// ref names an object that exists and whose header reads. `Err` says what is wrong. (It does
+    /// not read every object: `fsck` would take far too long to run every time.)
+    pub fn check_refs(&self) -> std::result::Result<(), String> {
+        let out = self
+            .cmd()
+            .args([
+                "for-each-ref",
+                "--format=%(objectname) %(objecttype) %(refname)",
+            ])
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            return Err(first_error_line(&stderr)
+                .unwrap_or_else(|| format!("git for-each-ref failed ({})", out.status)));
+        }
+        // for-each-ref skips (with a message) refs whose objects are missing.
+        if let Some(l) = first_error_line(&stderr) {
+            return Err(l);
+        }
+        Ok(())
+    }
+
+    /// Which of `oids` this repository lacks (or cannot read the header of).
+    pub fn missing_objects(&self, oids: &[Oid]) -> Result<std::collections::HashSet<Oid>> {
+        // Something that is not an object id is missing by definition (and must not reach
+        // git's input, where a newline would shift every answer).
+        let (oids, bad): (Vec<Oid>, Vec<Oid>) = oids
+            .iter()
+            .cloned()
+            .partition(|o| Oid::parse(&o.0).is_some_and(|p| p == *o));
+        let mut missing: std::collections::HashSet<Oid> = bad.into_iter().collect();
+        if oids.is_empty() {
+            return Ok(missing);
+        }
+        let mut child = self
+            .cmd()
+            .args(["cat-file", "--batch-check=%(objectname)"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow!("cannot run git cat-file: {e}"))?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow!("git cat-file has no stdin"))?;
+        let input: String = oids.iter().map(|o| format!("{}\n", o.0)).collect();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+        let out = child.wait_with_output()?;
+        let _ = writer.join();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut answered = 0;
+        for line in text.lines() {
+            answered += 1;
+            if let Some(name) = line.strip_suffix(" missing") {
+                missing.insert(Oid(name.to_string()));
+            }
+        }
+        if answered < oids.len() {
+            // cat-file stopped early (a corrupt object): whatever it did not answer is unknown.
+            missing.extend(oids[answered..].iter().cloned());
+        }
+        Ok(missing)
     }
 
     /// Whether the directory is a usable git repository.
@@ -150,7 +325,7 @@ impl Git {
             .stdin(Stdio::null())
             .output()
             .map_err(|e| anyhow!("cannot run git ({e}): install git"))?;
-        check(dir, &["init".into(), "--bare".into()], out)?;
+        check(Some(dir), &["init".into(), "--bare".into()], out)?;
         let git = Git::new(dir);
         // So that people browsing the repository see the sync branch.
         git.run(["symbolic-ref", "HEAD", "refs/heads/main"])?;
@@ -191,6 +366,20 @@ impl Git {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
+    }
+
+    /// The best common ancestor of two commits, if they have one.
+    pub fn merge_base(&self, a: &Oid, b: &Oid) -> Option<Oid> {
+        let out = self
+            .cmd()
+            .args(["merge-base", &a.0, &b.0])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| Oid::parse(&String::from_utf8_lossy(&out.stdout)))
+            .flatten()
     }
 
     /// Push `commit` to `branch` of `remote` without force: the remote accepts it only if it is
@@ -241,6 +430,10 @@ impl Git {
         if stdout.lines().chain(stderr.lines()).any(raced) {
             return Ok(PushOutcome::Rejected);
         }
+        // Packing objects this clone cannot read is the clone's fault, not the remote's.
+        if let Some(detail) = local_damage(&stderr) {
+            return Err(self.damaged(format!("git push: {detail}")));
+        }
         let detail = stdout
             .lines()
             .find(|l| l.starts_with('!'))
@@ -270,6 +463,7 @@ impl Git {
             .take()
             .ok_or_else(|| anyhow!("git cat-file has no stdout"))?;
         Ok(BlobReader {
+            git: self.clone(),
             child,
             stdin: BufWriter::new(stdin),
             stdout: BufReader::with_capacity(256 * 1024, stdout),
@@ -306,6 +500,7 @@ impl Git {
             stdin: Some(BufWriter::with_capacity(1 << 20, stdin)),
             next_mark: 1,
             ops: Vec::new(),
+            touched: std::collections::HashSet::new(),
         })
     }
 
@@ -329,11 +524,11 @@ impl Git {
             .output()
             .map_err(|e| anyhow!("cannot run git ls-tree: {e}"))?;
         if !out.status.success() {
-            bail!(
-                "git ls-tree {} failed: {}",
-                commit.short(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if let Some(detail) = local_damage(&stderr) {
+                return Err(self.damaged(format!("git ls-tree {}: {detail}", commit.short())));
+            }
+            bail!("git ls-tree {} failed: {}", commit.short(), stderr.trim());
         }
         parse_ls_tree(&out.stdout)
     }
@@ -402,7 +597,7 @@ fn describe(args: &[std::ffi::OsString]) -> String {
     format!("git {}", words.join(" "))
 }
 
-fn first_error_line(stderr: &str) -> Option<String> {
+pub fn first_error_line(stderr: &str) -> Option<String> {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
@@ -417,19 +612,6 @@ fn first_error_line(stderr: &str) -> Option<String> {
                 .trim_start_matches("error: ")
                 .to_string()
         })
-}
-
-fn check(dir: &Path, args: &[std::ffi::OsString], out: Output) -> Result<String> {
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let why = first_error_line(&stderr).unwrap_or_else(|| format!("exit status {}", out.status));
-    bail!(
-        "{} failed: {why}{}",
-        describe(args),
-        disk_advice(dir, &stderr)
-    )
 }
 
 /// What to do when git says the disk holding the repository `dir` is full (empty otherwise).
@@ -449,6 +631,44 @@ fn disk_advice(dir: &Path, stderr: &str) -> String {
             )
         })
         .unwrap_or_default()
+}
+
+/// The output of a finished git command that works on no repository of ours (or on `dir`, whose
+/// file system gets named when it is full), or an error.
+fn check(dir: Option<&Path>, args: &[std::ffi::OsString], out: Output) -> Result<String> {
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let why = first_error_line(&stderr).unwrap_or_else(|| format!("exit status {}", out.status));
+    let advice = dir.map(|d| disk_advice(d, &stderr)).unwrap_or_default();
+    bail!("{} failed: {why}{advice}", describe(args))
+}
+
+/// The commit `refs/heads/<branch>` of `remote` names, asking the remote itself (`git
+/// ls-remote`, no fetch, no repository needed). `Ok(None)`: no such branch.
+pub fn ls_remote(remote: &str, branch: &str, timeout: Duration) -> Result<Option<Oid>> {
+    let mut c = Command::new(git_exe());
+    c.env("GIT_ASKPASS_REQUIRE", "never");
+    if !crate::os::stdin_is_tty() {
+        c.env("GIT_TERMINAL_PROMPT", "0");
+    }
+    let refname = format!("refs/heads/{branch}");
+    let child = c
+        .args(["ls-remote", "--quiet", remote, &refname])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow!("cannot run git: {e}"))?;
+    let out = wait_with_timeout(child, timeout).context("git ls-remote")?;
+    let args: Vec<std::ffi::OsString> = vec!["ls-remote".into(), remote.into()];
+    let text = check(None, &args, out)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .find(|(_, name)| *name == refname)
+        .and_then(|(oid, _)| Oid::parse(oid)))
 }
 
 /// Wait for a child, killing it after `timeout`.
@@ -493,6 +713,7 @@ pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<Output> 
 
 /// A long-lived `git cat-file --batch`.
 pub struct BlobReader {
+    git: Git,
     child: Child,
     stdin: BufWriter<ChildStdin>,
     stdout: BufReader<ChildStdout>,
@@ -508,15 +729,21 @@ impl BlobReader {
 
     /// Stream a blob into `out`; returns its size.
     pub fn read_into(&mut self, oid: &Oid, out: &mut impl Write) -> Result<u64> {
+        // Every object read is named by a tree of this repository: one it cannot give is damage.
+        let gone = |r: &Self, what: &str| r.git.damaged(format!("object {} {what}", oid.short()));
         let stopped = || format!("cannot read object {} (git cat-file stopped)", oid.short());
-        writeln!(self.stdin, "{}", oid.0).with_context(stopped)?;
-        self.stdin.flush().with_context(stopped)?;
+        if writeln!(self.stdin, "{}", oid.0)
+            .and_then(|()| self.stdin.flush())
+            .is_err()
+        {
+            return Err(gone(self, "cannot be read (git cat-file stopped)"));
+        }
         let mut header = String::new();
         self.stdout.read_line(&mut header).with_context(stopped)?;
         let mut parts = header.split_whitespace();
         let (_, kind, size) = (parts.next(), parts.next(), parts.next());
         if kind == Some("missing") || kind.is_none() {
-            bail!("object {} is missing from the local clone", oid.short());
+            return Err(gone(self, "is missing or unreadable"));
         }
         let size: u64 = size
             .and_then(|s| s.parse().ok())
@@ -551,6 +778,8 @@ pub struct Txn {
     stdin: Option<BufWriter<ChildStdin>>,
     next_mark: u64,
     ops: Vec<u8>,
+    /// Paths set or removed so far.
+    touched: std::collections::HashSet<String>,
 }
 
 const TXN_REF: &str = "refs/ccsync/txn";
@@ -590,20 +819,28 @@ impl Txn {
 
     /// Set `path` to a blob written in this transaction.
     pub fn put(&mut self, path: &str, mark: Mark) {
+        self.touched.insert(path.to_string());
         self.ops
             .extend_from_slice(format!("M 100644 :{} {}\n", mark.0, quote_path(path)).as_bytes());
     }
 
     /// Set `path` to an existing blob.
     pub fn put_oid(&mut self, path: &str, oid: &Oid) {
+        self.touched.insert(path.to_string());
         self.ops
             .extend_from_slice(format!("M 100644 {} {}\n", oid.0, quote_path(path)).as_bytes());
     }
 
     /// Remove `path` (a file or a whole directory).
     pub fn delete(&mut self, path: &str) {
+        self.touched.insert(path.to_string());
         self.ops
             .extend_from_slice(format!("D {}\n", quote_path(path)).as_bytes());
+    }
+
+    /// Whether `path` itself was set or removed in this transaction.
+    pub fn touches(&self, path: &str) -> bool {
+        self.touched.contains(path)
     }
 
     /// Whether any tree change was recorded.
@@ -653,6 +890,9 @@ impl Txn {
             .wait()
             .with_context(|| format!("git fast-import in {}", self.git.dir.display()))?;
         if !st.success() {
+            if let Some(detail) = local_damage(&err) {
+                return Err(self.git.damaged(format!("git fast-import: {detail}")));
+            }
             bail!(
                 "git fast-import in {} failed: {}{}",
                 self.git.dir.display(),
@@ -771,6 +1011,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("git push"), "{e}");
+    }
+
+    #[test]
+    fn local_damage_is_told_from_the_remotes_complaints() {
+        for local in [
+            "error: inflate: data stream error (incorrect header check)\nfatal: loose object 3c40 (stored in ./objects/3c/40) is corrupt",
+            "fatal: missing object 0123 for refs/remotes/origin/main",
+            "fatal: bad config line 1 in file ./config",
+            "fatal: bad object refs/remotes/origin/main",
+            "error: packfile ./objects/pack/pack-1.pack cannot be accessed",
+        ] {
+            assert!(local_damage(local).is_some(), "{local}");
+        }
+        for remote in [
+            "fatal: '/x/sync.git' does not appear to be a git repository\nfatal: Could not read from remote repository.",
+            "remote: fatal: loose object 3c40 is corrupt\nfatal: early EOF",
+            "fatal: unable to access 'https://example.com/x.git/': Could not resolve host",
+            "! [rejected] main -> main (fetch first)",
+        ] {
+            assert_eq!(local_damage(remote), None, "{remote}");
+        }
+    }
+
+    #[test]
+    fn refs_naming_missing_objects_and_missing_objects_are_found() {
+        if !git_available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let g = Git::init_bare(&dir.path().join("r.git")).unwrap();
+        let mut t = g.transaction().unwrap();
+        let m = t.blob(b"x").unwrap();
+        t.put("x", m);
+        let c = t.commit(None, "t <t@t>", "one").unwrap();
+        g.set_ref("refs/remotes/origin/main", Some(&c)).unwrap();
+        assert_eq!(g.check_refs(), Ok(()));
+        let blob = g.ls_tree(&c, None).unwrap().remove(0).oid;
+        let gone = Oid("0123456789abcdef0123456789abcdef01234567".into());
+        let missing = g.missing_objects(&[blob.clone(), gone.clone()]).unwrap();
+        assert!(missing.contains(&gone) && !missing.contains(&blob));
+        // A ref to an object the clone lacks.
+        std::fs::write(
+            g.dir.join("refs/remotes/origin/main"),
+            format!("{}\n", gone.0),
+        )
+        .unwrap();
+        let why = g.check_refs().unwrap_err();
+        assert!(why.contains("refs/remotes/origin/main"), "{why}");
+        // Reading an object it lacks is the clone's damage, and is noted in it.
+        assert_eq!(g.damage_note(), None);
+        let e = g.reader().unwrap().read(&gone).unwrap_err();
+        assert!(is_clone_damage(&e), "{e:#}");
+        assert!(e.to_string().contains(&g.dir.display().to_string()), "{e}");
+        assert!(g.damage_note().is_some());
     }
 
     #[test]

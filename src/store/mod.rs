@@ -2,18 +2,25 @@
 //! and the compare-and-swap commit that every change goes through.
 //!
 //! * [`Store::open`] makes sure the clone exists, points at the configured remote, is not left
-//!   broken by a crash (a broken clone is set aside and cloned again; everything in it is also in
-//!   the remote or on the local disk), and holds a file lock so one process at a time works on it.
-//! * [`Store::fetch`] brings the remote branch into `refs/remotes/origin/<branch>`.
+//!   broken by a crash, and holds a file lock so one process at a time works on it. A damaged
+//!   clone — it does not open, a ref names a missing or unreadable object, or an earlier command
+//!   found an object or pack it cannot read ([`git::CloneDamaged`]) — is moved aside (kept, named
+//!   with the time) and cloned again: everything in it is also in the remote or on the local disk.
+//! * [`Store::fetch`] brings the remote branch into `refs/remotes/origin/<branch>`;
+//!   [`peek_remote_head`] only looks at where it points, cheaply.
 //! * [`Store::commit_and_push`] builds a commit on the remote head with `fast-import` and pushes
 //!   it without force. When another machine pushed first the push is rejected; the store fetches
-//!   and builds again on the new head, with back-off, a bounded number of times.
+//!   and builds again on the new head, with back-off, a bounded number of times. A store opened
+//!   with a machine's configuration ([`Store::of`]) also puts back, in any commit it makes, the
+//!   format marker, `shared_placeholders.json` and its own `machines/<id>.json` when the
+//!   repository lacks them, so a repository that lost them is repaired rather than refused.
 
 pub mod format;
 pub mod git;
 pub mod github;
 pub mod layout;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,7 +29,15 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use serde::de::DeserializeOwned;
 
 use crate::config::Home;
-pub use git::{BlobReader, Git, Oid, PushOutcome, TreeEntry, Txn};
+use format::{FORMAT_FILE, FormatMarker, MachineRecord, SHARED_PLACEHOLDERS, SharedPlaceholders};
+pub use git::{BlobReader, CloneDamaged, Git, Oid, PushOutcome, TreeEntry, Txn, is_clone_damage};
+
+/// The file in the clone naming its generation: a new one for every clone made, so that what
+/// was recorded against an older clone can be checked again.
+const GENERATION_FILE: &str = "ccsync-generation";
+
+/// Damaged clones set aside that are kept (the oldest beyond this many are removed).
+const KEEP_BROKEN: usize = 3;
 
 /// How many times a rejected push is rebuilt before giving up.
 pub const MAX_PUSH_ATTEMPTS: u32 = 10;
@@ -51,10 +66,37 @@ pub struct Store {
     pub git: Git,
     pub remote: String,
     pub branch: String,
+    /// The machine id this store writes as.
+    machine: String,
     author: String,
+    /// What this machine puts back when the repository lacks it (see [`Skeleton`]).
+    skeleton: Option<Skeleton>,
+    /// The clone was made by this open: a failure now cannot be an old clone's damage.
+    fresh: bool,
     /// Held for the life of the store: one process at a time works on the clone.
     _lock: File,
 }
+
+/// The files every ccsync repository has, as this machine writes them: the format marker,
+/// its record in `machines/`, and its placeholders in `shared_placeholders.json`.
+#[derive(Debug, Clone)]
+pub struct Skeleton {
+    pub me: MachineRecord,
+    pub placeholders: BTreeMap<String, String>,
+}
+
+/// The names a ccsync repository has at its root; a root with only these (and no marker) is a
+/// damaged ccsync repository, not someone else's.
+pub const OWN_ROOT_NAMES: &[&str] = &[
+    format::FORMAT_FILE,
+    format::SHARED_PLACEHOLDERS,
+    format::MACHINES_DIR,
+    format::LOCKS_DIR,
+    format::FORGOTTEN_FILE,
+    format::PROJECTS_DIR,
+    format::GLOBAL_DIR,
+    format::HISTORY_DIR,
+];
 
 impl Store {
     /// Open (creating or repairing as needed) the local clone for `remote`, waiting up to ten
@@ -65,7 +107,7 @@ impl Store {
 
     /// The store of a machine's configured remote (waiting up to ten minutes for the clone).
     pub fn of(home: &Home, config: &crate::config::Config) -> Result<Store> {
-        Self::open(home, &config.remote, &config.branch, &config.machine_id)
+        Self::of_waiting(home, config, Duration::from_secs(600))
     }
 
     /// [`Store::of`], waiting at most `wait` for another ccsync process.
@@ -74,13 +116,18 @@ impl Store {
         config: &crate::config::Config,
         wait: Duration,
     ) -> Result<Store> {
-        Self::open_waiting(
+        let mut store = Self::open_waiting(
             home,
             &config.remote,
             &config.branch,
             &config.machine_id,
             wait,
-        )
+        )?;
+        store.skeleton = Some(Skeleton {
+            me: crate::config::shared::my_record(config),
+            placeholders: config.placeholders.clone(),
+        });
+        Ok(store)
     }
 
     /// [`Store::open`], waiting at most `wait` for another ccsync process.
@@ -95,20 +142,14 @@ impl Store {
         let lock = lock_clone(&home.root.join("repo.lock"), wait)?;
         let dir = home.repo_dir();
         let git = Git::new(&dir);
-        if dir.exists() && !git.is_valid() {
-            let aside = home.root.join(format!(
-                "repo.git.broken-{}",
-                chrono::Utc::now().format("%Y%m%d%H%M%S")
-            ));
-            tracing::warn!(
-                "the local clone {} is damaged; moving it to {} and cloning again",
-                dir.display(),
-                aside.display()
-            );
-            std::fs::rename(&dir, &aside).with_context(|| {
-                format!("cannot move the damaged clone {} aside", dir.display())
-            })?;
+        // Only ccsync uses this clone and we hold its lock: any git lock file in it is stale.
+        remove_stale_git_locks(&dir);
+        if dir.exists()
+            && let Some(why) = clone_damage(&git)
+        {
+            set_aside(home, &dir, &why)?;
         }
+        let mut fresh = false;
         if !dir.exists() {
             let local = is_local_remote(remote)
                 .then(|| local_remote_path(remote))
@@ -121,13 +162,24 @@ impl Store {
                 }
             }
             crate::os::make_private(&dir).ok();
+            let generation = format!(
+                "{}-{}\n",
+                chrono::Utc::now().format("%Y%m%dT%H%M%S%.f"),
+                crate::util::random_hex(4)
+            );
+            let gen_path = dir.join(GENERATION_FILE);
+            std::fs::write(&gen_path, generation)
+                .with_context(|| format!("cannot write {}", gen_path.display()))?;
+            fresh = true;
         }
-        remove_stale_git_locks(&dir);
         let store = Store {
             git,
             remote: remote.to_string(),
             branch: branch.to_string(),
+            machine: machine.to_string(),
             author: format!("ccsync <{machine}@ccsync>"),
+            skeleton: None,
+            fresh,
             _lock: lock,
         };
         store.configure()?;
@@ -135,12 +187,18 @@ impl Store {
     }
 
     fn configure(&self) -> Result<()> {
-        let current = self
-            .git
-            .run(["config", "--get", "remote.origin.url"])
-            .ok()
-            .map(|s| s.trim().to_string());
-        if current.as_deref() != Some(self.remote.as_str()) {
+        // One read of the clone's own config (keys in lower case), then only what differs.
+        let listing = self.git.run(["config", "--local", "--list", "-z"])?;
+        let have: std::collections::HashMap<String, String> = listing
+            .split('\0')
+            .filter(|e| !e.is_empty())
+            .map(|e| match e.split_once('\n') {
+                Some((k, v)) => (k.to_ascii_lowercase(), v.to_string()),
+                None => (e.to_ascii_lowercase(), String::new()),
+            })
+            .collect();
+        let current = have.get("remote.origin.url");
+        if current.map(String::as_str) != Some(self.remote.as_str()) {
             if current.is_some() {
                 self.git
                     .run(["remote", "set-url", "origin", &self.remote])?;
@@ -160,18 +218,16 @@ impl Store {
             ("fetch.unpackLimit", "1"),
             ("core.bigFileThreshold", "1m"),
         ] {
-            if self
-                .git
-                .run(["config", "--get", k])
-                .ok()
-                .map(|s| s.trim().to_string())
-                .as_deref()
-                != Some(v)
-            {
+            if have.get(&k.to_ascii_lowercase()).map(String::as_str) != Some(v) {
                 self.git.run(["config", k, v])?;
             }
         }
         Ok(())
+    }
+
+    /// `machines/<id>.json` of the machine this store was opened for.
+    pub fn machine_record_path(&self) -> String {
+        format::machine_path(&self.machine)
     }
 
     pub fn tracking_ref(&self) -> String {
@@ -184,28 +240,56 @@ impl Store {
     }
 
     /// Fetch the remote branch; returns its head (`None`: the remote has no such branch yet).
+    /// A failure the local clone causes is a [`CloneDamaged`] error naming the clone; any
+    /// other is the remote's.
     pub fn fetch(&self, timeout: Duration) -> Result<Option<Oid>> {
         let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
-        let out = self.git.run_timeout(
-            ["fetch", "--quiet", "--no-tags", "origin", &refspec],
-            timeout,
-        );
-        match out {
-            Ok(_) => self.known_head(),
-            Err(e) => {
-                let msg = e.to_string();
-                if msg.contains("couldn't find remote ref") {
-                    // An empty remote (or no such branch): nothing to build on.
-                    self.git.set_ref(&self.tracking_ref(), None).ok();
-                    return Ok(None);
-                }
-                Err(anyhow!(
-                    "cannot reach the sync remote {}: {}",
-                    self.remote,
-                    msg
-                ))
-            }
+        let args: Vec<std::ffi::OsString> = ["fetch", "--quiet", "--no-tags", "origin", &refspec]
+            .iter()
+            .map(Into::into)
+            .collect();
+        let out = self
+            .git
+            .output_timeout(&args, timeout)
+            .map_err(|e| anyhow!("cannot reach the sync remote {}: {e:#}", self.remote))?;
+        if out.status.success() {
+            return self.known_head();
         }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("couldn't find remote ref") {
+            // An empty remote (or no such branch): nothing to build on.
+            self.git.set_ref(&self.tracking_ref(), None).ok();
+            return Ok(None);
+        }
+        // Is the clone at fault? Its refs must name readable objects; and a complaint about
+        // objects is the clone's unless the clone was just made (then it is the remote's).
+        if let Err(why) = self.git.check_refs() {
+            return Err(self.git.damaged(why));
+        }
+        if !self.fresh
+            && let Some(why) = git::local_damage(&stderr).or_else(|| {
+                stderr
+                    .contains("did not send all necessary objects")
+                    .then(|| "git fetch found objects missing from the clone".to_string())
+            })
+        {
+            return Err(self.git.damaged(why));
+        }
+        let msg = git::first_error_line(&stderr)
+            .unwrap_or_else(|| format!("git fetch failed ({})", out.status));
+        Err(anyhow!(
+            "cannot reach the sync remote {}: {}",
+            self.remote,
+            msg
+        ))
+    }
+
+    /// The generation of a clone (see `GENERATION_FILE`; empty for a clone made before
+    /// generations were recorded).
+    pub fn generation_of(git: &Git) -> String {
+        std::fs::read_to_string(git.dir.join(GENERATION_FILE))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
     }
 
     /// All files of a commit.
@@ -261,6 +345,9 @@ impl Store {
             let t0 = Instant::now();
             let mut txn = self.git.transaction()?;
             build(head.as_ref(), &mut txn)?;
+            if let Some(sk) = &self.skeleton {
+                self.repair_skeleton(sk, head.as_ref(), &mut txn)?;
+            }
             if !txn.has_changes() {
                 return Ok(None);
             }
@@ -294,6 +381,193 @@ impl Store {
             "the sync remote kept changing during {:.0} s ({MAX_PUSH_ATTEMPTS} attempts): try again in a moment",
             started.elapsed().as_secs_f64()
         )
+    }
+}
+
+impl Store {
+    /// Put back what `head` lacks of the skeleton (unless the transaction already writes it):
+    /// the format marker, this machine's record, and — when the marker or the record was
+    /// missing — this machine's placeholders. A repository that holds something other than
+    /// ccsync's own folders is left alone.
+    fn repair_skeleton(&self, sk: &Skeleton, head: Option<&Oid>, txn: &mut Txn) -> Result<()> {
+        let rec_path = format::machine_path(&sk.me.machine_id);
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        let mut present: BTreeSet<String> = BTreeSet::new();
+        if let Some(h) = head {
+            let listing = self.git.run([
+                "ls-tree",
+                "--name-only",
+                "-z",
+                "--full-tree",
+                &h.0,
+                "--",
+                ".",
+                &rec_path,
+            ])?;
+            for p in listing.split('\0').filter(|p| !p.is_empty()) {
+                names.insert(p.split('/').next().unwrap_or(p).to_string());
+                present.insert(p.to_string());
+            }
+        }
+        if !present.contains(FORMAT_FILE)
+            && names.iter().any(|n| !OWN_ROOT_NAMES.contains(&n.as_str()))
+        {
+            // Without a marker and with other things in it: someone else's repository.
+            return Ok(());
+        }
+        let marker_missing = !present.contains(FORMAT_FILE) && !txn.touches(FORMAT_FILE);
+        let record_missing = !present.contains(&rec_path) && !txn.touches(&rec_path);
+        if !marker_missing && !record_missing {
+            return Ok(());
+        }
+        if head.is_some() {
+            tracing::info!(
+                "the sync repository lacks {}: writing it again",
+                [
+                    marker_missing.then_some(FORMAT_FILE),
+                    record_missing.then_some(rec_path.as_str())
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" and ")
+            );
+        }
+        if marker_missing {
+            let m = txn.blob(&format::to_json_bytes(&FormatMarker::new(
+                &sk.me.machine_id,
+            ))?)?;
+            txn.put(FORMAT_FILE, m);
+        }
+        if record_missing {
+            let m = txn.blob(&format::to_json_bytes(&sk.me)?)?;
+            txn.put(&rec_path, m);
+        }
+        if !txn.touches(SHARED_PLACEHOLDERS) {
+            let old: Option<SharedPlaceholders> = match head {
+                Some(h) if present.contains(SHARED_PLACEHOLDERS) => {
+                    match self.read_json(h, SHARED_PLACEHOLDERS) {
+                        Ok(sp) => sp,
+                        // Not ours to overwrite: someone can still read and fix it.
+                        Err(e) => {
+                            tracing::warn!("{e:#}");
+                            return Ok(());
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let missing = old.is_none();
+            let mut sp = old.unwrap_or_default();
+            let mut changed = false;
+            for (name, path) in &sk.placeholders {
+                changed |= sp.set(name, &sk.me.machine_id, path);
+            }
+            if changed || missing {
+                let m = txn.blob(&format::to_json_bytes(&sp)?)?;
+                txn.put(SHARED_PLACEHOLDERS, m);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the remote branch points now, without fetching: read from the repository's own refs
+/// when the remote is on this machine (no process at all in the usual case), else asked with
+/// `git ls-remote`. `Ok(None)`: the branch does not exist (or the repository is empty).
+pub fn peek_remote_head(remote: &str, branch: &str, timeout: Duration) -> Result<Option<Oid>> {
+    if is_local_remote(remote) {
+        let dir = local_remote_path(remote);
+        let refname = format!("refs/heads/{branch}");
+        if !dir.join("HEAD").is_file() || dir.join("reftable").exists() {
+            // Not a plain bare repository (a work tree, reftable refs): let git read it.
+            return git::ls_remote(remote, branch, timeout);
+        }
+        match std::fs::read_to_string(dir.join(&refname)) {
+            Ok(text) => {
+                return match Oid::parse(&text) {
+                    Some(o) => Ok(Some(o)),
+                    None => git::ls_remote(remote, branch, timeout),
+                };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return git::ls_remote(remote, branch, timeout),
+        }
+        let packed = match std::fs::read_to_string(dir.join("packed-refs")) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(_) => return git::ls_remote(remote, branch, timeout),
+        };
+        return Ok(packed
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .find(|(_, name)| *name == refname)
+            .and_then(|(oid, _)| Oid::parse(oid)));
+    }
+    git::ls_remote(remote, branch, timeout)
+}
+
+/// Why a clone cannot be used as it is, if it cannot: it does not open, a ref names an object
+/// that is missing or unreadable, or an earlier command found it damaged.
+fn clone_damage(git: &Git) -> Option<String> {
+    if let Some(note) = git.damage_note() {
+        return Some(note);
+    }
+    git.check_refs().err()
+}
+
+/// Move a damaged clone aside (kept, named with the time) so that a new one is made.
+fn set_aside(home: &Home, dir: &Path, why: &str) -> Result<()> {
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
+    let mut aside = home.root.join(format!("repo.git.broken-{stamp}"));
+    let mut n = 1;
+    while aside.exists() {
+        n += 1;
+        aside = home.root.join(format!("repo.git.broken-{stamp}-{n}"));
+    }
+    tracing::warn!(
+        "the local clone {} is damaged ({why}); it was moved to {} and is cloned again (nothing local is lost)",
+        dir.display(),
+        aside.display()
+    );
+    std::fs::rename(dir, &aside).with_context(|| {
+        format!(
+            "the local clone {} is damaged ({why}) and cannot be moved aside",
+            dir.display()
+        )
+    })?;
+    // Keep the newest few.
+    let mut old: Vec<PathBuf> = std::fs::read_dir(&home.root)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("repo.git.broken-")
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    if old.len() > KEEP_BROKEN {
+        old.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        for p in &old[..old.len() - KEEP_BROKEN] {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+    Ok(())
+}
+
+/// Run `op`; when it fails because the local clone is damaged ([`CloneDamaged`]), run it once
+/// more: the store it opens sets the damaged clone aside and clones again. `op` must be safe to
+/// repeat (push and pull are: their local writes are atomic and the index is saved last).
+pub fn with_clone_repair<T>(mut op: impl FnMut() -> Result<T>) -> Result<T> {
+    match op() {
+        Err(e) if is_clone_damage(&e) => {
+            tracing::info!("{e:#}: setting it aside, cloning again and retrying");
+            op()
+        }
+        r => r,
     }
 }
 
@@ -370,14 +644,14 @@ fn lock_clone(path: &Path, wait: Duration) -> Result<File> {
 /// Git `*.lock` files left by a process killed inside git. Only ccsync uses this clone and we
 /// hold its lock, so any such file is stale.
 fn remove_stale_git_locks(dir: &Path) {
-    for rel in [
-        "index.lock",
-        "packed-refs.lock",
-        "config.lock",
-        "HEAD.lock",
-        "shallow.lock",
-    ] {
-        let _ = std::fs::remove_file(dir.join(rel));
+    // `index.lock`, `packed-refs.lock`, `config.lock`, `HEAD.lock`, `shallow.lock`, …
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_file() && p.extension().is_some_and(|x| x == "lock") {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
     }
     fn walk(d: &Path) {
         if let Ok(rd) = std::fs::read_dir(d) {
@@ -397,6 +671,103 @@ fn remove_stale_git_locks(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_remote_head_is_read_without_fetching() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Git::init_bare(&dir.path().join("remote.git")).unwrap();
+        let r = remote.dir.to_string_lossy().into_owned();
+        let t = Duration::from_secs(30);
+        assert_eq!(peek_remote_head(&r, "main", t).unwrap(), None, "empty");
+        let mut txn = remote.transaction().unwrap();
+        let m = txn.blob(b"x").unwrap();
+        txn.put("x", m);
+        let c = txn.commit(None, "t <t@t>", "one").unwrap();
+        remote.set_ref("refs/heads/main", Some(&c)).unwrap();
+        assert_eq!(peek_remote_head(&r, "main", t).unwrap(), Some(c.clone()));
+        assert_eq!(
+            peek_remote_head(&format!("file://{r}"), "main", t).unwrap(),
+            Some(c.clone())
+        );
+        remote.run(["pack-refs", "--all"]).unwrap();
+        assert!(!remote.dir.join("refs/heads/main").exists());
+        assert_eq!(peek_remote_head(&r, "main", t).unwrap(), Some(c));
+        assert_eq!(peek_remote_head(&r, "other", t).unwrap(), None);
+    }
+
+    #[test]
+    fn a_commit_puts_back_the_skeleton_a_repository_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Git::init_bare(&dir.path().join("remote.git")).unwrap();
+        let r = remote.dir.to_string_lossy().into_owned();
+        let home = Home::new(dir.path().join("a"));
+        let t = Duration::from_secs(30);
+        let mut store = Store::open(&home, &r, "main", "a").unwrap();
+        store.skeleton = Some(Skeleton {
+            me: MachineRecord {
+                machine_id: "a".into(),
+                hostname: "h".into(),
+                path_style: crate::paths::PathStyle::Posix,
+                registered_at: None,
+                last_seen: None,
+                ccsync_version: String::new(),
+                install_id: String::new(),
+            },
+            placeholders: [("HOME".to_string(), "/home/a".to_string())].into(),
+        });
+        let put = |s: &Store, path: &str| {
+            s.commit_and_push("t", true, t, |_, txn| {
+                let m = txn.blob(b"x")?;
+                txn.put(path, m);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap()
+        };
+        let names = |c: &Oid| -> Vec<String> {
+            store
+                .tree(c)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.path_str().unwrap().to_string())
+                .collect()
+        };
+        let c = put(&store, "history/000001.jsonl");
+        assert_eq!(
+            names(&c),
+            [
+                "ccsync.json",
+                "history/000001.jsonl",
+                "machines/a.json",
+                "shared_placeholders.json"
+            ]
+        );
+        let sp: SharedPlaceholders = store.read_json(&c, SHARED_PLACEHOLDERS).unwrap().unwrap();
+        assert_eq!(
+            sp.for_machine("a").get("HOME").map(String::as_str),
+            Some("/home/a")
+        );
+        // Present: nothing rewritten.
+        let c2 = put(&store, "history/000002.jsonl");
+        assert_eq!(
+            store
+                .git
+                .run(["diff-tree", "--name-only", "-r", &c.0, &c2.0])
+                .unwrap()
+                .trim(),
+            "history/000002.jsonl"
+        );
+        // Someone else's repository (no marker, other things at its root) is left alone.
+        let mut txn = remote.transaction().unwrap();
+        let m = txn.blob(b"readme").unwrap();
+        txn.put("README.md", m);
+        let foreign = txn.commit(None, "t <t@t>", "other").unwrap();
+        remote
+            .run(["update-ref", "refs/heads/main", &foreign.0])
+            .unwrap();
+        let c3 = put(&store, "history/000003.jsonl");
+        assert_eq!(names(&c3), ["README.md", "history/000003.jsonl"]);
+    }
 
     #[test]
     fn local_remote_detection() {

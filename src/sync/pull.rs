@@ -80,14 +80,23 @@ pub struct PullReport {
     /// Symbolic links inside the Claude Code dir that a file would have been written through:
     /// not followed, nothing written there.
     pub links: Vec<String>,
+    /// The remote had lost what this machine saw there (see
+    /// [`super::state::check_history`]): what happened, in words. Pull brought what it still
+    /// has; the next push sends everything this machine has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_lost: Option<String>,
     pub head: Option<String>,
     pub seconds: f64,
     /// Set when this pull converted a repository of the Python claude-session-sync.
     pub migrated: Option<crate::migrate::MigrationReport>,
 }
 
-/// Bring remote changes.
+/// Bring remote changes (once more with a new clone when the local clone was found damaged).
 pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
+    crate::store::with_clone_repair(|| pull_once(engine, opts))
+}
+
+fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
     let started = Instant::now();
     let cfg = engine.config;
     let mut report = PullReport {
@@ -102,9 +111,15 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
     } else {
         store.fetch(timeout)?
     };
+    let mut index = Index::load(engine.home, &cfg.remote);
+    let checked = super::state::check_history(&store, head.as_ref(), &mut index)?;
+    report.remote_lost = checked.lost;
     match shared::classify(&store, head.as_ref())? {
         RepoKind::Empty => {
-            report.up_to_date = true;
+            report.up_to_date = report.remote_lost.is_none();
+            if checked.changed && !opts.dry_run {
+                index.save(engine.home)?;
+            }
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
@@ -123,8 +138,8 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
             cfg.remote
         ),
     }
-    let mut index = Index::load(engine.home, &cfg.remote);
     report.head = head.as_ref().map(|h| h.0.clone());
+    index.seen.clone_from(&report.head);
     let settings = format!(
         "{:?}|{:?}|{}|{:?}|{}|{}",
         cfg.placeholders,
@@ -143,6 +158,9 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         && !has_duplicates(engine)
     {
         // The repository did not change since the last complete pull.
+        if checked.changed {
+            index.save(engine.home)?;
+        }
         report.up_to_date = true;
         report.deleted_here = deleted_here(engine, &index);
         report.seconds = started.elapsed().as_secs_f64();
@@ -293,7 +311,8 @@ pub fn pull(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         State::save_status(engine.home, &status)?;
     }
     report.up_to_date = report.sessions_new + report.sessions_updated + report.files == 0
-        && report.history_lines == 0;
+        && report.history_lines == 0
+        && report.remote_lost.is_none();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -109,6 +109,10 @@ pub struct PushReport {
     /// Sessions whose last line is unfinished (no newline yet): it is sent once the file has
     /// been quiet for a while and no Claude Code process has it open.
     pub held_back: Vec<String>,
+    /// The remote had lost what this machine sent before (see [`super::state::check_history`]):
+    /// what happened, in words. Everything this machine has was sent again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_lost: Option<String>,
     pub commit: Option<String>,
     pub seconds: f64,
 }
@@ -237,7 +241,7 @@ fn changed_file(index: &Index, key: &str, path: &Path, size: u64, mtime_ns: i128
 /// the transcript is settled afterwards (see [`super::branches`]) and what that wrote — a
 /// `last-prompt` pin, a session for the other branch — is sent too.
 pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
-    let (mut report, settle) = push_once(engine, opts)?;
+    let (mut report, settle) = crate::store::with_clone_repair(|| push_once(engine, opts))?;
     if opts.dry_run || settle.is_empty() {
         return Ok(report);
     }
@@ -248,13 +252,11 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
         report.branches.extend(s.forks);
     }
     if again {
-        let (second, _) = push_once(
-            engine,
-            &PushOptions {
-                only: None,
-                ..opts.clone()
-            },
-        )?;
+        let again = PushOptions {
+            only: None,
+            ..opts.clone()
+        };
+        let (second, _) = crate::store::with_clone_repair(|| push_once(engine, &again))?;
         report.sessions_new += second.sessions_new;
         report.sessions_updated += second.sessions_updated;
         report.lines += second.lines;
@@ -273,6 +275,16 @@ fn push_once(
     let started = Instant::now();
     let cfg = engine.config;
     let mut index = Index::load(engine.home, &cfg.remote);
+    // Whether the remote still holds what the index says it does; if not, the records are gone
+    // and everything below counts as changed.
+    let remote_lost = super::state::verify_remote(
+        engine.home,
+        cfg,
+        &mut index,
+        opts.timeout.unwrap_or(Duration::from_secs(120)),
+        !opts.dry_run,
+    )?
+    .lost;
     let cat = catalog::load(
         engine.claude,
         Some(&engine.home.state_dir().join("catalog.json")),
@@ -281,6 +293,7 @@ fn push_once(
     // 1. What changed, from stat alone.
     let mut report = PushReport {
         dry_run: opts.dry_run,
+        remote_lost: remote_lost.clone(),
         ..PushReport::default()
     };
     for (path, why) in &cat.unreadable {
@@ -489,7 +502,7 @@ fn push_once(
             .collect();
     }
     if work.is_empty() && loose_changed.is_empty() && !history_changed {
-        report.up_to_date = true;
+        report.up_to_date = report.remote_lost.is_none();
         if !opts.dry_run && remember_lost(&mut index, &held) {
             index.save(engine.home)?;
         }
@@ -683,8 +696,10 @@ fn push_once(
                 index.logs.insert(d.key.clone(), d.record(segs));
             }
         }
-        report.up_to_date =
-            report.blocked.is_empty() && report.skipped.is_empty() && report.held_back.is_empty();
+        report.up_to_date = report.blocked.is_empty()
+            && report.skipped.is_empty()
+            && report.held_back.is_empty()
+            && report.remote_lost.is_none();
     }
     let resolved_files = match &commit {
         Some(c) => {
@@ -753,6 +768,9 @@ fn push_once(
     {
         mark.head = c.0.clone();
     }
+    if let Some(c) = &commit {
+        index.pushed(&store, c, built_on.as_ref());
+    }
     index.save(engine.home)?;
     if commit.is_some() {
         let mut status = State::load_status(engine.home);
@@ -767,6 +785,7 @@ fn push_once(
     }
     report.memory_unplaced = before.memory_unplaced;
     report.withheld = before.withheld;
+    report.remote_lost = before.remote_lost;
     report.not_sent.splice(0..0, before.not_sent);
     report.skipped.splice(0..0, before.skipped);
     report.seconds = started.elapsed().as_secs_f64();

@@ -1,12 +1,26 @@
 //! What this machine remembers between runs (in the tool home's `state/`): when it last pushed
 //! and pulled, and (from the sync engine) what each local file looked like when it was last in
 //! step with the repository.
+//!
+//! Those records say what the repository holds, so they hold only while the remote keeps its
+//! history. The index remembers the remote head it last saw ([`Index::seen`]). When a later head
+//! no longer contains it — the branch was deleted, the repository emptied or replaced, or
+//! rewound by a force-push — or a later commit deleted what ccsync never deletes (the marker,
+//! the shared placeholders, this machine's record, a session not forgotten on purpose), the
+//! remote lost data: [`check_history`] drops the records of what is stored (see
+//! [`Index::forget_stored`]), so that the next push sends everything this machine has again (a
+//! union: nothing is sent twice). Push checks before it trusts the index ([`verify_remote`]:
+//! one look at the remote head, a fetch only when it moved), pull after every fetch.
+
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Home;
+use crate::config::shared::{self, RepoKind};
+use crate::config::{Config, Home};
+use crate::store::{Oid, Store};
 
 /// One completed push or pull.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -146,6 +160,14 @@ pub struct Index {
     /// (`push --allow-deletions`), and one written anew meanwhile merges as a new file.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub lost: std::collections::BTreeMap<String, String>,
+    /// The remote head as of this machine's last push, pull or check of the remote: the records
+    /// above describe it or one of its ancestors (see [`check_history`]).
+    #[serde(default)]
+    pub seen: Option<String>,
+    /// The generation of the local clone the records were last checked against (a new clone,
+    /// after damage, has a new one: see [`check_history`]).
+    #[serde(default)]
+    pub clone: String,
 }
 
 /// See [`Index::pulled`].
@@ -184,4 +206,301 @@ impl Index {
         crate::os::write_atomic(&p, &serde_json::to_vec(self)?, true)
             .with_context(|| format!("cannot write {}", p.display()))
     }
+}
+
+impl Index {
+    /// Forget what this machine recorded as stored, after the remote lost some of it: the log
+    /// records and the pull mark are dropped (the next push compares every log with what the
+    /// repository has and sends the lines it lacks; the next pull merges everything). A plain
+    /// file's record keeps, as the base of its three-way merge, the version the repository had
+    /// at `common` — the last commit both the lost history and the new one contain (none: the
+    /// file is new to both sides) — and counts the local file as changed. So a file the remote
+    /// now has in an older version gets the local one back, and one another machine changed
+    /// since `common` is merged, never silently reverted or dropped.
+    pub fn forget_stored(&mut self, store: &Store, common: Option<&Oid>) -> Result<()> {
+        self.logs.clear();
+        self.pulled = None;
+        let at = match common {
+            Some(c) => {
+                let paths: Vec<String> = self.files.values().map(|r| r.repo_path.clone()).collect();
+                super::push::resolve_paths(store, c, &paths)?
+            }
+            None => Default::default(),
+        };
+        for r in self.files.values_mut() {
+            r.base = at.get(&r.repo_path).cloned();
+            r.local_hash = None;
+            r.size = 0;
+            r.mtime_ns = 0;
+        }
+        Ok(())
+    }
+
+    /// After this machine pushed `commit`, built on `built_on`: `commit` is the head seen, unless
+    /// the remote lost what was seen before (then that stays, for [`check_history`] to notice).
+    pub fn pushed(&mut self, store: &Store, commit: &Oid, built_on: Option<&Oid>) {
+        let keeps_history = match self.seen.as_deref() {
+            None => true,
+            Some(s) => {
+                built_on.is_some_and(|b| b.0 == s)
+                    || Oid::parse(s).is_some_and(|s| store.git.is_ancestor(&s, commit))
+            }
+        };
+        if keeps_history {
+            self.seen = Some(commit.0.clone());
+        }
+    }
+
+    /// Drop the records that name objects the clone does not have (after a new clone).
+    fn drop_missing(&mut self, store: &Store) -> Result<usize> {
+        let mut oids: Vec<Oid> = Vec::new();
+        for r in self.logs.values() {
+            oids.extend(r.segs.iter().map(|s| s.oid.clone()));
+        }
+        oids.extend(self.files.values().filter_map(|r| r.base.clone()));
+        oids.sort();
+        oids.dedup();
+        let missing = store.git.missing_objects(&oids)?;
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let before = self.logs.len() + self.files.len();
+        self.logs
+            .retain(|_, r| r.segs.iter().all(|s| !missing.contains(&s.oid)));
+        self.files
+            .retain(|_, r| r.base.as_ref().is_none_or(|b| !missing.contains(b)));
+        self.pulled = None;
+        Ok(before - self.logs.len() - self.files.len())
+    }
+}
+
+/// What [`check_history`] found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// The remote lost data, in words ("the sync remote X was rewound …"); the records were
+    /// dropped.
+    pub lost: Option<String>,
+    /// The index changed (save it).
+    pub changed: bool,
+}
+
+/// Check the fetched remote `head` against what this machine last saw, and the records against
+/// the clone. The remote lost data when the head seen is no longer in its history (the branch is
+/// gone, the repository is empty or was replaced, or was rewound), when it lost its format
+/// marker, or when a later commit deleted what ccsync never deletes (the marker, the shared
+/// placeholders, this machine's record, a session not forgotten on purpose); then the records
+/// of what is stored are dropped ([`Index::forget_stored`]; for lost sessions only theirs).
+/// Records naming objects a new clone lacks are dropped too. Afterwards `head` is the head seen.
+pub fn check_history(store: &Store, head: Option<&Oid>, index: &mut Index) -> Result<Checked> {
+    let mut out = Checked::default();
+    let generation = Store::generation_of(&store.git);
+    if index.clone != generation {
+        let dropped = index.drop_missing(store)?;
+        if dropped > 0 {
+            tracing::info!(
+                "{dropped} record(s) named objects the local clone lacks: they are checked again"
+            );
+        }
+        index.clone = generation;
+        out.changed = true;
+    }
+    let now = head.map(|h| h.0.clone());
+    if index.seen == now {
+        return Ok(out);
+    }
+    // (A head that is not an object id — a hand-edited index — counts as none seen.)
+    let seen = index.seen.as_deref().and_then(Oid::parse);
+    let marker_lost = || {
+        format!(
+            "lost its format marker {} (only part of a ccsync repository is left)",
+            crate::store::format::FORMAT_FILE
+        )
+    };
+    // What the remote lost, in words, and the last commit both histories share.
+    let loss: Option<(String, Option<Oid>)> = match (&seen, head) {
+        (Some(_), None) => Some((
+            format!(
+                "no longer has the branch {} (it was deleted, or the repository emptied or replaced)",
+                store.branch
+            ),
+            None,
+        )),
+        (Some(s), Some(h)) if !store.git.is_ancestor(s, h) => {
+            if shared::classify(store, head)? == RepoKind::Empty {
+                Some(("is empty (it was emptied or replaced)".to_string(), None))
+            } else {
+                Some((
+                    format!(
+                        "was rewound or replaced (commit {} that this machine last saw is no longer in its history)",
+                        s.short()
+                    ),
+                    store.git.merge_base(s, h),
+                ))
+            }
+        }
+        (Some(s), Some(h)) => {
+            // The history goes on from what was seen: did a later commit delete what no ccsync
+            // command deletes? (The marker included: what was seen was checked to have it.)
+            let d = deleted_since(store, s, h)?;
+            if d.skeleton
+                .iter()
+                .any(|p| p == crate::store::format::FORMAT_FILE)
+            {
+                Some((marker_lost(), seen.clone()))
+            } else if !d.skeleton.is_empty() {
+                Some((
+                    format!(
+                        "lost {} (deleted by a later commit)",
+                        d.skeleton.join(" and ")
+                    ),
+                    seen.clone(),
+                ))
+            } else if !d.sessions.is_empty() {
+                // Only those sessions need sending again.
+                let n = d.sessions.len();
+                let inside = |p: &str| {
+                    d.sessions
+                        .iter()
+                        .any(|dir| p.starts_with(&format!("{dir}/")))
+                };
+                index.logs.retain(|_, r| !inside(&r.repo_dir));
+                index.files.retain(|_, r| !inside(&r.repo_path));
+                index.pulled = None;
+                let sentence = format!(
+                    "the sync remote {} lost {n} session{} (a later commit deleted {} without `ccsync forget`)",
+                    store.remote,
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "it" } else { "them" }
+                );
+                tracing::info!("{sentence}: sending them again");
+                out.lost = Some(sentence);
+                None
+            } else {
+                None
+            }
+        }
+        // Nothing seen yet (a first sync, or an index from before heads were recorded): only
+        // a repository that is visibly damaged tells of a loss.
+        (None, Some(_)) if shared::inspect(store, head)?.1 => Some((marker_lost(), None)),
+        _ => None,
+    };
+    if let Some((what, common)) = loss {
+        let sentence = format!("the sync remote {} {what}", store.remote);
+        tracing::info!("{sentence}: forgetting what this machine recorded as stored there");
+        index.forget_stored(store, common.as_ref())?;
+        out.lost = Some(sentence);
+    }
+    index.seen = now;
+    out.changed = true;
+    Ok(out)
+}
+
+/// What commits after `seen` deleted that ccsync never deletes.
+#[derive(Debug, Default)]
+struct Deleted {
+    /// Files every ccsync repository has: the marker, the placeholders, this machine's record.
+    skeleton: Vec<String>,
+    /// Session folders (`projects/<slug>/sessions/<id>`) gone without `ccsync forget`.
+    sessions: Vec<String>,
+}
+
+/// Compare the trees of `seen` and `head` (one `git diff-tree`, proportional to what changed).
+fn deleted_since(store: &Store, seen: &Oid, head: &Oid) -> Result<Deleted> {
+    use crate::store::format::{FORGOTTEN_FILE, FORMAT_FILE, SHARED_PLACEHOLDERS};
+    let text = store.git.run([
+        "diff-tree",
+        "-r",
+        "-z",
+        "--no-renames",
+        "--name-status",
+        &seen.0,
+        &head.0,
+    ])?;
+    let me = store.machine_record_path();
+    let mut out = Deleted::default();
+    let mut gone = std::collections::BTreeSet::new();
+    let mut kept = std::collections::BTreeSet::new();
+    let mut fields = text.split('\0').filter(|f| !f.is_empty());
+    while let (Some(status), Some(path)) = (fields.next(), fields.next()) {
+        let session = {
+            let parts: Vec<&str> = path.splitn(5, '/').collect();
+            match parts.as_slice() {
+                ["projects", slug, "sessions", sid, _] => {
+                    Some(format!("projects/{slug}/sessions/{sid}"))
+                }
+                _ => None,
+            }
+        };
+        if status == "D" {
+            if path == FORMAT_FILE || path == SHARED_PLACEHOLDERS || path == me {
+                out.skeleton.push(path.to_string());
+            }
+            if let Some(dir) = session {
+                gone.insert(dir);
+            }
+        } else if let Some(dir) = session {
+            kept.insert(dir);
+        }
+    }
+    let candidates: Vec<String> = gone.difference(&kept).cloned().collect();
+    if candidates.is_empty() {
+        return Ok(out);
+    }
+    let forgotten: std::collections::BTreeSet<String> = store
+        .read_file(head, FORGOTTEN_FILE)?
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| {
+            v.get("sessions")
+                .and_then(|s| s.as_object())
+                .map(|o| o.keys().cloned().collect())
+        })
+        .unwrap_or_default();
+    for dir in candidates {
+        let sid = dir.rsplit('/').next().unwrap_or_default();
+        if forgotten.contains(sid)
+            || store
+                .read_file(head, &format!("{dir}/meta.json"))?
+                .is_some()
+        {
+            continue;
+        }
+        out.sessions.push(dir);
+    }
+    Ok(out)
+}
+
+/// Before a push trusts the index to say what the repository holds: has the remote lost any of
+/// it? One cheap look at where the remote branch points (a file read for a remote on this
+/// machine, `git ls-remote` otherwise); only when it moved since this machine last saw it is it
+/// fetched and checked ([`check_history`]). The index is saved when the check changed it and
+/// `save` is set. A remote that cannot be reached is reported as a warning and not checked.
+pub fn verify_remote(
+    home: &Home,
+    config: &Config,
+    index: &mut Index,
+    timeout: Duration,
+    save: bool,
+) -> Result<Checked> {
+    let now = match crate::store::peek_remote_head(&config.remote, &config.branch, timeout) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(
+                "cannot check what the sync remote {} holds: {e:#}",
+                config.remote
+            );
+            return Ok(Checked::default());
+        }
+    };
+    if now.as_ref().map(|o| &o.0) == index.seen.as_ref()
+        && Store::generation_of(&crate::store::Git::new(home.repo_dir())) == index.clone
+    {
+        return Ok(Checked::default());
+    }
+    let store = Store::of_waiting(home, config, timeout)?;
+    let head = store.fetch(timeout)?;
+    let checked = check_history(&store, head.as_ref(), index)?;
+    if save && checked.changed {
+        index.save(home)?;
+    }
+    Ok(checked)
 }
