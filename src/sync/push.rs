@@ -246,14 +246,19 @@ pub fn push(engine: &Engine, opts: &PushOptions) -> Result<PushReport> {
         return Ok(report);
     }
     let mut again = false;
+    let mut only = opts.only.clone();
     for (sid, path, title) in settle {
         let s = super::branches::settle(&path, &sid, title.as_deref())?;
         again |= s.pinned || !s.forks.is_empty();
+        if let Some(o) = only.as_mut() {
+            o.extend(s.forks.iter().cloned());
+        }
         report.branches.extend(s.forks);
     }
     if again {
+        // The same sessions again (with the pin), and the sessions just written for branches.
         let again = PushOptions {
-            only: None,
+            only,
             ..opts.clone()
         };
         let (second, _) = crate::store::with_clone_repair(|| push_once(engine, &again))?;
