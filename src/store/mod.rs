@@ -248,10 +248,17 @@ impl Store {
             .iter()
             .map(Into::into)
             .collect();
+        git::known_silent(&self.remote, "git fetch")?;
         let out = self
             .git
-            .output_timeout(&args, timeout)
-            .map_err(|e| anyhow!("cannot reach the sync remote {}: {e:#}", self.remote))?;
+            .output_timeout(&args, git::net_bound(timeout))
+            .map_err(|e| {
+                if git::is_cut_short(&e) {
+                    git::network_error(&self.remote, "git fetch", e)
+                } else {
+                    anyhow!("cannot reach the sync remote {}: {e:#}", self.remote)
+                }
+            })?;
         if out.status.success() {
             return self.known_head();
         }
