@@ -833,8 +833,7 @@ pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<Output> 
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    // Git is done; whatever it left in its group (a lingering ssh) is not wanted.
-    crate::os::kill_group(pid);
+    // Git is done and reaped (its pid may be reused: its group is not signalled any more).
     crate::os::track_group(pid, false);
     if crate::os::stop_count() != stops {
         // The signal handler ended the group: what git said is beside the point.
@@ -851,10 +850,11 @@ pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<Output> 
 
 /// Kill a child and the process group it leads (if it leads one), and reap it.
 fn end_group(child: &mut Child) {
+    // Not reaped yet, so the pid (and the group it leads) is still this child's.
     crate::os::kill_group(child.id());
     let _ = child.kill();
-    let _ = child.wait();
     crate::os::track_group(child.id(), false);
+    let _ = child.wait();
 }
 
 /// A long-lived `git cat-file --batch`.
