@@ -213,6 +213,8 @@ fn main_loop(claude: &ClaudeDir, home: &Home, opts: &Options) -> Result<()> {
         let due_full = now >= next_full;
         let may_run = retry_at.is_none_or(|t| now >= t);
         if may_run && (due_full || due_push) {
+            // Each attempt asks the remote again, even if it was silent last time.
+            crate::store::git::forget_silent_remote();
             let r = if due_full {
                 full_cycle(claude, home, opts, &mut status)
             } else {
@@ -425,7 +427,8 @@ fn release_kept_locks(home: &Home, config: &crate::config::Config) {
     if sessions.is_empty() {
         return;
     }
-    let t = Duration::from_secs(30);
+    // Leaving must be prompt (a signal asked for it): a short bound, whatever the remote does.
+    let t = Duration::from_secs(5);
     if let Ok(store) = Store::of_waiting(home, config, t) {
         for sid in sessions {
             match lock::release(&store, &config.machine_id, &sid, false, t) {

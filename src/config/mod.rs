@@ -74,6 +74,9 @@ fn default_debounce() -> u64 {
 fn default_pull_timeout() -> u64 {
     10
 }
+fn default_network_timeout() -> u64 {
+    crate::store::git::DEFAULT_NETWORK_TIMEOUT_SECS
+}
 fn default_hook_timeout() -> u64 {
     3
 }
@@ -116,6 +119,9 @@ pub struct Config {
     /// The quick pull before `resume` gives up after this many seconds.
     #[serde(default = "default_pull_timeout")]
     pub pull_timeout_secs: u64,
+    /// Every network step (fetch, push, ls-remote) is stopped after this many seconds.
+    #[serde(default = "default_network_timeout")]
+    pub network_timeout_secs: u64,
     /// The session-start hook gives up (quietly) after this many seconds.
     #[serde(default = "default_hook_timeout")]
     pub hook_timeout_secs: u64,
@@ -146,6 +152,7 @@ impl Config {
             daemon_debounce_secs: default_debounce(),
             pull_timeout_secs: default_pull_timeout(),
             hook_timeout_secs: default_hook_timeout(),
+            network_timeout_secs: default_network_timeout(),
             install_id: crate::util::random_hex(16),
             github_repo: None,
             real_sync_dirs: Default::default(),
@@ -272,7 +279,9 @@ impl Home {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        parse_config(&bytes, &path).map(Some)
+        let config = parse_config(&bytes, &path)?;
+        crate::store::git::set_network_timeout(config.network_timeout_secs);
+        Ok(Some(config))
     }
 
     /// The configuration, or an error telling the user to run `init`.

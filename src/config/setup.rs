@@ -597,6 +597,7 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "daemon_debounce_secs",
     "pull_timeout_secs",
     "hook_timeout_secs",
+    "network_timeout_secs",
     "path_style",
     "branch",
 ];
@@ -645,6 +646,7 @@ pub fn set_key(home: &Home, key: &str, value: &str) -> Result<Config> {
         "daemon_debounce_secs" => config.daemon_debounce_secs = num(value, 1)?,
         "pull_timeout_secs" => config.pull_timeout_secs = num(value, 1)?,
         "hook_timeout_secs" => config.hook_timeout_secs = num(value, 1)?,
+        "network_timeout_secs" => config.network_timeout_secs = num(value, 1)?,
         "path_style" => {
             let style: PathStyle = value.parse().map_err(|e: String| anyhow!(e))?;
             let mapper = crate::paths::Mapper::new(style, config.placeholders.iter());

@@ -240,24 +240,103 @@ pub fn request_stop(pid: u32) -> bool {
 }
 
 static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether [`install_stop_handler`] turned signals into a flag (otherwise a signal ends the
+/// process, after ending the process groups of running git commands).
+static STOP_MODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static HANDLER_INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-#[cfg(unix)]
-extern "C" fn note_stop(_: libc::c_int) {
-    STOP_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
+/// How many stop signals arrived: a network step interrupts itself when this changes while it
+/// runs (one started after the stop, such as the daemon's release of its locks, may run).
+static STOP_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many stop signals arrived so far (see [`install_stop_handler`]).
+pub fn stop_count() -> u64 {
+    STOP_COUNT.load(std::sync::atomic::Ordering::SeqCst)
 }
 
-/// Turn SIGTERM, SIGINT and SIGHUP into a flag the caller polls ([`stop_requested`]).
-pub fn install_stop_handler() {
+/// Process groups of running network git commands (0: a free slot); signal handlers read them.
+static GROUPS: [std::sync::atomic::AtomicU32; 32] =
+    [const { std::sync::atomic::AtomicU32::new(0) }; 32];
+
+/// Note (or forget) a child that leads its own process group, so that a stop signal ends it
+/// and everything it started. The first one installs the signal handler that does so.
+pub fn track_group(pid: u32, running: bool) {
+    use std::sync::atomic::Ordering::SeqCst;
+    if running {
+        if !HANDLER_INSTALLED.load(SeqCst) {
+            install_handler();
+        }
+        for slot in &GROUPS {
+            if slot.compare_exchange(0, pid, SeqCst, SeqCst).is_ok() {
+                return;
+            }
+        }
+    } else {
+        for slot in &GROUPS {
+            let _ = slot.compare_exchange(pid, 0, SeqCst, SeqCst);
+        }
+    }
+}
+
+/// Kill the process group `pid` leads (Unix; nothing elsewhere).
+pub fn kill_group(pid: u32) {
+    #[cfg(unix)]
+    if pid > 1 {
+        // SAFETY: sending a signal has no memory-safety requirements; a group that does not
+        // exist (the child led none, or it is gone) makes this fail harmlessly.
+        unsafe {
+            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = pid;
+}
+
+#[cfg(unix)]
+extern "C" fn on_signal(sig: libc::c_int) {
+    use std::sync::atomic::Ordering::SeqCst;
+    // Only async-signal-safe work here: atomics, kill, signal, raise.
+    for slot in &GROUPS {
+        let pid = slot.load(SeqCst);
+        if pid > 1 {
+            // SAFETY: kill is async-signal-safe.
+            unsafe {
+                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+            }
+        }
+    }
+    if STOP_MODE.load(SeqCst) {
+        STOP_REQUESTED.store(true, SeqCst);
+        STOP_COUNT.fetch_add(1, SeqCst);
+    } else {
+        // SAFETY: signal and raise are async-signal-safe; the default action ends the process
+        // as the signal would have without this handler.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
+}
+
+fn install_handler() {
+    HANDLER_INSTALLED.store(true, std::sync::atomic::Ordering::SeqCst);
     #[cfg(unix)]
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        // SAFETY: the handler does only async-signal-safe work (see `on_signal`).
         unsafe {
             let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = note_stop as *const () as usize;
+            act.sa_sigaction = on_signal as *const () as usize;
             libc::sigemptyset(&mut act.sa_mask);
             libc::sigaction(sig, &act, std::ptr::null_mut());
         }
     }
+}
+
+/// Turn SIGTERM, SIGINT and SIGHUP into a flag the caller polls ([`stop_requested`]); running
+/// network git commands are ended at once, and those started later are refused.
+pub fn install_stop_handler() {
+    STOP_MODE.store(true, std::sync::atomic::Ordering::SeqCst);
+    install_handler();
 }
 
 /// Whether a stop was requested by a signal.

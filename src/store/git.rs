@@ -9,6 +9,7 @@ use std::fmt;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::os::IoAt;
@@ -181,13 +182,12 @@ impl Git {
 
     /// Run git, giving up after `timeout`; the caller judges the exit status.
     pub fn output_timeout(&self, args: &[std::ffi::OsString], timeout: Duration) -> Result<Output> {
-        let child = self
-            .cmd()
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| anyhow!("cannot run git: {e}"))?;
+        let child = spawn_network(
+            self.cmd()
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )?;
         wait_with_timeout(child, timeout).with_context(|| describe(args))
     }
 
@@ -403,14 +403,16 @@ impl Git {
             remote.into(),
             spec.into(),
         ];
-        let child = self
-            .cmd()
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| anyhow!("cannot run git: {e}"))?;
-        let out = wait_with_timeout(child, timeout).context("git push")?;
+        known_silent(remote, "git push")?;
+        let timeout = net_bound(timeout);
+        let child = spawn_network(
+            self.cmd()
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )?;
+        let out =
+            wait_with_timeout(child, timeout).map_err(|e| network_error(remote, "git push", e))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
@@ -654,14 +656,16 @@ pub fn ls_remote(remote: &str, branch: &str, timeout: Duration) -> Result<Option
         c.env("GIT_TERMINAL_PROMPT", "0");
     }
     let refname = format!("refs/heads/{branch}");
-    let child = c
-        .args(["ls-remote", "--quiet", remote, &refname])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow!("cannot run git: {e}"))?;
-    let out = wait_with_timeout(child, timeout).context("git ls-remote")?;
+    known_silent(remote, "git ls-remote")?;
+    let timeout = net_bound(timeout);
+    let child = spawn_network(
+        c.args(["ls-remote", "--quiet", remote, &refname])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )?;
+    let out =
+        wait_with_timeout(child, timeout).map_err(|e| network_error(remote, "git ls-remote", e))?;
     let args: Vec<std::ffi::OsString> = vec!["ls-remote".into(), remote.into()];
     let text = check(None, &args, out)?;
     Ok(text
@@ -671,7 +675,122 @@ pub fn ls_remote(remote: &str, branch: &str, timeout: Duration) -> Result<Option
         .and_then(|(oid, _)| Oid::parse(oid)))
 }
 
-/// Wait for a child, killing it after `timeout`.
+/// The bound on every network step (fetch, push, ls-remote), in seconds: `network_timeout_secs`
+/// of the configuration, set when it is loaded.
+static NETWORK_TIMEOUT_SECS: AtomicU64 = AtomicU64::new(DEFAULT_NETWORK_TIMEOUT_SECS);
+
+/// `network_timeout_secs` when the configuration does not say.
+pub const DEFAULT_NETWORK_TIMEOUT_SECS: u64 = 60;
+
+/// Set the bound on every network step (at least one second).
+pub fn set_network_timeout(secs: u64) {
+    NETWORK_TIMEOUT_SECS.store(secs.max(1), Ordering::Relaxed);
+}
+
+/// The bound on every network step.
+pub fn network_timeout() -> Duration {
+    Duration::from_secs(NETWORK_TIMEOUT_SECS.load(Ordering::Relaxed).max(1))
+}
+
+/// A network step's timeout: what the caller allows, never more than the configured bound.
+pub fn net_bound(timeout: Duration) -> Duration {
+    timeout
+        .min(network_timeout())
+        .max(Duration::from_millis(100))
+}
+
+/// A git command that did not finish within its bound (it and its children were killed).
+#[derive(Debug, thiserror::Error)]
+#[error("no answer within {} s", secs_of(*.0))]
+pub struct TimedOut(pub Duration);
+
+/// A network step on the sync remote that timed out, said in one sentence with the fix.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the sync remote {remote} did not answer within {secs} s ({what}): check the network and `ccsync doctor`, or raise network_timeout_secs (`ccsync config set network_timeout_secs 120`)"
+)]
+pub struct RemoteSilent {
+    pub remote: String,
+    pub what: String,
+    pub secs: u64,
+}
+
+/// A git command stopped because this process was asked to stop (a signal).
+#[derive(Debug, thiserror::Error)]
+#[error("stopped on request")]
+pub struct Interrupted;
+
+fn secs_of(d: Duration) -> u64 {
+    d.as_secs_f64().round().max(1.0) as u64
+}
+
+/// The one sentence that says a network step on `remote` failed, naming the bound and the fix
+/// when it timed out.
+pub fn network_error(remote: &str, what: &str, e: anyhow::Error) -> anyhow::Error {
+    if let Some(t) = e.chain().find_map(|c| c.downcast_ref::<TimedOut>()) {
+        if let Ok(mut g) = SILENT_REMOTE.lock() {
+            *g = Some((remote.to_string(), secs_of(t.0)));
+        }
+        return anyhow::Error::new(RemoteSilent {
+            remote: remote.to_string(),
+            what: what.to_string(),
+            secs: secs_of(t.0),
+        });
+    }
+    if e.chain().any(|c| c.downcast_ref::<Interrupted>().is_some()) {
+        return e.context(format!("{what} on {remote} stopped on request"));
+    }
+    e
+}
+
+/// The remote that last timed out in this process: later steps on it fail at once, so that a
+/// command waits for a silent remote once, not once per step. The daemon forgets it each cycle.
+static SILENT_REMOTE: std::sync::Mutex<Option<(String, u64)>> = std::sync::Mutex::new(None);
+
+/// Forget which remote timed out (a new attempt tries the network again).
+pub fn forget_silent_remote() {
+    if let Ok(mut g) = SILENT_REMOTE.lock() {
+        *g = None;
+    }
+}
+
+/// The error for a step on `remote` when it already timed out in this process.
+pub fn known_silent(remote: &str, what: &str) -> Result<()> {
+    let known = SILENT_REMOTE.lock().ok().and_then(|g| g.clone());
+    match known {
+        Some((r, secs)) if r == remote => Err(anyhow::Error::new(RemoteSilent {
+            remote: remote.to_string(),
+            what: what.to_string(),
+            secs,
+        })),
+        _ => Ok(()),
+    }
+}
+
+/// Whether an error (anywhere in its chain) is a network step that timed out or was stopped.
+pub fn is_cut_short(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<TimedOut>().is_some()
+            || c.downcast_ref::<RemoteSilent>().is_some()
+            || c.downcast_ref::<Interrupted>().is_some()
+    })
+}
+
+/// Spawn a git command that may talk to the network: on Unix in its own process group, so that
+/// a timeout or a stop ends git and everything it started (ssh, credential helpers) at once.
+pub fn spawn_network(cmd: &mut Command) -> Result<Child> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().map_err(|e| anyhow!("cannot run git: {e}"))?;
+    crate::os::track_group(child.id(), true);
+    Ok(child)
+}
+
+/// Wait for a child, killing it (and, when it leads a process group, its group) after `timeout`
+/// or when this process is asked to stop.
 pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<Output> {
     let start = Instant::now();
     // Drain pipes in threads so a chatty child cannot block on a full pipe.
@@ -691,17 +810,35 @@ pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<Output> 
         }
         v
     });
+    let pid = child.id();
+    let stops = crate::os::stop_count();
     let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => {}
+            Err(e) => {
+                end_group(&mut child);
+                return Err(e.into());
+            }
         }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("timed out after {} s", timeout.as_secs());
+        let stop = crate::os::stop_count() != stops;
+        if stop || start.elapsed() > timeout {
+            end_group(&mut child);
+            // The pipes close once every process of the group is gone; never wait long.
+            let _ = (t_out, t_err);
+            if stop {
+                return Err(anyhow::Error::new(Interrupted));
+            }
+            return Err(anyhow::Error::new(TimedOut(timeout)));
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    // Git is done and reaped (its pid may be reused: its group is not signalled any more).
+    crate::os::track_group(pid, false);
+    if crate::os::stop_count() != stops {
+        // The signal handler ended the group: what git said is beside the point.
+        return Err(anyhow::Error::new(Interrupted));
+    }
     let stdout = t_out.join().unwrap_or_default();
     let stderr = t_err.join().unwrap_or_default();
     Ok(Output {
@@ -709,6 +846,15 @@ pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<Output> 
         stdout,
         stderr,
     })
+}
+
+/// Kill a child and the process group it leads (if it leads one), and reap it.
+fn end_group(child: &mut Child) {
+    // Not reaped yet, so the pid (and the group it leads) is still this child's.
+    crate::os::kill_group(child.id());
+    let _ = child.kill();
+    crate::os::track_group(child.id(), false);
+    let _ = child.wait();
 }
 
 /// A long-lived `git cat-file --batch`.

@@ -248,10 +248,17 @@ impl Store {
             .iter()
             .map(Into::into)
             .collect();
+        git::known_silent(&self.remote, "git fetch")?;
         let out = self
             .git
-            .output_timeout(&args, timeout)
-            .map_err(|e| anyhow!("cannot reach the sync remote {}: {e:#}", self.remote))?;
+            .output_timeout(&args, git::net_bound(timeout))
+            .map_err(|e| {
+                if git::is_cut_short(&e) {
+                    git::network_error(&self.remote, "git fetch", e)
+                } else {
+                    anyhow!("cannot reach the sync remote {}: {e:#}", self.remote)
+                }
+            })?;
         if out.status.success() {
             return self.known_head();
         }
@@ -602,7 +609,9 @@ fn nanos() -> u64 {
         .unwrap_or(0)
 }
 
-/// Take the clone lock, waiting for another ccsync process to finish (up to `wait`).
+/// Take the clone lock, waiting for another ccsync process to finish (up to `wait`). The lock
+/// file then says who holds it (pid, command, since when), so that a process waiting for it
+/// can name the holder.
 fn lock_clone(path: &Path, wait: Duration) -> Result<File> {
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -616,20 +625,25 @@ fn lock_clone(path: &Path, wait: Duration) -> Result<File> {
     let mut said = false;
     loop {
         match f.try_lock() {
-            Ok(()) => return Ok(f),
+            Ok(()) => {
+                note_holder(&f);
+                return Ok(f);
+            }
             Err(std::fs::TryLockError::WouldBlock) => {
                 if !said && start.elapsed() > Duration::from_secs(2) {
                     tracing::warn!(
-                        "waiting for another ccsync process to finish with {}",
+                        "waiting for {} to finish with {}",
+                        holder_of(path),
                         path.display()
                     );
                     said = true;
                 }
                 if start.elapsed() > wait {
                     bail!(
-                        "another ccsync process has been using {} for {} s: try again when it is done",
+                        "{} has been using {} for longer than the {} s this command waits: try again when it is done",
+                        holder_of(path),
                         path.display(),
-                        wait.as_secs()
+                        wait.as_secs_f64().ceil() as u64
                     );
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -639,6 +653,49 @@ fn lock_clone(path: &Path, wait: Duration) -> Result<File> {
             }
         }
     }
+}
+
+/// Write who holds the clone lock into the lock file: `pid unix-seconds command…`.
+fn note_holder(mut f: &File) {
+    use std::io::{Seek as _, Write as _};
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .take(3)
+        .map(|a| a.replace(['\n', '\r'], " "))
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let line = format!("{} {now} {}\n", std::process::id(), words.join(" "));
+    let _ = f
+        .set_len(0)
+        .and_then(|()| f.rewind())
+        .and_then(|()| f.write_all(line.as_bytes()));
+}
+
+/// Who holds the clone lock, as the lock file says: "ccsync pid 123 (`ccsync pull`, for 40 s)".
+fn holder_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut it = text.trim().splitn(3, ' ');
+    let (Some(pid), since) = (it.next().and_then(|p| p.parse::<u32>().ok()), it.next()) else {
+        return "another ccsync process".to_string();
+    };
+    let cmd = it.next().unwrap_or("").trim();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let age = since
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(|s| format!(", for {} s", now.saturating_sub(s)))
+        .unwrap_or_default();
+    let what = if cmd.is_empty() {
+        "ccsync".to_string()
+    } else {
+        format!("ccsync {cmd}")
+    };
+    format!("another ccsync process (pid {pid}, `{what}`{age})")
 }
 
 /// Git `*.lock` files left by a process killed inside git. Only ccsync uses this clone and we
@@ -836,5 +893,21 @@ mod tests {
                 .to_string_lossy()
                 .starts_with("repo.git.broken-")
         }));
+    }
+
+    #[test]
+    fn a_process_waiting_for_the_clone_lock_is_told_who_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo.lock");
+        let held = lock_clone(&path, Duration::from_secs(1)).unwrap();
+        let start = Instant::now();
+        let e = lock_clone(&path, Duration::from_millis(200))
+            .unwrap_err()
+            .to_string();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        assert!(e.contains("for longer than the 1 s"), "{e}");
+        drop(held);
+        assert!(lock_clone(&path, Duration::from_millis(200)).is_ok());
     }
 }
