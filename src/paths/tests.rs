@@ -596,7 +596,9 @@ fn check_cwd_forms(a: &Mapper, b: &Mapper, cwd: &str, exact: bool) -> Result<(),
             "meta A → B → A"
         );
     }
-    if check_cwd(a.style(), cwd).is_ok() && meta.starts_with("{{") {
+    // A POSIX name holding a backslash has no Windows spelling (documented in PATHS.md): only
+    // paths that keep one form must be placeable on the other machine.
+    if exact && check_cwd(a.style(), cwd).is_ok() && meta.starts_with("{{") {
         prop_assert!(
             check_cwd(b.style(), &on_b).is_ok(),
             "placeable on B: {:?}",
