@@ -11,32 +11,12 @@ use common::*;
 
 const SID: &str = "c10c0000-0000-4000-8000-00000000000a";
 
-struct M {
-    m: Machine,
-    projects: String,
-}
-
-impl M {
-    fn cwd(&self) -> String {
-        format!("{}/app", self.projects)
-    }
-}
+type M = ProjectMachine;
 
 fn machine(w: &World, name: &str, remote: &Path) -> M {
-    let m = w.machine(name);
-    let projects = format!("{}/projects", m.home.display());
-    m.init(
-        remote,
-        &[
-            "--add-placeholder",
-            &format!("PROJECTS={projects}"),
-            "--sync-dir",
-            "~",
-        ],
-    );
-    m.fake_claude();
-    std::fs::create_dir_all(format!("{projects}/app")).unwrap();
-    M { m, projects }
+    let pm = ProjectMachine::new(w, name, remote);
+    std::fs::create_dir_all(pm.cwd()).unwrap();
+    pm
 }
 
 /// A has a pushed session; B has pulled it.

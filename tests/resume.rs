@@ -11,31 +11,10 @@ use serde_json::json;
 
 const SID: &str = "4e5a0000-0000-4000-8000-00000000000a";
 
-struct M {
-    m: Machine,
-    projects: String,
-}
-
-impl M {
-    fn cwd(&self) -> String {
-        format!("{}/app", self.projects)
-    }
-}
+type M = ProjectMachine;
 
 fn machine(w: &World, name: &str, remote: &Path) -> M {
-    let m = w.machine(name);
-    let projects = format!("{}/projects", m.home.display());
-    m.init(
-        remote,
-        &[
-            "--add-placeholder",
-            &format!("PROJECTS={projects}"),
-            "--sync-dir",
-            "~",
-        ],
-    );
-    m.fake_claude();
-    M { m, projects }
+    ProjectMachine::new(w, name, remote)
 }
 
 /// A on which a session exists and was pushed; B knows nothing yet.

@@ -429,3 +429,32 @@ for group in settings.get("hooks", {}).get(event, []):
         std::fs::write(self.bin.join(file), value).unwrap();
     }
 }
+
+/// A machine with a PROJECTS placeholder at `~/projects`, syncing everything under `~`, and the
+/// fake `claude`; its test project is `~/projects/app`.
+pub struct ProjectMachine {
+    pub m: Machine,
+    pub projects: String,
+}
+
+impl ProjectMachine {
+    pub fn new(w: &World, name: &str, remote: &Path) -> ProjectMachine {
+        let m = w.machine(name);
+        let projects = format!("{}/projects", m.home.display());
+        m.init(
+            remote,
+            &[
+                "--add-placeholder",
+                &format!("PROJECTS={projects}"),
+                "--sync-dir",
+                "~",
+            ],
+        );
+        m.fake_claude();
+        ProjectMachine { m, projects }
+    }
+
+    pub fn cwd(&self) -> String {
+        format!("{}/app", self.projects)
+    }
+}
