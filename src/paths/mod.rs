@@ -421,10 +421,29 @@ impl Mapper {
 
     /// Local bytes → portable bytes, appended to `out`.
     pub fn to_portable(&self, input: &[u8], ctx: Context, out: &mut Vec<u8>) {
-        out.reserve(input.len());
-        let mut copied = 0;
-        let mut i = 0;
+        self.to_portable_part(input, 0, input.len(), ctx, out);
+    }
+
+    /// Map `input[from..]` up to at least `until` (further when a path runs across `until`);
+    /// returns where the output stops. `input[..from]` is context only (what precedes the
+    /// text), and paths are matched against all of `input`, so a caller that keeps enough
+    /// bytes on each side gets exactly what mapping the whole text would give (see
+    /// [`MapStream`]).
+    pub fn to_portable_part(
+        &self,
+        input: &[u8],
+        from: usize,
+        until: usize,
+        ctx: Context,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        out.reserve(until.saturating_sub(from));
+        let mut copied = from;
+        let mut i = from;
         while let Some(at) = self.next_start(input, i) {
+            if at >= until {
+                break;
+            }
             if input[at] == b'{' && input.get(at + 1) == Some(&b'{') {
                 out.extend_from_slice(&input[copied..at]);
                 out.extend_from_slice(ESCAPED_OPEN);
@@ -439,7 +458,9 @@ impl Mapper {
                 i = at + 1;
             }
         }
-        out.extend_from_slice(&input[copied..]);
+        let stop = copied.max(until);
+        out.extend_from_slice(&input[copied..stop]);
+        stop
     }
 
     /// Try to encode a path starting at `at`. On success, writes `pending` then the encoded
@@ -529,11 +550,29 @@ impl Mapper {
     /// for are left as they are and reported.
     pub fn to_local(&self, input: &[u8], ctx: Context, out: &mut Vec<u8>) -> Unmapped {
         let mut unmapped = Unmapped::default();
-        out.reserve(input.len());
-        let mut copied = 0;
-        let mut i = 0;
+        self.to_local_part(input, 0, input.len(), ctx, out, &mut unmapped);
+        unmapped
+    }
+
+    /// [`Mapper::to_local`] of `input[from..]` up to at least `until`, as
+    /// [`Mapper::to_portable_part`] does it; returns where the output stops.
+    pub fn to_local_part(
+        &self,
+        input: &[u8],
+        from: usize,
+        until: usize,
+        ctx: Context,
+        out: &mut Vec<u8>,
+        unmapped: &mut Unmapped,
+    ) -> usize {
+        out.reserve(until.saturating_sub(from));
+        let mut copied = from;
+        let mut i = from;
         while let Some(rel) = memchr::memchr(b'{', &input[i..]) {
             let at = i + rel;
+            if at >= until {
+                break;
+            }
             if input[at..].starts_with(ESCAPED_OPEN) {
                 out.extend_from_slice(&input[copied..at]);
                 out.extend_from_slice(b"{{");
@@ -579,8 +618,9 @@ impl Mapper {
             }
             copied = i;
         }
-        out.extend_from_slice(&input[copied..]);
-        unmapped
+        let stop = copied.max(until);
+        out.extend_from_slice(&input[copied..stop]);
+        stop
     }
 
     fn is_spelling_of(&self, e: &Entry, sp: &[u8], ctx: Context) -> bool {
@@ -609,6 +649,100 @@ impl Mapper {
         }
         Ok(String::from_utf8(out)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    }
+}
+
+/// Which way a [`MapStream`] maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ToPortable,
+    ToLocal,
+}
+
+/// Mapping of one text too large to hold (a transcript line of hundreds of megabytes), fed in
+/// pieces. It holds at most a few megabytes, and its output is byte for byte what mapping the
+/// whole text at once gives, as long as no single path (with its rest) is longer than
+/// [`MapStream::LOOKAHEAD`] and no run of backslashes before a path is longer than
+/// [`MapStream::KEEP`].
+#[derive(Debug)]
+pub struct MapStream<'m> {
+    mapper: &'m Mapper,
+    dir: Direction,
+    ctx: Context,
+    /// Bytes from some point before the output position: context, then unmapped input.
+    buf: Vec<u8>,
+    /// Where the unmapped input starts in `buf`.
+    from: usize,
+    /// Placeholders met that this machine has no path for (mapping to local).
+    pub unmapped: Unmapped,
+    step: usize,
+    lookahead: usize,
+    keep: usize,
+}
+
+impl<'m> MapStream<'m> {
+    /// Bytes kept after the output position before a piece is mapped: the longest path.
+    pub const LOOKAHEAD: usize = 1 << 20;
+    /// Bytes kept before the output position (what a boundary check looks back at).
+    pub const KEEP: usize = 64 << 10;
+    /// How much is mapped at a time.
+    const STEP: usize = 4 << 20;
+
+    pub fn new(mapper: &'m Mapper, dir: Direction, ctx: Context) -> Self {
+        MapStream {
+            mapper,
+            dir,
+            ctx,
+            buf: Vec::new(),
+            from: 0,
+            unmapped: Unmapped::default(),
+            step: Self::STEP,
+            lookahead: Self::LOOKAHEAD,
+            keep: Self::KEEP,
+        }
+    }
+
+    /// Smaller windows, so that tests cross many of them.
+    #[cfg(test)]
+    pub(crate) fn with_sizes(mut self, step: usize, lookahead: usize, keep: usize) -> Self {
+        (self.step, self.lookahead, self.keep) = (step.max(1), lookahead, keep);
+        self
+    }
+
+    /// Take the next piece; appends to `out` what can be mapped already.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        self.buf.extend_from_slice(data);
+        while self.buf.len() >= self.from + self.step + self.lookahead {
+            let until = self.from + self.step;
+            self.run(until, out);
+        }
+    }
+
+    /// The text ended: appends the rest.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let end = self.buf.len();
+        self.run(end, out);
+        self.buf.clear();
+        self.from = 0;
+    }
+
+    fn run(&mut self, until: usize, out: &mut Vec<u8>) {
+        let stop = match self.dir {
+            Direction::ToPortable => self
+                .mapper
+                .to_portable_part(&self.buf, self.from, until, self.ctx, out),
+            Direction::ToLocal => self.mapper.to_local_part(
+                &self.buf,
+                self.from,
+                until,
+                self.ctx,
+                out,
+                &mut self.unmapped,
+            ),
+        };
+        let drop = stop.saturating_sub(self.keep);
+        self.buf.drain(..drop);
+        self.from = stop - drop;
     }
 }
 

@@ -634,3 +634,53 @@ proptest! {
         }
     }
 }
+
+/// Map `x` through a [`MapStream`] with tiny windows, fed in pieces of the given sizes.
+fn streamed(m: &Mapper, dir: Direction, ctx: Context, x: &[u8], cuts: &[usize]) -> Vec<u8> {
+    // Windows of a few bytes; lookahead and kept context larger than any path in the tests.
+    let mut s = MapStream::new(m, dir, ctx).with_sizes(3, 40, 8);
+    let mut out = Vec::new();
+    let mut rest = x;
+    for &c in cuts.iter().cycle().take(x.len() + 1) {
+        if rest.is_empty() {
+            break;
+        }
+        let (a, b) = rest.split_at(c.clamp(1, rest.len()));
+        s.feed(a, &mut out);
+        rest = b;
+    }
+    s.finish(&mut out);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+    /// A text mapped in pieces through small windows gives exactly what mapping it whole gives,
+    /// both ways, on POSIX and Windows machines.
+    #[test]
+    fn streaming_maps_like_whole(
+        x in text(POSIX_PATHS.to_vec()),
+        w in text(WIN_JSON.to_vec()),
+        cuts in proptest::collection::vec(1usize..9, 1..6),
+    ) {
+        for (m, x) in [(posix_a(), &x), (win_c(), &w)] {
+            for ctx in [Context::Json, Context::Text] {
+                let mut whole = Vec::new();
+                m.to_portable(x.as_bytes(), ctx, &mut whole);
+                let s = streamed(&m, Direction::ToPortable, ctx, x.as_bytes(), &cuts);
+                prop_assert_eq!(&s, &whole);
+                let mut back = Vec::new();
+                let un = m.to_local(&whole, ctx, &mut back);
+                let mut st = MapStream::new(&m, Direction::ToLocal, ctx).with_sizes(2, 40, 8);
+                let mut sb = Vec::new();
+                for piece in whole.chunks(cuts[0]) {
+                    st.feed(piece, &mut sb);
+                }
+                st.finish(&mut sb);
+                prop_assert_eq!(&sb, &back);
+                prop_assert_eq!(&st.unmapped, &un);
+            }
+        }
+    }
+}

@@ -176,6 +176,119 @@ impl Scanner {
     }
 }
 
+impl Scanner {
+    /// The ranges of a JSON line that are never redacted (see the module docs), for a line
+    /// too large to hold: feed it in pieces, then call `finish`. Ranges are offsets in the line.
+    pub fn protected_walker(&self) -> ProtectedWalker {
+        ProtectedWalker::default()
+    }
+
+    /// Scan (and redact) one JSON line too large to hold, fed in pieces. `protected` are the
+    /// line's protected ranges from a first pass with [`Scanner::protected_walker`]. Findings
+    /// are those scanning the whole line gives, except for a secret longer than
+    /// [`RedactStream::LOOKAHEAD`] or one whose rule looks further back than
+    /// [`RedactStream::KEEP`] bytes.
+    pub fn redact_stream(&self, protected: Vec<(u64, u64)>, redact: bool) -> RedactStream {
+        let mut protected = protected;
+        protected.sort_unstable();
+        RedactStream {
+            scanner: *self,
+            protected,
+            redact,
+            buf: Vec::new(),
+            buf_at: 0,
+            from: 0,
+            found: Vec::new(),
+            step: RedactStream::STEP,
+            lookahead: RedactStream::LOOKAHEAD,
+            keep: RedactStream::KEEP,
+        }
+    }
+}
+
+/// See [`Scanner::redact_stream`].
+#[derive(Debug)]
+pub struct RedactStream {
+    scanner: Scanner,
+    protected: Vec<(u64, u64)>,
+    redact: bool,
+    /// Bytes from some point before the output position: context, then unscanned input.
+    buf: Vec<u8>,
+    /// Offset in the line of `buf[0]`.
+    buf_at: u64,
+    /// Where the unscanned input starts in `buf`.
+    from: usize,
+    /// The kind of every secret found, in order.
+    pub found: Vec<&'static str>,
+    step: usize,
+    lookahead: usize,
+    keep: usize,
+}
+
+impl RedactStream {
+    /// Bytes kept after the output position before a piece is scanned: the longest secret.
+    pub const LOOKAHEAD: usize = 1 << 20;
+    /// Bytes kept before the output position (what a rule looks back at).
+    pub const KEEP: usize = 64 << 10;
+    const STEP: usize = 4 << 20;
+
+    /// Smaller windows, so that tests cross many of them.
+    #[cfg(test)]
+    pub(crate) fn with_sizes(mut self, step: usize, lookahead: usize, keep: usize) -> Self {
+        (self.step, self.lookahead, self.keep) = (step.max(1), lookahead, keep);
+        self
+    }
+
+    /// Take the next piece; appends to `out` what can be scanned already.
+    pub fn feed(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        self.buf.extend_from_slice(data);
+        while self.buf.len() >= self.from + self.step + self.lookahead {
+            let until = self.from + self.step;
+            self.run(until, out);
+        }
+    }
+
+    /// The line ended: appends the rest.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        let end = self.buf.len();
+        self.run(end, out);
+    }
+
+    fn is_protected(&self, f: &Finding) -> bool {
+        let (s, e) = (self.buf_at + f.start as u64, self.buf_at + f.end as u64);
+        let i = self.protected.partition_point(|p| p.0 < e);
+        i > 0 && self.protected[i - 1].1 > s
+    }
+
+    fn run(&mut self, until: usize, out: &mut Vec<u8>) {
+        let mut cands = self.scanner.c.candidates(&self.buf);
+        cands.retain(|f| f.start >= self.from && !self.is_protected(f));
+        let found = merge(cands);
+        // Stop where no finding is cut in two.
+        let mut stop = until;
+        for f in &found {
+            if f.start < stop && f.end > stop {
+                stop = f.end;
+            }
+        }
+        let mut pos = self.from;
+        for f in found.iter().filter(|f| f.start < stop) {
+            self.found.push(f.kind);
+            if self.redact {
+                out.extend_from_slice(&self.buf[pos..f.start]);
+                let token = redaction_token(f.kind, &self.buf[f.start..f.end]);
+                out.extend_from_slice(token.as_bytes());
+                pos = f.end;
+            }
+        }
+        out.extend_from_slice(&self.buf[pos..stop]);
+        let drop = stop.saturating_sub(self.keep);
+        self.buf.drain(..drop);
+        self.buf_at += drop as u64;
+        self.from = stop - drop;
+    }
+}
+
 /// The replacement for one secret: `[REDACTED:<kind>:<8 hex>]`, the hex being the start of
 /// SHA-256 over a fixed domain string and the secret. JSON string escapes (`\n`, `\/`, …) and
 /// carriage returns in the secret are normalised first, so a PEM block gives the same token in a
@@ -362,6 +475,21 @@ impl Compiled {
     }
 
     fn scan(&self, input: &[u8], json: bool) -> Vec<Finding> {
+        let mut cands = self.candidates(input);
+        if cands.is_empty() {
+            return cands;
+        }
+        if json {
+            let protected = protected_spans(input);
+            if !protected.is_empty() {
+                cands.retain(|f| !protected.iter().any(|&(ps, pe)| f.start < pe && ps < f.end));
+            }
+        }
+        merge(cands)
+    }
+
+    /// Every rule's findings in `input`, JSON protection not applied, not merged.
+    fn candidates(&self, input: &[u8]) -> Vec<Finding> {
         let mut cands: Vec<Finding> = Vec::new();
         // Hits inside a PEM block already found are part of it.
         let mut skip_until = 0usize;
@@ -438,13 +566,7 @@ impl Compiled {
             f.end = safe_end(input, f.end);
         }
         cands.retain(|f| f.start < f.end);
-        if json {
-            let protected = protected_spans(input);
-            if !protected.is_empty() {
-                cands.retain(|f| !protected.iter().any(|&(ps, pe)| f.start < pe && ps < f.end));
-            }
-        }
-        merge(cands)
+        cands
     }
 
     /// Try `rules` at `s`. Also returns the end of the longest token-shaped match that was
@@ -1026,14 +1148,6 @@ fn url_password(input: &[u8], s: usize) -> Option<Finding> {
 // JSON structure: which string values are off limits
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Default)]
-struct Frame {
-    /// The object has `"type":"base64"` or a `media_type` key.
-    base64: bool,
-    /// Content range of its `data` string value.
-    data: Option<(usize, usize)>,
-}
-
 fn is_protected_key(k: &[u8]) -> bool {
     PROTECTED_KEYS.iter().any(|p| k == p.as_bytes())
         || PROTECTED_KEY_SUFFIXES
@@ -1041,95 +1155,201 @@ fn is_protected_key(k: &[u8]) -> bool {
             .any(|p| k.ends_with(p.as_bytes()))
 }
 
-/// Index of the closing quote of the string whose content starts at `s`.
-fn string_end(line: &[u8], mut s: usize) -> Option<usize> {
-    loop {
-        let p = s + memchr2(b'"', b'\\', line.get(s..)?)?;
-        if line[p] == b'"' {
-            return Some(p);
-        }
-        s = p + 2;
-    }
-}
-
 /// Content ranges of the string values that must not be touched (see the module docs). Walks
 /// the raw line without validating it; stops quietly where the structure breaks.
 fn protected_spans(line: &[u8]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < line.len() && line[i].is_ascii_whitespace() {
-        i += 1;
-    }
-    if !matches!(line.get(i), Some(b'{' | b'[')) {
-        return out;
-    }
-    let mut frames: Vec<Frame> = Vec::new();
-    let mut key: Option<(usize, usize)> = None;
-    let mut expect_value = false;
-    while i < line.len() {
-        match line[i] {
-            b'"' => {
-                let s = i + 1;
-                let Some(e) = string_end(line, s) else {
-                    break;
-                };
-                let mut after = e + 1;
-                while after < line.len() && line[after].is_ascii_whitespace() {
-                    after += 1;
-                }
-                if !expect_value && line.get(after) == Some(&b':') {
-                    key = Some((s, e));
-                    expect_value = true;
-                    i = after + 1;
-                    continue;
-                }
-                if expect_value && let Some((ks, ke)) = key {
-                    let k = &line[ks..ke];
-                    let v = &line[s..e];
-                    if is_protected_key(k) {
-                        out.push((s, e));
+    let mut w = ProtectedWalker::default();
+    w.feed(line);
+    w.finish()
+        .into_iter()
+        .map(|(s, e)| (s as usize, e as usize))
+        .collect()
+}
+
+/// The longest key or value compared whole; longer ones keep only their end (for suffixes).
+const SHORT_STRING: usize = 256;
+
+/// The protected ranges of one JSON line fed in pieces (offsets from the line's start). Holds
+/// no more of the line than one short string.
+#[derive(Debug, Default)]
+pub struct ProtectedWalker {
+    /// Bytes fed so far.
+    pos: u64,
+    state: WalkState,
+    frames: Vec<WalkFrame>,
+    /// The key of the value expected next (its end only when it was long).
+    key: Option<(Vec<u8>, bool)>,
+    expect_value: bool,
+    /// The string being read: where its content starts, and its content (or its end).
+    string_start: u64,
+    content: Vec<u8>,
+    long: bool,
+    escape: bool,
+    /// A string just ended that may be a key (if a `:` follows).
+    maybe_key: Option<(Vec<u8>, bool)>,
+    out: Vec<(u64, u64)>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum WalkState {
+    /// Before the first non-blank byte.
+    #[default]
+    Start,
+    Structure,
+    InString,
+    /// Not a JSON object or array, or a string that never ended.
+    Stopped,
+}
+
+#[derive(Debug, Default)]
+struct WalkFrame {
+    /// The object has `"type":"base64"` or a `media_type` key.
+    base64: bool,
+    /// Content range of its `data` string value.
+    data: Option<(u64, u64)>,
+}
+
+impl ProtectedWalker {
+    pub fn feed(&mut self, data: &[u8]) {
+        let mut i = 0;
+        while i < data.len() {
+            match self.state {
+                WalkState::Stopped => return,
+                WalkState::Start => {
+                    let b = data[i];
+                    if b.is_ascii_whitespace() {
+                        i += 1;
+                    } else if matches!(b, b'{' | b'[') {
+                        self.state = WalkState::Structure;
+                    } else {
+                        self.state = WalkState::Stopped;
                     }
-                    if let Some(f) = frames.last_mut() {
-                        match k {
-                            b"type" if v == b"base64" => f.base64 = true,
-                            b"media_type" => f.base64 = true,
-                            b"data" => f.data = Some((s, e)),
-                            _ => {}
+                }
+                WalkState::InString => {
+                    if self.escape {
+                        self.escape = false;
+                        self.keep_content(&data[i..i + 1]);
+                        i += 1;
+                        continue;
+                    }
+                    match memchr2(b'"', b'\\', &data[i..]) {
+                        None => {
+                            self.keep_content(&data[i..]);
+                            i = data.len();
+                        }
+                        Some(k) if data[i + k] == b'\\' => {
+                            self.keep_content(&data[i..=i + k]);
+                            self.escape = true;
+                            i += k + 1;
+                        }
+                        Some(k) => {
+                            self.keep_content(&data[i..i + k]);
+                            let end = self.pos + (i + k) as u64;
+                            self.string_ended(end);
+                            self.state = WalkState::Structure;
+                            i += k + 1;
                         }
                     }
                 }
-                expect_value = false;
-                i = e + 1;
-            }
-            b'{' | b'[' => {
-                frames.push(Frame::default());
-                expect_value = false;
-                i += 1;
-            }
-            b'}' | b']' => {
-                if let Some(f) = frames.pop()
-                    && f.base64
-                    && let Some(d) = f.data
-                {
-                    out.push(d);
+                WalkState::Structure => {
+                    let b = data[i];
+                    if let Some(k) = self.maybe_key.take() {
+                        if b.is_ascii_whitespace() {
+                            self.maybe_key = Some(k);
+                            i += 1;
+                            continue;
+                        }
+                        if b == b':' {
+                            self.key = Some(k);
+                            self.expect_value = true;
+                            i += 1;
+                            continue;
+                        }
+                    }
+                    match b {
+                        b'"' => {
+                            self.state = WalkState::InString;
+                            self.string_start = self.pos + i as u64 + 1;
+                            self.content.clear();
+                            self.long = false;
+                        }
+                        b'{' | b'[' => {
+                            self.frames.push(WalkFrame::default());
+                            self.expect_value = false;
+                        }
+                        b'}' | b']' => {
+                            if let Some(f) = self.frames.pop()
+                                && f.base64
+                                && let Some(d) = f.data
+                            {
+                                self.out.push(d);
+                            }
+                            self.expect_value = false;
+                        }
+                        b',' => self.expect_value = false,
+                        _ => {}
+                    }
+                    i += 1;
                 }
-                expect_value = false;
-                i += 1;
             }
-            b',' => {
-                expect_value = false;
-                i += 1;
-            }
-            _ => i += 1,
+        }
+        self.pos += data.len() as u64;
+    }
+
+    fn keep_content(&mut self, bytes: &[u8]) {
+        self.content.extend_from_slice(bytes);
+        if self.content.len() > 2 * SHORT_STRING {
+            let cut = self.content.len() - SHORT_STRING;
+            self.content.drain(..cut);
+            self.long = true;
         }
     }
-    // An unterminated line: objects still open keep their media protected.
-    for f in frames {
-        if f.base64
-            && let Some(d) = f.data
-        {
-            out.push(d);
+
+    /// The string whose content started at `string_start` ended at `end` (its closing quote).
+    fn string_ended(&mut self, end: u64) {
+        let s = self.string_start;
+        let content = std::mem::take(&mut self.content);
+        let long = self.long;
+        if !self.expect_value {
+            // A key if a `:` follows; otherwise a value nobody asked for.
+            self.maybe_key = Some((content, long));
+            return;
         }
+        if let Some((k, key_long)) = &self.key {
+            let protected = if *key_long {
+                PROTECTED_KEY_SUFFIXES
+                    .iter()
+                    .any(|p| k.ends_with(p.as_bytes()))
+            } else {
+                is_protected_key(k)
+            };
+            if protected {
+                self.out.push((s, end));
+            }
+            if let Some(f) = self.frames.last_mut().filter(|_| !*key_long) {
+                match k.as_slice() {
+                    b"type" if !long && content == b"base64" => f.base64 = true,
+                    b"media_type" => f.base64 = true,
+                    b"data" => f.data = Some((s, end)),
+                    _ => {}
+                }
+            }
+        }
+        self.expect_value = false;
+        self.content = content;
+        self.content.clear();
     }
-    out
+
+    /// The line ended; the protected ranges, in the order found.
+    pub fn finish(mut self) -> Vec<(u64, u64)> {
+        // An unterminated line: objects still open keep their media protected.
+        for f in std::mem::take(&mut self.frames) {
+            if f.base64
+                && let Some(d) = f.data
+            {
+                self.out.push(d);
+            }
+        }
+        self.out
+    }
 }

@@ -1105,3 +1105,104 @@ fn pathological_inputs_stay_fast() {
         assert!(el.as_secs_f64() < 5.0, "{head:?} took {el:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lines too large to hold: streamed through small windows, the same result as whole
+// ---------------------------------------------------------------------------------------------
+
+/// Scan `line` as [`RedactStream`] does for a huge line (a first pass for the protected ranges,
+/// then windows of a few bytes), fed in pieces of the given sizes.
+fn streamed(line: &[u8], cuts: &[usize], redact: bool) -> (Vec<u8>, Vec<&'static str>) {
+    let sc = Scanner::new();
+    let pieces = |f: &mut dyn FnMut(&[u8])| {
+        let mut rest = line;
+        for &c in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (a, b) = rest.split_at(c.clamp(1, rest.len()));
+            f(a);
+            rest = b;
+        }
+    };
+    let mut w = sc.protected_walker();
+    pieces(&mut |p| w.feed(p));
+    let mut s = sc
+        .redact_stream(w.finish(), redact)
+        .with_sizes(7, 1200, 600);
+    let mut out = Vec::new();
+    pieces(&mut |p| s.feed(p, &mut out));
+    s.finish(&mut out);
+    (out, s.found)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    /// Secrets of every kind among protected ids, base64 media and escapes: the streamed scan
+    /// finds and redacts exactly what the whole-line scan does.
+    #[test]
+    fn streaming_redacts_like_whole(
+        seed in 0u64..50,
+        picks in proptest::collection::vec(0usize..12, 1..8),
+        cuts in proptest::collection::vec(1usize..300, 1..5),
+    ) {
+        let f = fakes(seed);
+        let pem = f.pem.clone();
+        let parts: Vec<String> = picks.iter().map(|&k| match k {
+            0 => format!("AWS_ACCESS_KEY_ID={} ", f.aws_id),
+            1 => format!("export GITHUB_TOKEN={}\n", f.ghp),
+            2 => format!("key {} and {}", f.anthropic, f.slack_bot),
+            3 => pem.clone(),
+            4 => format!("password = \"{}\"\n", f.aws_secret),
+            5 => "plain text /home/alice/projects/x.rs:12 \\ ".to_string(),
+            6 => format!("https://user:{}@example.com/repo ", f.aws_secret),
+            7 => format!("Authorization: Bearer {}\n", f.openai_proj),
+            8 => "é日😀 \"quoted\" {{braces}} ".to_string(),
+            9 => format!("{} ", f.google),
+            10 => "x".repeat(500),
+            _ => format!("{} {}", f.stripe_live, f.npm),
+        }).collect();
+        let text = parts.concat();
+        let image = json!({"type": "image", "source": {"type": "base64", "media_type": "image/png",
+            "data": format!("iVBOR{}AKIA{}", "A".repeat(300), f.aws_id)}});
+        let line = json!({"parentUuid": uuid(1), "type": "user", "message": {"role": "user",
+            "content": [{"type": "tool_result", "content": text}, image]},
+            "uuid": uuid(3), "toolUseID": f.ghp, "sessionId": uuid(2)}).to_string();
+        let sc = Scanner::new();
+        let hits = sc.scan_json_line(line.as_bytes());
+        let whole = sc.redact(line.as_bytes(), &hits).into_owned();
+        let kinds: Vec<&str> = hits.iter().map(|h| h.kind).collect();
+        let (out, found) = streamed(line.as_bytes(), &cuts, true);
+        prop_assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&whole));
+        prop_assert_eq!(&found, &kinds);
+        let (plain, found) = streamed(line.as_bytes(), &cuts, false);
+        prop_assert_eq!(&plain, line.as_bytes());
+        prop_assert_eq!(&found, &kinds);
+    }
+
+    /// The protected ranges of a line fed in pieces are those of the line fed whole.
+    #[test]
+    fn protected_ranges_do_not_depend_on_pieces(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("{".to_string()), Just("}".to_string()), Just("[".to_string()), Just("]".to_string()),
+                Just("\"uuid\"".to_string()), Just("\"data\"".to_string()), Just("\"type\"".to_string()),
+                Just("\"base64\"".to_string()), Just("\"media_type\"".to_string()), Just(":".to_string()),
+                Just(",".to_string()), Just(" ".to_string()), Just("\\\"".to_string()), Just("\\\\".to_string()),
+                "\"[a-z]{0,8}\"", "\"[a-zA-Z_]{0,600}Id\"",
+            ],
+            0..40,
+        ),
+        cut in 1usize..9,
+    ) {
+        let line = parts.concat();
+        let mut whole = ProtectedWalker::default();
+        whole.feed(line.as_bytes());
+        let mut pieces = ProtectedWalker::default();
+        for p in line.as_bytes().chunks(cut) {
+            pieces.feed(p);
+        }
+        prop_assert_eq!(whole.finish(), pieces.finish());
+    }
+}
