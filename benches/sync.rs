@@ -49,7 +49,10 @@ fn main() {
         opts.runs,
         bin().display()
     );
-    println!("{:<58} {:>10} {:>10}", "case", "time", "peak RSS");
+    println!(
+        "{:<58} {:>10} {:>10}",
+        "case", "time", "peak RSS (ccsync's own)"
+    );
     if opts.only_huge {
         huge_cases(&opts);
         return;
@@ -114,10 +117,24 @@ impl Machine {
     }
 }
 
-/// Seconds and peak resident memory of one child process.
+/// Seconds and peak resident memory of one ccsync process: its own, as it reports it in its
+/// debug log (git's processes are not counted), else what the kernel reports for it and the
+/// children it waited for.
 fn run_measured(mut cmd: Command) -> (f64, u64) {
+    use std::io::Read;
+    cmd.env("CCSYNC_LOG", "ccsync=debug")
+        .stderr(std::process::Stdio::piped());
     let start = Instant::now();
-    let child = cmd.spawn().expect("cannot start ccsync");
+    let mut child = cmd.spawn().expect("cannot start ccsync");
+    let mut log = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut log);
+    }
+    let own_kb = log
+        .lines()
+        .find_map(|l| l.split("peak memory of this process: ").nth(1))
+        .and_then(|r| r.trim().trim_end_matches(" MB").parse::<u64>().ok())
+        .map(|mb| mb * 1024);
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
@@ -130,7 +147,7 @@ fn run_measured(mut cmd: Command) -> (f64, u64) {
         "ccsync failed"
     );
     std::mem::forget(child);
-    (secs, usage.ru_maxrss as u64)
+    (secs, own_kb.unwrap_or(usage.ru_maxrss as u64))
 }
 
 fn median(mut v: Vec<(f64, u64)>) -> (f64, u64) {
@@ -446,6 +463,31 @@ fn synthetic(m: &Machine, cwd: &str, sid: &str, size: u64) -> PathBuf {
     p
 }
 
+/// Write a transcript that is one user line of about `size` bytes, paths throughout.
+fn single_line(m: &Machine, cwd: &str, sid: &str, size: u64) -> PathBuf {
+    let folder = m
+        .claude
+        .join("projects")
+        .join(cwd.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+    std::fs::create_dir_all(&folder).unwrap();
+    let p = folder.join(format!("{sid}.jsonl"));
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&p).unwrap());
+    let ts = (chrono::Utc::now() - chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    write!(
+        f,
+        r#"{{"parentUuid":null,"isSidechain":false,"userType":"external","cwd":"{cwd}","sessionId":"{sid}","version":"2.1.197","type":"user","message":{{"role":"user","content":[{{"tool_use_id":"toolu_1","type":"tool_result","content":""#
+    )
+    .unwrap();
+    let unit = format!("line of a file read by the tool {cwd}/src/lib.rs:42 some text\\n");
+    for _ in 0..size / unit.len() as u64 {
+        f.write_all(unit.as_bytes()).unwrap();
+    }
+    writeln!(f, r#""}}]}},"uuid":"{sid}-0","timestamp":"{ts}"}}"#).unwrap();
+    f.flush().unwrap();
+    p
+}
+
 fn huge_cases(opts: &Opts) {
     let base = opts.data.join("run-huge");
     let remote = fresh_remote(&base.join("remote.git"));
@@ -477,6 +519,22 @@ fn huge_cases(opts: &Opts) {
     );
 
     let _ = std::fs::remove_file(&p300);
+
+    // One line of 300 MB (a tool result holding a whole file): streamed, never held.
+    let p1 = single_line(
+        &a,
+        "/home/alice/projects/oneline",
+        "00000301-0000-4000-8000-000000000301",
+        300_000_000,
+    );
+    let push1 = a.timed(&["push"]);
+    let c = Machine::new(&base.join("c"));
+    init(&c, &remote, "c", "/home/carol/code");
+    let pull1 = c.timed(&["pull"]);
+    row("300 MB single-line transcript: first push", push1);
+    row("300 MB single-line transcript: first pull", pull1);
+    let _ = std::fs::remove_file(&p1);
+    let _ = std::fs::remove_dir_all(base.join("c"));
     let p2g = synthetic(
         &a,
         "/home/alice/projects/huge",

@@ -105,8 +105,17 @@ pub struct LineFacts {
 impl LineFacts {
     /// Read the facts of one line (without its newline). Huge lines are skimmed, never held.
     pub fn of(line: &[u8]) -> LineFacts {
-        let mut s = TopScanner::new(WANTS);
+        let mut s = LineFacts::scanner();
         s.feed(line);
+        LineFacts::from_scanner(&s)
+    }
+
+    /// A scanner to feed a line too large to hold, piece by piece (then [`LineFacts::from_scanner`]).
+    pub fn scanner() -> TopScanner {
+        TopScanner::new(WANTS)
+    }
+
+    pub fn from_scanner(s: &TopScanner) -> LineFacts {
         let raw_is = |k: &str, v: &[u8]| s.get(k).is_some_and(|c| c.raw == v);
         LineFacts {
             kind: s.get_str("type"),

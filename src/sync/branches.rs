@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 
+use super::lines::{Chunk, HUGE_LINE, Replay, for_each_chunk, replay_file};
 use super::log::{self, for_each_line};
+use super::push::split_lines;
 use crate::claude::tree::{LineFacts, Tree};
 use crate::os::IoAt;
 
@@ -58,13 +60,27 @@ pub fn fork_id(sid: &str, root: &str) -> String {
 }
 
 fn read_tree(path: &Path) -> Result<Tree> {
-    let f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let size = f.metadata().at("read the metadata of", path)?.len();
     let mut tree = Tree::default();
-    for_each_line(BufReader::new(f), |line| {
-        tree.add(&LineFacts::of(log::strip_nl(line)));
+    for_each_chunk(&mut f, path, 0, size, 4 << 20, HUGE_LINE, |c| {
+        match c {
+            Chunk::Lines(chunk, _) => {
+                for line in split_lines(chunk) {
+                    tree.add(&LineFacts::of(log::strip_nl(line)));
+                }
+            }
+            Chunk::Huge { start, end } => {
+                let mut s = LineFacts::scanner();
+                replay_file(path, start, end, &mut |piece| {
+                    s.feed(piece);
+                    Ok(())
+                })?;
+                tree.add(&LineFacts::from_scanner(&s));
+            }
+        }
         Ok(())
-    })
-    .with_context(|| format!("cannot read {}", path.display()))?;
+    })?;
     Ok(tree)
 }
 
@@ -321,7 +337,24 @@ impl AppendWatch {
         if self.first_parent.is_some() {
             return;
         }
-        let f = LineFacts::of(log::strip_nl(line));
+        self.see_facts(LineFacts::of(log::strip_nl(line)));
+    }
+
+    /// See one appended line too large to hold.
+    pub fn see_huge(&mut self, replay: &mut Replay<'_>) -> Result<()> {
+        if self.first_parent.is_some() {
+            return Ok(());
+        }
+        let mut s = LineFacts::scanner();
+        replay(&mut |piece| {
+            s.feed(piece);
+            Ok(())
+        })?;
+        self.see_facts(LineFacts::from_scanner(&s));
+        Ok(())
+    }
+
+    fn see_facts(&mut self, f: LineFacts) {
         if matches!(
             f.kind.as_deref(),
             Some("user" | "assistant" | "attachment" | "system")

@@ -16,6 +16,8 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 
+use super::lines::{Chunk, HUGE_LINE, Replay, Sink, for_each_chunk, replay_file};
+use super::push::split_lines;
 use crate::claude::jsonscan::{TopScanner, Want};
 use crate::os::IoAt;
 use crate::store::git::Mark;
@@ -51,6 +53,66 @@ pub fn identity(line: &[u8]) -> Ident {
     let mut out = [0u8; 16];
     out.copy_from_slice(&d[..16]);
     out
+}
+
+/// [`identity`] of a line fed in pieces (a line too large to hold); its final newline, if
+/// any, is left out as [`identity`] leaves it out.
+pub struct IdentityBuilder {
+    scanner: TopScanner,
+    bytes: Sha256,
+    /// The last piece ended with a newline not yet known to be the line's last byte.
+    held_nl: bool,
+}
+
+impl Default for IdentityBuilder {
+    fn default() -> Self {
+        let mut bytes = Sha256::new();
+        bytes.update(b"b\0");
+        IdentityBuilder {
+            scanner: TopScanner::new(UUID_WANT),
+            bytes,
+            held_nl: false,
+        }
+    }
+}
+
+impl IdentityBuilder {
+    pub fn feed(&mut self, piece: &[u8]) {
+        if piece.is_empty() {
+            return;
+        }
+        if std::mem::take(&mut self.held_nl) {
+            self.take(b"\n");
+        }
+        let body = match piece.strip_suffix(b"\n") {
+            Some(b) => {
+                self.held_nl = true;
+                b
+            }
+            None => piece,
+        };
+        self.take(body);
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        self.scanner.feed(bytes);
+        self.bytes.update(bytes);
+    }
+
+    pub fn finish(self) -> Ident {
+        let d = match self.scanner.get_str("uuid").filter(|u| !u.is_empty()) {
+            Some(u) => {
+                let mut h = Sha256::new();
+                h.update(b"u\0");
+                h.update(u.as_bytes());
+                h.finalize()
+            }
+            None => self.bytes.finalize(),
+        };
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&d[..16]);
+        out
+    }
 }
 
 pub fn strip_nl(line: &[u8]) -> &[u8] {
@@ -137,6 +199,108 @@ pub fn for_each_repo_line(
     }
     if !carry.is_empty() {
         f(&carry)?;
+    }
+    Ok(())
+}
+
+/// What [`for_each_repo_item`] hands over.
+#[derive(Debug)]
+pub enum RepoItem<'a> {
+    Line(&'a [u8]),
+    /// A line longer than [`HUGE_LINE`], to be streamed with [`replay_repo`].
+    Huge(RepoSpan),
+}
+
+/// Where a stored line starts (a segment and an offset in it) and how long it is.
+#[derive(Debug, Clone, Copy)]
+pub struct RepoSpan {
+    pub seg: usize,
+    pub offset: usize,
+    pub len: u64,
+}
+
+/// [`for_each_repo_line`], except that a line longer than [`HUGE_LINE`] (one spanning
+/// segments) is not assembled: it comes as a [`RepoSpan`] of `segs`. `f` gets the reader back
+/// to replay it.
+pub fn for_each_repo_item(
+    reader: &mut BlobReader,
+    segs: &[Seg],
+    mut f: impl FnMut(RepoItem<'_>, &mut BlobReader) -> Result<()>,
+) -> Result<()> {
+    enum Open {
+        None,
+        Carry(Vec<u8>, usize, usize),
+        Huge(RepoSpan),
+    }
+    let mut open = Open::None;
+    for (si, s) in segs.iter().enumerate() {
+        let data = reader.read(&s.oid)?;
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', &data) {
+            match std::mem::replace(&mut open, Open::None) {
+                Open::None => f(RepoItem::Line(&data[start..=nl]), reader)?,
+                Open::Carry(mut carry, _, _) => {
+                    carry.extend_from_slice(&data[start..=nl]);
+                    f(RepoItem::Line(&carry), reader)?;
+                }
+                Open::Huge(mut span) => {
+                    span.len += (nl + 1 - start) as u64;
+                    f(RepoItem::Huge(span), reader)?;
+                }
+            }
+            start = nl + 1;
+        }
+        let tail = &data[start..];
+        if tail.is_empty() {
+            continue;
+        }
+        open = match std::mem::replace(&mut open, Open::None) {
+            Open::None => Open::Carry(tail.to_vec(), si, start),
+            Open::Carry(mut carry, cs, co) => {
+                carry.extend_from_slice(tail);
+                Open::Carry(carry, cs, co)
+            }
+            Open::Huge(mut span) => {
+                span.len += tail.len() as u64;
+                Open::Huge(span)
+            }
+        };
+        if let Open::Carry(carry, seg, offset) = &open
+            && carry.len() > HUGE_LINE
+        {
+            open = Open::Huge(RepoSpan {
+                seg: *seg,
+                offset: *offset,
+                len: carry.len() as u64,
+            });
+        }
+    }
+    match open {
+        Open::None => Ok(()),
+        Open::Carry(carry, _, _) => f(RepoItem::Line(&carry), reader),
+        Open::Huge(span) => f(RepoItem::Huge(span), reader),
+    }
+}
+
+/// Stream a stored line's bytes to `sink`, a segment's part at a time.
+pub fn replay_repo(
+    reader: &mut BlobReader,
+    segs: &[Seg],
+    span: RepoSpan,
+    sink: &mut Sink<'_>,
+) -> Result<()> {
+    let mut left = span.len;
+    let mut offset = span.offset;
+    for s in &segs[span.seg.min(segs.len())..] {
+        if left == 0 {
+            break;
+        }
+        let data = reader.read(&s.oid)?;
+        let part = data.get(offset..).unwrap_or_default();
+        let n = (part.len() as u64).min(left) as usize;
+        sink(&part[..n])?;
+        left -= n as u64;
+        offset = 0;
     }
     Ok(())
 }
@@ -338,7 +502,7 @@ impl SegmentWriter {
 #[derive(Debug, Clone, Copy)]
 struct LocalLine {
     offset: u64,
-    len: u32,
+    len: u64,
 }
 
 /// The result of merging a stored log into a local file.
@@ -356,16 +520,81 @@ pub struct LocalMerge {
     pub size: u64,
 }
 
+/// How lines go between this machine's form and the stored form, for merges (the engine's
+/// mapping and redaction), whole or, for lines too large to hold, streamed.
+pub trait Codec {
+    /// A local line's stored form (for its identity).
+    fn outbound(&mut self, line: &[u8]) -> Vec<u8>;
+    /// A stored line's local form, appended to `out`.
+    fn inbound(&mut self, line: &[u8], out: &mut Vec<u8>);
+    fn outbound_huge(&mut self, replay: &mut Replay<'_>, sink: &mut Sink<'_>) -> Result<()>;
+    fn inbound_huge(&mut self, replay: &mut Replay<'_>, sink: &mut Sink<'_>) -> Result<()>;
+}
+
+/// Writes a new copy of a local log, adding a newline between lines where one lacks it.
+struct LineOut<'a> {
+    out: std::io::BufWriter<&'a mut File>,
+    path: &'a Path,
+    last_had_nl: bool,
+    len: u64,
+}
+
+impl LineOut<'_> {
+    fn line(&mut self, bytes: &[u8]) -> Result<()> {
+        self.begin()?;
+        self.piece(bytes)
+    }
+
+    /// Start a line that comes in pieces.
+    fn begin(&mut self) -> Result<()> {
+        if !self.last_had_nl {
+            self.out
+                .write_all(b"\n")
+                .at("write a new copy of", self.path)?;
+            self.len += 1;
+            self.last_had_nl = true;
+        }
+        Ok(())
+    }
+
+    fn piece(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.out
+            .write_all(bytes)
+            .at("write a new copy of", self.path)?;
+        self.len += bytes.len() as u64;
+        self.last_had_nl = bytes.ends_with(b"\n");
+        Ok(())
+    }
+
+    /// Copy a line of the local file.
+    fn local_line(&mut self, f: &mut File, l: LocalLine, buf: &mut Vec<u8>) -> Result<()> {
+        self.begin()?;
+        f.seek(SeekFrom::Start(l.offset)).at("read", self.path)?;
+        let mut left = l.len;
+        while left > 0 {
+            let n = left.min(1 << 20) as usize;
+            buf.resize(n, 0);
+            f.read_exact(buf).at("read", self.path)?;
+            self.piece(buf)?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+}
+
 /// Merge a stored log into a local file: the stored lines in their order (taking the local
 /// bytes of lines the local file has), then the local lines the log lacks, in local order.
-/// `to_portable` gives a local line's portable form (for identity); `to_local` maps a stored line
-/// for this machine. The file is replaced atomically, and only when the result differs.
+/// `codec` maps lines between the two forms (a local line's stored form gives its identity).
+/// The file is replaced atomically, and only when the result differs. No line is held whole
+/// if it is longer than [`HUGE_LINE`].
 pub fn merge_into_local(
     local: &Path,
     reader: &mut BlobReader,
     segs: &[Seg],
-    to_portable: &mut dyn FnMut(&[u8]) -> Vec<u8>,
-    to_local: &mut dyn FnMut(&[u8], &mut Vec<u8>),
+    codec: &mut dyn Codec,
 ) -> Result<LocalMerge> {
     let mut lines: Vec<LocalLine> = Vec::new();
     let mut by_id: HashMap<Ident, Vec<u32>> = HashMap::new();
@@ -376,19 +605,35 @@ pub fn merge_into_local(
     };
     let mut local_size = 0u64;
     if let Some(f) = local_file.as_mut() {
-        let mut off = 0u64;
-        for_each_line(&mut *f, |line| {
-            let id = identity(&to_portable(strip_nl(line)));
+        let size = f.metadata().at("read the metadata of", local)?.len();
+        let mut add = |id: Ident, offset: u64, len: u64| {
             by_id.entry(id).or_default().push(lines.len() as u32);
-            lines.push(LocalLine {
-                offset: off,
-                len: line.len() as u32,
-            });
-            off += line.len() as u64;
-            Ok(())
-        })
-        .with_context(|| format!("cannot read {}", local.display()))?;
-        local_size = off;
+            lines.push(LocalLine { offset, len });
+        };
+        for_each_chunk(f, local, 0, size, 4 << 20, HUGE_LINE, |c| match c {
+            Chunk::Lines(chunk, mut off) => {
+                for line in split_lines(chunk) {
+                    add(
+                        identity(&codec.outbound(strip_nl(line))),
+                        off,
+                        line.len() as u64,
+                    );
+                    off += line.len() as u64;
+                }
+                Ok(())
+            }
+            Chunk::Huge { start, end } => {
+                let mut id = IdentityBuilder::default();
+                let mut replay = |sink: &mut Sink<'_>| replay_file(local, start, end, sink);
+                codec.outbound_huge(&mut replay, &mut |piece| {
+                    id.feed(piece);
+                    Ok(())
+                })?;
+                add(id.finish(), start, end - start);
+                Ok(())
+            }
+        })?;
+        local_size = size;
     }
     // Occurrence queues are consumed front to back.
     let mut cursor: HashMap<Ident, usize> = HashMap::new();
@@ -400,40 +645,48 @@ pub fn merge_into_local(
     std::fs::create_dir_all(dir).at("create the folder", dir)?;
     let mut tmp = crate::os::temp_beside(local)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+    let mut out = LineOut {
+        out: std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut()),
+        path: local,
+        last_had_nl: true,
+        len: 0,
+    };
     let mut res = LocalMerge::default();
     let mut same = true;
     let mut next_local = 0usize;
-    let mut written_len = 0u64;
-    let mut last_had_nl = true;
     let mut mapped = Vec::new();
     let mut linebuf = Vec::new();
-    let emit = |out: &mut std::io::BufWriter<&mut File>,
-                bytes: &[u8],
-                last_had_nl: &mut bool,
-                written_len: &mut u64|
-     -> Result<()> {
-        if !*last_had_nl {
-            out.write_all(b"\n").at("write a new copy of", local)?;
-            *written_len += 1;
-        }
-        out.write_all(bytes).at("write a new copy of", local)?;
-        *written_len += bytes.len() as u64;
-        *last_had_nl = bytes.ends_with(b"\n");
-        Ok(())
-    };
     if lines.is_empty() {
         // Nothing local to merge with: the stored lines, mapped, are the file.
-        for_each_repo_line(reader, segs, |line| {
+        for_each_repo_item(reader, segs, |item, reader| {
             res.added_lines += 1;
-            mapped.clear();
-            to_local(line, &mut mapped);
-            emit(&mut out, &mapped, &mut last_had_nl, &mut written_len)
+            match item {
+                RepoItem::Line(line) => {
+                    mapped.clear();
+                    codec.inbound(line, &mut mapped);
+                    out.line(&mapped)
+                }
+                RepoItem::Huge(span) => {
+                    out.begin()?;
+                    let mut replay = |sink: &mut Sink<'_>| replay_repo(reader, segs, span, sink);
+                    codec.inbound_huge(&mut replay, &mut |piece| out.piece(piece))
+                }
+            }
         })?;
         same = false;
     } else {
-        for_each_repo_line(reader, segs, |line| {
-            let id = identity(strip_nl(line));
+        for_each_repo_item(reader, segs, |item, reader| {
+            let id = match &item {
+                RepoItem::Line(line) => identity(strip_nl(line)),
+                RepoItem::Huge(span) => {
+                    let mut id = IdentityBuilder::default();
+                    replay_repo(reader, segs, *span, &mut |piece| {
+                        id.feed(piece);
+                        Ok(())
+                    })?;
+                    id.finish()
+                }
+            };
             let taken = by_id.get(&id).and_then(|q| {
                 let c = cursor.entry(id).or_default();
                 let idx = *q.get(*c)?;
@@ -447,25 +700,30 @@ pub fn merge_into_local(
                         same = false;
                     }
                     next_local = i + 1;
-                    let l = lines[i];
-                    linebuf.resize(l.len as usize, 0);
-                    f.seek(SeekFrom::Start(l.offset))
-                        .and_then(|_| f.read_exact(&mut linebuf))
-                        .at("read", local)?;
-                    emit(&mut out, &linebuf, &mut last_had_nl, &mut written_len)?;
+                    out.local_line(f, lines[i], &mut linebuf)?;
                 }
                 _ => {
                     same = false;
                     res.added_lines += 1;
-                    mapped.clear();
-                    to_local(line, &mut mapped);
-                    emit(&mut out, &mapped, &mut last_had_nl, &mut written_len)?;
+                    match item {
+                        RepoItem::Line(line) => {
+                            mapped.clear();
+                            codec.inbound(line, &mut mapped);
+                            out.line(&mapped)?;
+                        }
+                        RepoItem::Huge(span) => {
+                            out.begin()?;
+                            let mut replay =
+                                |sink: &mut Sink<'_>| replay_repo(reader, segs, span, sink);
+                            codec.inbound_huge(&mut replay, &mut |piece| out.piece(piece))?;
+                        }
+                    }
                 }
             }
             Ok(())
         })?;
     }
-    res.repo_part_len = written_len;
+    res.repo_part_len = out.len;
     for (i, l) in lines.iter().enumerate() {
         if consumed[i] {
             continue;
@@ -476,14 +734,11 @@ pub fn merge_into_local(
         }
         next_local = i + 1;
         if let Some(f) = local_file.as_mut() {
-            linebuf.resize(l.len as usize, 0);
-            f.seek(SeekFrom::Start(l.offset))
-                .and_then(|_| f.read_exact(&mut linebuf))
-                .at("read", local)?;
-            emit(&mut out, &linebuf, &mut last_had_nl, &mut written_len)?;
+            out.local_line(f, *l, &mut linebuf)?;
         }
     }
-    out.flush().at("write a new copy of", local)?;
+    out.out.flush().at("write a new copy of", local)?;
+    let written_len = out.len;
     drop(out);
     res.size = written_len;
     if same && local_file.is_some() && written_len == local_size {
@@ -506,7 +761,7 @@ pub fn append_to_local(
     reader: &mut BlobReader,
     extra: &[Seg],
     ends_with_newline: bool,
-    to_local: &mut dyn FnMut(&[u8], &mut Vec<u8>),
+    codec: &mut dyn Codec,
 ) -> Result<u64> {
     let mut tmp = crate::os::temp_beside(local)?;
     {
@@ -514,23 +769,30 @@ pub fn append_to_local(
             File::open(local).with_context(|| format!("cannot read {}", local.display()))?;
         std::io::copy(&mut src, tmp.as_file_mut()).at("copy", local)?;
     }
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+    let mut out = LineOut {
+        out: std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut()),
+        path: local,
+        last_had_nl: ends_with_newline,
+        len: 0,
+    };
     let mut added = 0u64;
-    let mut need_nl = !ends_with_newline;
     let mut mapped = Vec::new();
-    for_each_repo_line(reader, extra, |line| {
-        if need_nl {
-            out.write_all(b"\n").at("write a new copy of", local)?;
-            need_nl = false;
-        }
-        mapped.clear();
-        to_local(line, &mut mapped);
-        out.write_all(&mapped).at("write a new copy of", local)?;
-        need_nl = !mapped.ends_with(b"\n");
+    for_each_repo_item(reader, extra, |item, reader| {
         added += 1;
-        Ok(())
+        match item {
+            RepoItem::Line(line) => {
+                mapped.clear();
+                codec.inbound(line, &mut mapped);
+                out.line(&mapped)
+            }
+            RepoItem::Huge(span) => {
+                out.begin()?;
+                let mut replay = |sink: &mut Sink<'_>| replay_repo(reader, extra, span, sink);
+                codec.inbound_huge(&mut replay, &mut |piece| out.piece(piece))
+            }
+        }
     })?;
-    out.flush().at("write a new copy of", local)?;
+    out.out.flush().at("write a new copy of", local)?;
     drop(out);
     tmp.as_file_mut()
         .sync_data()
@@ -558,6 +820,27 @@ pub fn fingerprint(file: &mut File, end: u64) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_of_pieces_is_identity_of_the_line() {
+        let lines: [&[u8]; 5] = [
+            b"{\"type\":\"user\",\"message\":\"a\\nb\",\"uuid\":\"u-1\"}\n",
+            b"{\"type\":\"summary\",\"summary\":\"no uuid\"}\n",
+            b"{\"type\":\"summary\",\"summary\":\"no newline\"}",
+            b"not json at all\n\n",
+            b"{\"uuid\":\"\",\"x\":1}\n",
+        ];
+        for line in lines {
+            for cut in 1..line.len() {
+                let mut b = IdentityBuilder::default();
+                for piece in line.chunks(cut) {
+                    b.feed(piece);
+                }
+                assert_eq!(b.finish(), identity(line), "{line:?} in pieces of {cut}");
+            }
+        }
+        assert_ne!(identity(lines[1]), identity(lines[2]));
+    }
 
     #[test]
     fn identity_uses_top_level_uuid() {

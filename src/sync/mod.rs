@@ -13,6 +13,7 @@ pub mod branches;
 pub mod files;
 pub mod forget;
 pub mod history;
+pub mod lines;
 pub mod log;
 pub mod place;
 pub mod pull;
@@ -23,7 +24,6 @@ pub mod snapshot;
 pub mod state;
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
@@ -33,10 +33,11 @@ use crate::catalog::Entry;
 use crate::claude::ClaudeDir;
 use crate::config::{Config, Home, SecretMode};
 use crate::os::IoAt;
-use crate::paths::{Context, Mapper};
+use crate::paths::{Context, Direction, MapStream, Mapper};
 use crate::secrets;
 
 pub use forget::forget;
+pub use lines::{Chunk, complete_end, for_each_chunk};
 pub use pull::{PullOptions, PullReport, pull};
 pub use push::{PushOptions, PushReport, push};
 
@@ -165,62 +166,86 @@ impl<'a> Engine<'a> {
     pub fn inbound(&self, data: &[u8], out: &mut Vec<u8>) {
         self.mapper.to_local(data, Context::Json, out);
     }
-}
 
-/// The end of the last complete line of a file of size `size` (0 if none). Reads backwards in
-/// blocks, so a huge last line costs its own length at most.
-pub fn complete_end(file: &mut File, size: u64) -> std::io::Result<u64> {
-    let mut end = size;
-    let mut buf = vec![0u8; 64 * 1024];
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let n = (end - start) as usize;
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut buf[..n])?;
-        if let Some(i) = memchr::memrchr(b'\n', &buf[..n]) {
-            return Ok(start + i as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(0)
-}
-
-/// Call `f` with chunks of whole lines of `file` between `from` and `to` (the last chunk may
-/// end without a newline when `to` does). Chunks are about `chunk` bytes; a longer line is one
-/// chunk of its own. `path` names the file in errors.
-pub fn for_each_chunk(
-    file: &mut File,
-    path: &Path,
-    from: u64,
-    to: u64,
-    chunk: usize,
-    mut f: impl FnMut(&[u8], u64) -> Result<()>,
-) -> Result<()> {
-    file.seek(SeekFrom::Start(from)).at("read", path)?;
-    let mut left = to.saturating_sub(from);
-    let mut buf: Vec<u8> = Vec::with_capacity(chunk);
-    let mut offset = from;
-    while left > 0 {
-        let want = (chunk.max(1)).min(left as usize);
-        let old = buf.len();
-        buf.resize(old + want, 0);
-        file.read_exact(&mut buf[old..]).at("read", path)?;
-        left -= want as u64;
-        let cut = if left == 0 {
-            Some(buf.len())
-        } else {
-            memchr::memrchr(b'\n', &buf).map(|i| i + 1)
+    /// [`Engine::outbound`] of one line too large to hold (see [`lines`]): `replay` streams the
+    /// local line (it is called twice when secrets are scanned), `sink` takes the stored form
+    /// in pieces.
+    pub fn outbound_huge(
+        &self,
+        replay: &mut lines::Replay<'_>,
+        file: &str,
+        line_no: u64,
+        found: &mut Vec<SecretReport>,
+        sink: &mut lines::Sink<'_>,
+    ) -> Result<()> {
+        let mut redact = match &self.scanner {
+            None => None,
+            Some(scanner) => {
+                // First pass: the ranges the JSON protects, in the mapped line.
+                let mut walker = scanner.protected_walker();
+                let mut map = MapStream::new(&self.mapper, Direction::ToPortable, Context::Json);
+                let mut mapped = Vec::new();
+                replay(&mut |piece| {
+                    mapped.clear();
+                    map.feed(piece, &mut mapped);
+                    walker.feed(&mapped);
+                    Ok(())
+                })?;
+                mapped.clear();
+                map.finish(&mut mapped);
+                walker.feed(&mapped);
+                let redact = self.config.secret_scan == SecretMode::Redact;
+                Some(scanner.redact_stream(walker.finish(), redact))
+            }
         };
-        if let Some(cut) = cut {
-            f(&buf[..cut], offset)?;
-            offset += cut as u64;
-            buf.drain(..cut);
+        let mut map = MapStream::new(&self.mapper, Direction::ToPortable, Context::Json);
+        let mut mapped = Vec::new();
+        let mut out = Vec::new();
+        let mut step = |piece: Option<&[u8]>, sink: &mut lines::Sink<'_>| -> Result<()> {
+            mapped.clear();
+            match piece {
+                Some(p) => map.feed(p, &mut mapped),
+                None => map.finish(&mut mapped),
+            }
+            let Some(r) = redact.as_mut() else {
+                return sink(&mapped);
+            };
+            out.clear();
+            r.feed(&mapped, &mut out);
+            if piece.is_none() {
+                r.finish(&mut out);
+            }
+            sink(&out)
+        };
+        replay(&mut |piece| step(Some(piece), &mut *sink))?;
+        step(None, sink)?;
+        for kind in redact.map(|r| r.found).unwrap_or_default() {
+            found.push(SecretReport {
+                kind: kind.to_string(),
+                file: file.to_string(),
+                line: line_no,
+            });
         }
+        Ok(())
     }
-    if !buf.is_empty() {
-        f(&buf, offset)?;
+
+    /// [`Engine::inbound`] of one stored line too large to hold.
+    pub fn inbound_huge(
+        &self,
+        replay: &mut lines::Replay<'_>,
+        sink: &mut lines::Sink<'_>,
+    ) -> Result<()> {
+        let mut map = MapStream::new(&self.mapper, Direction::ToLocal, Context::Json);
+        let mut out = Vec::new();
+        replay(&mut |piece| {
+            out.clear();
+            map.feed(piece, &mut out);
+            sink(&out)
+        })?;
+        out.clear();
+        map.finish(&mut out);
+        sink(&out)
     }
-    Ok(())
 }
 
 /// How many of these sessions changed since they were last pushed (judged by `stat` against
@@ -290,37 +315,4 @@ pub fn append_lines(path: &Path, lines: &[Vec<u8>]) -> Result<()> {
 pub fn mtime_secs(path: &Path) -> Option<i64> {
     let m = std::fs::metadata(path).ok()?;
     Some((crate::os::mtime_ns(&m) / 1_000_000_000) as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn complete_end_and_chunks() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, b"a\nbb\nccc").unwrap();
-        let mut f = File::open(&p).unwrap();
-        assert_eq!(complete_end(&mut f, 8).unwrap(), 5);
-        std::fs::write(&p, b"no newline").unwrap();
-        let mut f = File::open(&p).unwrap();
-        assert_eq!(complete_end(&mut f, 10).unwrap(), 0);
-        std::fs::write(&p, b"l1\nline2\nl3\nlast").unwrap();
-        let mut f = File::open(&p).unwrap();
-        let mut got = Vec::new();
-        for_each_chunk(&mut f, &p, 3, 16, 4, |c, off| {
-            got.push((String::from_utf8(c.to_vec()).unwrap(), off));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(
-            got,
-            [
-                ("line2\n".to_string(), 3),
-                ("l3\n".to_string(), 9),
-                ("last".to_string(), 12)
-            ]
-        );
-    }
 }

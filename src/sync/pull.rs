@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::files::{self, Base, Direction, FileSides};
+use super::lines::{Replay, Sink};
 use super::log::{self, StoredLog};
 use super::push::Skipped;
 use super::snapshot::{RepoSession, Snapshot};
@@ -752,11 +753,12 @@ fn merge_log(
                 let ends_nl = r.local_len == 0
                     || file_ends_with_newline(&mut f, r.local_len).at("read", path)?;
                 let w = watch.insert(branches::AppendWatch::new(path, r.local_len));
-                let mut to_local = |l: &[u8], out: &mut Vec<u8>| {
-                    w.see(l);
-                    engine.inbound(l, out)
+                let mut codec = EngineCodec {
+                    engine,
+                    key: String::new(),
+                    watch: Some(w),
                 };
-                added = log::append_to_local(path, reader, extras, ends_nl, &mut to_local)?;
+                added = log::append_to_local(path, reader, extras, ends_nl, &mut codec)?;
             }
             return Ok(Merged {
                 added,
@@ -765,16 +767,13 @@ fn merge_log(
             });
         }
     }
-    let mut to_local = |l: &[u8], out: &mut Vec<u8>| engine.inbound(l, out);
-    let mut ignored = Vec::new();
-    let key = engine.key(path);
-    let mut to_portable = |l: &[u8]| {
-        let mut out = Vec::with_capacity(l.len());
-        engine.outbound(l, &mut out, &key, 0, &mut ignored);
-        out
+    let mut codec = EngineCodec {
+        engine,
+        key: engine.key(path),
+        watch: None,
     };
     let had_lines = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-    let res = log::merge_into_local(path, reader, &stored.segs, &mut to_portable, &mut to_local)?;
+    let res = log::merge_into_local(path, reader, &stored.segs, &mut codec)?;
     let mut rec = after_write(path, stored, res.local_only == 0)?;
     rec.local_len = res.repo_part_len;
     if res.repo_part_len > 0 {
@@ -786,6 +785,43 @@ fn merge_log(
         record: rec,
         may_branch: had_lines && res.written && res.added_lines > 0,
     })
+}
+
+/// The engine's mapping for merges; secrets found on the way are not reported here (push
+/// reports them). With a watch, every stored line is shown to it.
+struct EngineCodec<'e, 'w> {
+    engine: &'e Engine<'e>,
+    /// The local file's index key (for secret reports).
+    key: String,
+    watch: Option<&'w mut branches::AppendWatch>,
+}
+
+impl log::Codec for EngineCodec<'_, '_> {
+    fn outbound(&mut self, line: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(line.len());
+        self.engine
+            .outbound(line, &mut out, &self.key, 0, &mut Vec::new());
+        out
+    }
+
+    fn inbound(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        if let Some(w) = self.watch.as_mut() {
+            w.see(line);
+        }
+        self.engine.inbound(line, out);
+    }
+
+    fn outbound_huge(&mut self, replay: &mut Replay<'_>, sink: &mut Sink<'_>) -> Result<()> {
+        self.engine
+            .outbound_huge(replay, &self.key, 0, &mut Vec::new(), sink)
+    }
+
+    fn inbound_huge(&mut self, replay: &mut Replay<'_>, sink: &mut Sink<'_>) -> Result<()> {
+        if let Some(w) = self.watch.as_mut() {
+            w.see_huge(replay)?;
+        }
+        self.engine.inbound_huge(replay, sink)
+    }
 }
 
 /// Whether the first `len` bytes of a file end with a newline (`len` > 0).

@@ -18,10 +18,11 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::files::{self, Base, Direction, FileSides, RecordDraft};
+use super::lines::{HUGE_LINE, Replay, Sink, replay_file};
 use super::log::{self, IdentBag, SegmentWriter, StoredLog};
 use super::snapshot::{RepoSession, Snapshot};
 use super::state::{Event, FileRecord, Index, LogRecord, SessionRecord, State};
-use super::{Engine, SecretReport, complete_end, for_each_chunk};
+use super::{Chunk, Engine, SecretReport, complete_end, for_each_chunk};
 use crate::catalog::{self, Entry};
 use crate::claude::discover::{Attachment, SkipReason, link_below, walk};
 use crate::config::SecretMode;
@@ -1193,33 +1194,62 @@ fn push_log(
         // Turns appended here that do not continue the conversation's end make a branch.
         let mut watch = (item.rel == TRANSCRIPT_LOG && r.local_len < end)
             .then(|| super::branches::AppendWatch::new(&item.path, r.local_len));
-        for_each_chunk(&mut f, &item.path, r.local_len, end, CHUNK, |chunk, _| {
-            engine.progress_advance(chunk.len() as u64);
-            if let Some(w) = watch.as_mut() {
-                for line in split_lines(chunk) {
-                    w.see(line);
-                }
-            }
-            let mut out = Vec::with_capacity(chunk.len());
-            engine.outbound(chunk, &mut out, key, line_no, found);
-            line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
-            if dedupe {
-                for line in split_lines(&out) {
-                    if bag.take(&log::identity(line)) {
-                        dropped = true;
-                    } else {
-                        writer.push(line, txn)?;
-                        lines_out += 1;
+        let path = &item.path;
+        for_each_chunk(
+            &mut f,
+            path,
+            r.local_len,
+            end,
+            CHUNK,
+            HUGE_LINE,
+            |chunk| match chunk {
+                Chunk::Lines(chunk, _) => {
+                    engine.progress_advance(chunk.len() as u64);
+                    if let Some(w) = watch.as_mut() {
+                        for line in split_lines(chunk) {
+                            w.see(line);
+                        }
                     }
+                    let mut out = Vec::with_capacity(chunk.len());
+                    engine.outbound(chunk, &mut out, key, line_no, found);
+                    line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
+                    if dedupe {
+                        for line in split_lines(&out) {
+                            if bag.take(&log::identity(line)) {
+                                dropped = true;
+                            } else {
+                                writer.push(line, txn)?;
+                                lines_out += 1;
+                            }
+                        }
+                    } else {
+                        // Whole lines, the last one possibly without its newline (a quiet file).
+                        lines_out += split_lines(&out).count() as u64;
+                        writer.push(&out, txn)?;
+                    }
+                    writer.maybe_cut(txn)?;
+                    Ok(())
                 }
-            } else {
-                // Whole lines, the last one possibly without its newline (a quiet file).
-                lines_out += split_lines(&out).count() as u64;
-                writer.push(&out, txn)?;
-            }
-            writer.maybe_cut(txn)?;
-            Ok(())
-        })?;
+                Chunk::Huge { start, end } => {
+                    engine.progress_advance(end - start);
+                    let mut replay = |sink: &mut Sink<'_>| replay_file(path, start, end, sink);
+                    if let Some(w) = watch.as_mut() {
+                        w.see_huge(&mut replay)?;
+                    }
+                    let no = line_no;
+                    line_no += 1;
+                    if dedupe && bag.take(&huge_identity(engine, &mut replay, key, no)?) {
+                        dropped = true;
+                        return Ok(());
+                    }
+                    engine.outbound_huge(&mut replay, key, no, found, &mut |piece| {
+                        writer.push(piece, txn)
+                    })?;
+                    lines_out += 1;
+                    writer.maybe_cut(txn)
+                }
+            },
+        )?;
         let equal = r.equal && extras.is_empty() && !dropped;
         let local_lines = line_no - 1;
         return Ok(LogOut {
@@ -1245,25 +1275,56 @@ fn push_log(
     let mut line_no = 1u64;
     let stored_ends_nl = stored_ends_with_newline(reader, &stored)?;
     let mut first = true;
-    for_each_chunk(&mut f, &item.path, 0, end, CHUNK, |chunk, _| {
-        engine.progress_advance(chunk.len() as u64);
-        let mut out = Vec::with_capacity(chunk.len());
-        engine.outbound(chunk, &mut out, key, line_no, found);
-        line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
-        for line in split_lines(&out) {
-            if !stored.segs.is_empty() && bag.take(&log::identity(line)) {
-                continue;
+    let path = &item.path;
+    for_each_chunk(
+        &mut f,
+        path,
+        0,
+        end,
+        CHUNK,
+        HUGE_LINE,
+        |chunk| match chunk {
+            Chunk::Lines(chunk, _) => {
+                engine.progress_advance(chunk.len() as u64);
+                let mut out = Vec::with_capacity(chunk.len());
+                engine.outbound(chunk, &mut out, key, line_no, found);
+                line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
+                for line in split_lines(&out) {
+                    if !stored.segs.is_empty() && bag.take(&log::identity(line)) {
+                        continue;
+                    }
+                    if first && !stored_ends_nl {
+                        writer.push(b"\n", txn)?;
+                    }
+                    first = false;
+                    writer.push(line, txn)?;
+                    lines_out += 1;
+                }
+                writer.maybe_cut(txn)?;
+                Ok(())
             }
-            if first && !stored_ends_nl {
-                writer.push(b"\n", txn)?;
+            Chunk::Huge { start, end } => {
+                engine.progress_advance(end - start);
+                let mut replay = |sink: &mut Sink<'_>| replay_file(path, start, end, sink);
+                let no = line_no;
+                line_no += 1;
+                if !stored.segs.is_empty()
+                    && bag.take(&huge_identity(engine, &mut replay, key, no)?)
+                {
+                    return Ok(());
+                }
+                if first && !stored_ends_nl {
+                    writer.push(b"\n", txn)?;
+                }
+                first = false;
+                engine.outbound_huge(&mut replay, key, no, found, &mut |piece| {
+                    writer.push(piece, txn)
+                })?;
+                lines_out += 1;
+                writer.maybe_cut(txn)
             }
-            first = false;
-            writer.push(line, txn)?;
-            lines_out += 1;
-        }
-        writer.maybe_cut(txn)?;
-        Ok(())
-    })?;
+        },
+    )?;
     let equal = bag.is_empty();
     let local_lines = line_no - 1;
     // Local lines joined a stored log that had lines of its own: the two may have diverged.
@@ -1278,6 +1339,21 @@ fn push_log(
         equal,
         may_branch,
     })
+}
+
+/// The identity of a huge local line's stored form (its secrets are reported when it is sent).
+fn huge_identity(
+    engine: &Engine,
+    replay: &mut Replay<'_>,
+    key: &str,
+    line_no: u64,
+) -> Result<log::Ident> {
+    let mut id = log::IdentityBuilder::default();
+    engine.outbound_huge(replay, key, line_no, &mut Vec::new(), &mut |piece| {
+        id.feed(piece);
+        Ok(())
+    })?;
+    Ok(id.finish())
 }
 
 /// Whether the stored log is empty or ends with a newline.
