@@ -298,7 +298,9 @@ pub fn replay_repo(
         let data = reader.read(&s.oid)?;
         let part = data.get(offset..).unwrap_or_default();
         let n = (part.len() as u64).min(left) as usize;
-        sink(&part[..n])?;
+        for piece in part[..n].chunks(1 << 20) {
+            sink(piece)?;
+        }
         left -= n as u64;
         offset = 0;
     }
