@@ -692,11 +692,55 @@ pub fn network_timeout() -> Duration {
     Duration::from_secs(NETWORK_TIMEOUT_SECS.load(Ordering::Relaxed).max(1))
 }
 
-/// A network step's timeout: what the caller allows, never more than the configured bound.
+/// A network step's timeout: what the caller allows, never more than the configured bound nor
+/// the time left before this process's deadline (see [`set_deadline`]).
 pub fn net_bound(timeout: Duration) -> Duration {
-    timeout
-        .min(network_timeout())
+    let t = timeout.min(network_timeout());
+    deadline_left()
+        .map_or(t, |left| t.min(left))
         .max(Duration::from_millis(100))
+}
+
+/// The moment by which this process must be done with the network and the clone, and the
+/// budget (in seconds) it was given; set by the hooks, which must end within a stated time
+/// whatever the remote or another ccsync process does.
+static DEADLINE: std::sync::Mutex<Option<(Instant, u64)>> = std::sync::Mutex::new(None);
+
+/// From now on, no network step runs past `at` and none starts after it (it fails with
+/// [`OutOfTime`]); waits for the clone lock end by then too. `budget` is how the command's bound
+/// is named in messages. `None` lifts the deadline.
+pub fn set_deadline(at: Option<Instant>, budget: Duration) {
+    if let Ok(mut g) = DEADLINE.lock() {
+        *g = at.map(|a| (a, secs_of(budget)));
+    }
+}
+
+fn deadline() -> Option<(Instant, u64)> {
+    DEADLINE.lock().ok().and_then(|g| *g)
+}
+
+/// The time left before this process's deadline, if it has one.
+pub fn deadline_left() -> Option<Duration> {
+    deadline().map(|(at, _)| at.saturating_duration_since(Instant::now()))
+}
+
+/// A step not started because the command's time was up.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} was not started: the {secs} s this command may take were over")]
+pub struct OutOfTime {
+    pub what: String,
+    pub secs: u64,
+}
+
+/// The error for a step that would start after this process's deadline.
+pub fn check_deadline(what: &str) -> Result<()> {
+    match deadline() {
+        Some((at, secs)) if Instant::now() >= at => Err(anyhow::Error::new(OutOfTime {
+            what: what.to_string(),
+            secs,
+        })),
+        _ => Ok(()),
+    }
 }
 
 /// A git command that did not finish within its bound (it and its children were killed).
@@ -754,8 +798,10 @@ pub fn forget_silent_remote() {
     }
 }
 
-/// The error for a step on `remote` when it already timed out in this process.
+/// The error for a step on `remote` when it already timed out in this process, or when this
+/// process's deadline has passed.
 pub fn known_silent(remote: &str, what: &str) -> Result<()> {
+    check_deadline(what)?;
     let known = SILENT_REMOTE.lock().ok().and_then(|g| g.clone());
     match known {
         Some((r, secs)) if r == remote => Err(anyhow::Error::new(RemoteSilent {
@@ -773,6 +819,7 @@ pub fn is_cut_short(e: &anyhow::Error) -> bool {
         c.downcast_ref::<TimedOut>().is_some()
             || c.downcast_ref::<RemoteSilent>().is_some()
             || c.downcast_ref::<Interrupted>().is_some()
+            || c.downcast_ref::<OutOfTime>().is_some()
     })
 }
 
