@@ -443,6 +443,11 @@ impl Git {
             .map(|r| format!(" ({r})"))
             .unwrap_or_default();
         let why = first_error_line(&stderr).unwrap_or_else(|| stdout.trim().to_string());
+        if stderr.contains("Could not read from remote repository") {
+            bail!(
+                "cannot reach the sync remote {remote} (git push: {why}): check the network and your access to it (`ccsync doctor` tests both)"
+            )
+        }
         bail!("git push to {remote} failed: {why}{detail}")
     }
 
@@ -605,9 +610,14 @@ pub fn first_error_line(stderr: &str) -> Option<String> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
         .collect();
+    let generic = |l: &&&str| l.contains("Could not read from remote repository");
     lines
         .iter()
         .find(|l| l.starts_with("fatal:") || l.starts_with("error:") || l.starts_with("ERROR"))
+        // "Could not read from remote repository" says nothing the transport's own complaint
+        // (ssh's "Connection refused", say) does not say better.
+        .filter(|l| !generic(l))
+        .or_else(|| lines.iter().find(|l| !generic(l)))
         .or(lines.first())
         .map(|l| {
             l.trim_start_matches("fatal: ")
@@ -1204,6 +1214,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("git push"), "{e}");
+    }
+
+    #[test]
+    fn the_transports_complaint_beats_could_not_read_from_remote_repository() {
+        let refused = "ssh: connect to host h port 22: Connection refused\r\nfatal: Could not read from remote repository.\n\nPlease make sure you have the correct access rights\nand the repository exists.\n";
+        assert_eq!(
+            first_error_line(refused).as_deref(),
+            Some("ssh: connect to host h port 22: Connection refused")
+        );
+        assert_eq!(
+            first_error_line("fatal: '/x' does not appear to be a git repository\nfatal: Could not read from remote repository.").as_deref(),
+            Some("'/x' does not appear to be a git repository")
+        );
+        assert_eq!(
+            first_error_line("fatal: Could not read from remote repository.").as_deref(),
+            Some("Could not read from remote repository.")
+        );
+        assert_eq!(
+            first_error_line("hint: x\nerror: failed to push some refs").as_deref(),
+            Some("failed to push some refs")
+        );
     }
 
     #[test]
