@@ -331,3 +331,56 @@ fn the_session_end_worker_leaves_the_lock_of_a_run_that_started_again() {
         "the new run's lock stays"
     );
 }
+
+#[test]
+fn the_start_hook_ends_at_its_bound_even_when_local_work_hangs() {
+    let w = World::new();
+    let m = machine(&w, "a");
+    set_config(&m, "hook_timeout_secs", 1.into());
+    let sid = "b0000000-0000-4000-8000-000000000006";
+    let cwd = session(&m, sid);
+    m.ok(&["push"]);
+    // Local git commands that read the clone hang (a slow disk, a huge transcript): nothing
+    // bounds them but the hook's own bound.
+    let pids = w.path().join("hung-git-pids");
+    let git = m.script(
+        "slow-git",
+        &format!(
+            "case \" $* \" in *\" cat-file \"*|*\" ls-tree \"*) echo $$ >> '{}'; exec sleep 600;; esac\nexec git \"$@\"\n",
+            pids.display()
+        ),
+    );
+    let input = serde_json::json!({"session_id": sid, "cwd": cwd, "hook_event_name": "SessionStart", "source": "resume", "transcript_path": ""}).to_string();
+    let mut c = m.cmd();
+    c.env("CCSYNC_GIT", &git).args(["hook", "session-start"]);
+    let start = Instant::now();
+    let (out, took) = finish(spawn(c, Some(&input)), start, "hook session-start");
+    let hung: Vec<String> = std::fs::read_to_string(&pids)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for p in &hung {
+        let _ = Command::new("kill").args(["-KILL", p]).status();
+    }
+    eprintln!(
+        "the start hook with hung local git ended in {} ms",
+        took.as_millis()
+    );
+    assert!(!hung.is_empty(), "local git was reached");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    let msg = v["systemMessage"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("did not finish syncing this session within the 1 s")
+            && msg.contains("hook_timeout_secs"),
+        "{msg}"
+    );
+    assert!(
+        std::fs::read_to_string(m.tool.join("logs/hooks.log"))
+            .unwrap_or_default()
+            .contains("stopped after 1 s"),
+    );
+}
