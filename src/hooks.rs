@@ -261,8 +261,8 @@ pub fn parse_input(data: &[u8]) -> Result<HookInput> {
 }
 
 /// The Claude Code process of a session (from `sessions/<pid>.json`), else the parent of this
-/// hook.
-fn claude_pid(claude: &ClaudeDir, sid: &str) -> u32 {
+/// hook (Claude Code runs its hooks itself).
+pub fn claude_pid(claude: &ClaudeDir, sid: &str) -> u32 {
     crate::claude::live::live_sessions(claude)
         .into_iter()
         .find(|l| l.session_id == sid)
@@ -279,6 +279,9 @@ pub struct Started {
     /// runs, so it does not show them).
     pub late_lines: u64,
     pub session_id: String,
+    /// Sync was cut short (the remote did not answer in time, another ccsync process holds the
+    /// clone, …): what was not done and why, in one sentence.
+    pub skipped: Option<String>,
 }
 
 impl Started {
@@ -294,23 +297,62 @@ impl Started {
         if let Some(w) = &self.warning {
             parts.push(w.clone());
         }
+        if let Some(s) = &self.skipped {
+            parts.push(s.clone());
+        }
         (!parts.is_empty()).then(|| parts.join(" "))
     }
 }
 
-/// Session start: newer turns, the lock, the record.
-pub fn session_start(engine: &Engine, input: &HookInput) -> Result<Started> {
+/// Why the start hook's sync stopped, in words for the user (the log has the details).
+fn why_skipped(engine: &Engine, e: &anyhow::Error, budget: Duration) -> String {
+    if let Some(busy) = crate::store::clone_busy(e) {
+        return format!("{} is using the local clone", busy.holder);
+    }
+    if crate::store::git::is_cut_short(e) {
+        return format!(
+            "the sync remote {} did not answer within the {} s the hook may take (hook_timeout_secs)",
+            engine.config.remote,
+            budget.as_secs_f64().ceil() as u64
+        );
+    }
+    crate::cli::output::error_line(e)
+}
+
+/// Whether nothing more can be done in time after `e`: another process holds the clone, or the
+/// remote did not answer (or the time is up).
+fn nothing_more(e: &anyhow::Error) -> bool {
+    crate::store::clone_busy(e).is_some() || crate::store::git::is_cut_short(e)
+}
+
+/// Session start: newer turns, the lock, the record — all by `deadline` (the network steps and
+/// the wait for the clone lock end then; see [`crate::store::git::set_deadline`]).
+pub fn session_start(engine: &Engine, input: &HookInput, deadline: Instant) -> Result<Started> {
     let cfg = engine.config;
     let budget = Duration::from_secs(cfg.hook_timeout_secs.max(1));
-    let started = Instant::now();
     let left = || {
-        budget
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(200))
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100))
     };
     let sid = &input.session_id;
+    // The record first: whatever happens below, the session-end worker finds Claude Code's pid.
+    let mut record = held::Held {
+        session_id: Some(sid.clone()),
+        ccsync_pid: 0,
+        ccsync_started: None,
+        claude_pid: Some(claude_pid(engine.claude, sid)),
+        started_at: Utc::now(),
+        cwd: input.cwd.clone().unwrap_or_default(),
+        locked: false,
+        worker: None,
+    };
+    let record_path = held::record(engine.home, &record)?;
     let mut late_lines = 0;
-    if input.source.as_deref() != Some("startup") {
+    let mut trouble: Option<anyhow::Error> = None;
+    let pulling = input.source.as_deref() != Some("startup");
+    let mut not_brought = false;
+    if pulling {
         let opts = PullOptions {
             only: Some([sid.clone()].into_iter().collect()),
             ignore_live: true,
@@ -320,49 +362,63 @@ pub fn session_start(engine: &Engine, input: &HookInput) -> Result<Started> {
         };
         match crate::sync::pull(engine, &opts) {
             Ok(r) => late_lines = r.lines,
-            Err(e) => log(
-                engine.home,
-                &format!("session-start {sid}: could not bring newer turns: {e:#}"),
-            ),
+            Err(e) => {
+                log(
+                    engine.home,
+                    &format!("session-start {sid}: could not bring newer turns: {e:#}"),
+                );
+                trouble = Some(e);
+                not_brought = true;
+            }
         }
     }
     let mut warning = None;
-    let holder = Holder::new(&cfg.machine_id, cfg.lock_ttl_secs);
-    let locked = match Store::open_waiting(
-        engine.home,
-        &cfg.remote,
-        &cfg.branch,
-        &cfg.machine_id,
-        left(),
-    )
-    .and_then(|s| lock::acquire(&s, &holder, sid, false, left()))
-    {
-        Ok(Acquired::Yes(_)) | Ok(Acquired::TookOver { .. }) => true,
-        Ok(Acquired::HeldBy(l)) => {
-            warning = Some(format!(
-                "ccsync: session {sid} is also being worked on by {}; both machines' turns will be kept",
-                l.describe()
-            ));
-            false
+    let mut locked = false;
+    if !trouble.as_ref().is_some_and(nothing_more) {
+        let holder = Holder::new(&cfg.machine_id, cfg.lock_ttl_secs);
+        match Store::open_waiting(
+            engine.home,
+            &cfg.remote,
+            &cfg.branch,
+            &cfg.machine_id,
+            left(),
+        )
+        .and_then(|s| lock::acquire(&s, &holder, sid, false, left()))
+        {
+            Ok(Acquired::Yes(_)) | Ok(Acquired::TookOver { .. }) => locked = true,
+            Ok(Acquired::HeldBy(l)) => {
+                warning = Some(format!(
+                    "ccsync: session {sid} is also being worked on by {}; both machines' turns will be kept",
+                    l.describe()
+                ));
+            }
+            Err(e) => {
+                log(
+                    engine.home,
+                    &format!("session-start {sid}: could not take the lock: {e:#}"),
+                );
+                trouble = trouble.or(Some(e));
+            }
         }
-        Err(e) => {
-            log(
-                engine.home,
-                &format!("session-start {sid}: could not take the lock: {e:#}"),
-            );
-            false
-        }
-    };
-    let record = held::Held {
-        session_id: Some(sid.clone()),
-        ccsync_pid: 0,
-        ccsync_started: None,
-        claude_pid: Some(claude_pid(engine.claude, sid)),
-        started_at: Utc::now(),
-        cwd: input.cwd.clone().unwrap_or_default(),
-        locked,
-    };
-    held::record(engine.home, &record)?;
+    }
+    if locked {
+        record.locked = true;
+        held::update(&record_path, &record)?;
+    }
+    let skipped = trouble.as_ref().filter(|_| !locked || not_brought).map(|e| {
+        let not_done = match (not_brought, locked) {
+            (true, false) => {
+                "newer turns from other machines were not brought and the session is not locked"
+            }
+            (true, true) => "newer turns from other machines were not brought",
+            _ => "the session is not locked",
+        };
+        format!(
+            "ccsync did not sync this session at start: {}, so {not_done} (both machines' turns are kept either way, and it is pushed when Claude Code exits; details in {}).",
+            why_skipped(engine, e, budget),
+            engine.home.logs_dir().join("hooks.log").display()
+        )
+    });
     log(
         engine.home,
         &format!("session-start {sid}: locked={locked}, late lines={late_lines}"),
@@ -371,43 +427,94 @@ pub fn session_start(engine: &Engine, input: &HookInput) -> Result<Started> {
         warning,
         late_lines,
         session_id: sid.clone(),
+        skipped,
     })
 }
 
-/// Session end, in the detached worker: wait for Claude Code to exit, push the session, release
-/// its lock, drop the record.
-pub fn session_end(engine: &Engine, input: &HookInput) -> Result<()> {
+/// How long the session-end worker may work once Claude Code has exited (waiting for the clone
+/// lock, pushing, releasing): twice the bound on one network step (`network_timeout_secs`),
+/// two minutes by default.
+pub fn worker_budget() -> Duration {
+    crate::store::git::network_timeout() * 2
+}
+
+/// How long the session-end worker waits for Claude Code to exit, holding nothing.
+pub const CLAUDE_EXIT_WAIT: Duration = Duration::from_secs(60);
+
+/// Session end, in the detached worker: wait for Claude Code to exit (holding nothing: no clone
+/// lock, no session lock of its own), then, within [`worker_budget`], push the session, release
+/// its lock and drop the record.
+pub fn session_end(engine: &Engine, input: &HookInput, claude: Option<u32>) -> Result<()> {
     let cfg = engine.config;
     let sid = &input.session_id;
-    let records: Vec<(PathBuf, held::Held)> = held::all(engine.home)
+    crate::store::set_activity(&format!(
+        "the session-end hook pushing session {} after Claude Code exited",
+        crate::util::short_id(sid)
+    ));
+    let me = std::process::id();
+    let me_started = crate::os::process_start_time(me);
+    let mut records: Vec<(PathBuf, held::Held)> = held::all(engine.home)
         .into_iter()
         .filter(|(_, h)| h.ccsync_pid == 0 && h.session_id.as_deref() == Some(sid))
         .collect();
+    // While this worker lives the run is its own: `resume` and `update` leave it alone.
+    for (p, h) in &mut records {
+        h.worker = Some((me, me_started));
+        let _ = held::update(p, h);
+    }
+    // The worker's parent is the hook that started it, not Claude Code: the pid comes from the
+    // start hook's record, the hook, or Claude Code's own session file.
     let pid = records
         .iter()
         .find_map(|(_, h)| h.claude_pid)
-        .unwrap_or_else(|| claude_pid(engine.claude, sid));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while crate::os::pid_alive(pid) && pid != std::process::id() && Instant::now() < deadline {
+        .or(claude)
+        .or_else(|| {
+            crate::claude::live::live_sessions(engine.claude)
+                .into_iter()
+                .find(|l| l.session_id == *sid)
+                .map(|l| l.pid)
+        })
+        .unwrap_or(0);
+    let waiting = Instant::now();
+    if crate::os::pid_alive(pid) && pid != me {
+        log(
+            engine.home,
+            &format!("session-end {sid}: waiting for Claude Code (pid {pid}) to exit"),
+        );
+    }
+    while crate::os::pid_alive(pid) && pid != me && waiting.elapsed() < CLAUDE_EXIT_WAIT {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let timeout = Duration::from_secs(120);
+    // From here on the clone and the remote are used, within a bound.
+    let budget = worker_budget();
+    let deadline = Instant::now() + budget;
+    crate::store::git::set_deadline(Some(deadline), budget);
     let pushed = crate::sync::push(
         engine,
         &PushOptions {
             only: Some([sid.clone()].into_iter().collect()),
-            timeout: Some(timeout),
+            timeout: Some(budget),
             ..PushOptions::default()
         },
     );
-    let released = Store::of_waiting(engine.home, cfg, timeout)
-        .and_then(|s| lock::release(&s, &cfg.machine_id, sid, false, timeout));
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(100));
+    // The session may be running here again already (`claude --resume`, `ccsync resume`): its
+    // lock is then that run's (a renewal by this machine looks the same), and stays.
+    let again = running_again(engine, sid, pid);
+    let released = match &again {
+        Some(_) => Ok(lock::Released::NotLocked),
+        None => Store::of_waiting(engine.home, cfg, left)
+            .and_then(|s| lock::release(&s, &cfg.machine_id, sid, false, left)),
+    };
     match (&pushed, &released) {
         (Ok(p), Ok(r)) => {
-            let lock = match r {
-                lock::Released::Yes => "lock released".to_string(),
-                lock::Released::NotLocked => "no lock to release".to_string(),
-                lock::Released::HeldBy(l) => {
+            let lock = match (r, &again) {
+                (_, Some(who)) => format!("the lock is kept: {who}"),
+                (lock::Released::Yes, _) => "lock released".to_string(),
+                (lock::Released::NotLocked, _) => "no lock to release".to_string(),
+                (lock::Released::HeldBy(l), _) => {
                     format!("the lock is {}'s, left alone", l.describe())
                 }
             };
@@ -416,7 +523,14 @@ pub fn session_end(engine: &Engine, input: &HookInput) -> Result<()> {
                 &format!("session-end {sid}: pushed (+{} lines), {lock}", p.lines),
             );
             for (p, _) in records {
-                held::remove(&p);
+                // Unless a new run's start hook wrote its own record there meanwhile.
+                let mine = std::fs::read(&p)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<held::Held>(&b).ok())
+                    .is_some_and(|h| h.worker == Some((me, me_started)));
+                if mine {
+                    held::remove(&p);
+                }
             }
         }
         _ => {
@@ -435,6 +549,26 @@ pub fn session_end(engine: &Engine, input: &HookInput) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Who runs session `sid` on this machine again, other than the Claude Code process `ended`: a
+/// live Claude Code with it open, or a `ccsync resume` that locked it.
+fn running_again(engine: &Engine, sid: &str, ended: u32) -> Option<String> {
+    if let Some(l) = crate::claude::live::live_sessions(engine.claude)
+        .into_iter()
+        .find(|l| l.session_id == sid && l.pid != ended)
+    {
+        return Some(format!(
+            "Claude Code (pid {}) has the session open again",
+            l.pid
+        ));
+    }
+    held::all(engine.home)
+        .into_iter()
+        .find(|(_, h)| {
+            h.session_id.as_deref() == Some(sid) && h.ccsync_pid != 0 && h.locked && !h.abandoned()
+        })
+        .map(|(_, h)| format!("ccsync (pid {}) runs the session again", h.ccsync_pid))
 }
 
 /// Where the session-end hook leaves its input for the detached worker.

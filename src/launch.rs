@@ -68,6 +68,7 @@ pub fn run(engine: &Engine, l: &Launch) -> Result<Outcome> {
         started_at: Utc::now(),
         cwd: l.cwd.to_string_lossy().into_owned(),
         locked: l.locked,
+        worker: None,
     };
     let record_path = held::record(engine.home, &record)?;
     let started = SystemTime::now();

@@ -40,15 +40,34 @@ fn silent_cmd(m: &Machine) -> Command {
 }
 
 /// Run to the end, or kill it after `limit` and fail.
-fn run_bounded(mut c: Command, limit: Duration, what: &str) -> (Output, Duration) {
+fn run_bounded(c: Command, limit: Duration, what: &str) -> (Output, Duration) {
+    run_bounded_with(c, None, limit, what)
+}
+
+/// [`run_bounded`], with `input` on stdin.
+fn run_bounded_with(
+    mut c: Command,
+    input: Option<&str>,
+    limit: Duration,
+    what: &str,
+) -> (Output, Duration) {
     let start = Instant::now();
     let mut child = c
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .unwrap();
+    if let Some(i) = input {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(i.as_bytes()).unwrap();
+    }
     loop {
         if child.try_wait().unwrap().is_some() {
             let took = start.elapsed();
@@ -198,4 +217,237 @@ fn the_daemon_stops_at_once_on_sigterm_while_git_hangs() {
     assert!(took < Duration::from_secs(8), "took {took:?}");
     assert!(!m.tool.join("daemon.pid").exists());
     assert_no_ssh_left(&pids);
+}
+
+fn set_config(m: &Machine, key: &str, value: serde_json::Value) {
+    let mut cfg = m.config();
+    cfg[key] = value;
+    std::fs::write(
+        m.tool.join("config.json"),
+        serde_json::to_vec_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
+}
+
+fn hook_input(sid: &str, cwd: &str, source: &str) -> String {
+    serde_json::json!({
+        "session_id": sid, "cwd": cwd, "hook_event_name": "SessionStart",
+        "source": source, "transcript_path": "", "reason": "exit",
+    })
+    .to_string()
+}
+
+fn hooks_log(m: &Machine) -> String {
+    std::fs::read_to_string(m.tool.join("logs/hooks.log")).unwrap_or_default()
+}
+
+/// Wait (bounded, polling) until `cond` holds.
+fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_session_start_hook_ends_within_its_bound_with_a_message_on_a_silent_remote() {
+    let w = World::new();
+    // A network bound far beyond the hook's: only the hook's own bound can end it in time.
+    let (m, pids) = silent_machine(&w, Some(600));
+    set_config(&m, "hook_timeout_secs", 2.into());
+    let cwd = format!("{}/work", m.home.display());
+    let sid = "a1100000-0000-4000-8000-000000000002";
+    m.write_transcript(&cwd, sid, conversation(sid, &cwd, "/", 2, 1).as_bytes());
+    for source in ["resume", "startup"] {
+        let mut c = silent_cmd(&m);
+        c.args(["hook", "session-start"]);
+        let input = hook_input(sid, &cwd, source);
+        let (out, took) = run_bounded_with(c, Some(&input), HUNG, "hook session-start");
+        eprintln!(
+            "session-start ({source}) on a silent remote ended in {} ms",
+            took.as_millis()
+        );
+        assert_eq!(out.status.code(), Some(0), "a hook never fails Claude Code");
+        assert!(took < Duration::from_secs(10), "{source}: took {took:?}");
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim())
+            .unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+        let msg = v["systemMessage"].as_str().unwrap_or_default();
+        eprintln!("{source}: {msg}");
+        assert!(
+            msg.contains(SILENT)
+                && msg.contains("did not answer within the 2 s")
+                && msg.contains("hook_timeout_secs")
+                && msg.contains("not locked"),
+            "{source}: {msg}"
+        );
+        assert_eq!(
+            msg.contains("newer turns from other machines were not brought"),
+            source == "resume",
+            "{msg}"
+        );
+        assert_no_ssh_left(&pids);
+    }
+    assert!(hooks_log(&m).contains("locked=false"), "{}", hooks_log(&m));
+}
+
+#[test]
+fn the_session_end_worker_ends_within_its_bound_and_releases_everything_on_a_silent_remote() {
+    let w = World::new();
+    let (m, pids) = silent_machine(&w, Some(1));
+    let cwd = format!("{}/work", m.home.display());
+    let sid = "a1100000-0000-4000-8000-000000000003";
+    m.write_transcript(&cwd, sid, conversation(sid, &cwd, "/", 2, 1).as_bytes());
+    let input = w.path().join("end-input.json");
+    std::fs::write(&input, hook_input(sid, &cwd, "resume")).unwrap();
+    // As Claude Code runs it: the hook's parent (here a shell, standing for Claude Code) exits
+    // right after it.
+    let mut c = silent_cmd(&m);
+    c.env_remove("CCSYNC_HOME");
+    let mut sh = Command::new("sh");
+    sh.envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("CCSYNC_HOME", &m.tool)
+        .arg("-c")
+        .arg("\"$0\" hook session-end < \"$1\"")
+        .arg(bin_path())
+        .arg(&input);
+    let start = Instant::now();
+    let (out, _) = run_bounded(sh, HUNG, "hook session-end");
+    assert_eq!(out.status.code(), Some(0));
+    let done = format!("session-end {sid}: push failed");
+    wait_for(HUNG, "the worker's end", || hooks_log(&m).contains(&done));
+    // The worker named itself in the clone's lock file; it is gone, and so is every lock.
+    let lock_file = std::fs::read_to_string(m.tool.join("repo.lock")).unwrap();
+    assert!(
+        lock_file.contains("the session-end hook pushing session"),
+        "{lock_file}"
+    );
+    let worker: u32 = lock_file.split(' ').next().unwrap().parse().unwrap();
+    wait_for(Duration::from_secs(10), "the worker's exit", || {
+        !running(worker)
+    });
+    let took = start.elapsed();
+    eprintln!(
+        "the session-end worker on a silent remote ended {} ms after the hook started",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let log = hooks_log(&m);
+    assert!(
+        log.contains(SILENT) && log.contains("did not answer within 1 s"),
+        "{log}"
+    );
+    let f = std::fs::File::open(m.tool.join("repo.lock")).unwrap();
+    assert!(f.try_lock().is_ok(), "the clone lock is free");
+    assert_no_ssh_left(&pids);
+    // What it could not do is left for `ccsync update`: the stashed input is gone.
+    assert!(
+        std::fs::read_dir(m.tool.join("state/hook-inputs"))
+            .map(|d| d.count() == 0)
+            .unwrap_or(true)
+    );
+}
+
+#[test]
+fn resume_ends_within_its_bound_on_a_silent_remote() {
+    let w = World::new();
+    let (m, pids) = silent_machine(&w, Some(2));
+    m.fake_claude();
+    let cwd = format!("{}/work", m.home.display());
+    std::fs::create_dir_all(&cwd).unwrap();
+    let sid = "a1100000-0000-4000-8000-000000000004";
+    m.write_transcript(&cwd, sid, conversation(sid, &cwd, "/", 2, 1).as_bytes());
+    let mut c = silent_cmd(&m);
+    c.args(["resume", sid]);
+    let (out, took) = run_bounded(c, HUNG, "resume");
+    let err = stderr(&out);
+    eprintln!("resume: {}", err.trim());
+    eprintln!(
+        "`ccsync resume ID` on a silent remote ended in {} ms",
+        took.as_millis()
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(
+        m.claude_log()
+            .iter()
+            .any(|l| l.contains(&format!("--resume {sid}"))),
+        "Claude Code ran on what is local"
+    );
+    assert!(
+        err.contains("could not pull") && err.contains("could not push"),
+        "{err}"
+    );
+    assert!(err.contains("ccsync update"), "{err}");
+    assert_no_ssh_left(&pids);
+}
+
+#[test]
+fn a_push_to_an_unreachable_remote_says_so_once() {
+    let w = World::new();
+    let (m, pids) = silent_machine(&w, Some(2));
+    let cwd = format!("{}/work", m.home.display());
+    let sid = "a1100000-0000-4000-8000-000000000005";
+    m.write_transcript(&cwd, sid, conversation(sid, &cwd, "/", 2, 1).as_bytes());
+    // Silent: one sentence naming the bound.
+    let mut c = silent_cmd(&m);
+    c.arg("push");
+    let (out, _) = run_bounded(c, HUNG, "push");
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert_eq!(err.matches("did not answer").count(), 1, "{err}");
+    assert_eq!(err.matches(SILENT).count(), 1, "{err}");
+    assert_no_ssh_left(&pids);
+    // Refusing: the same.
+    m.script(
+        "refusing-ssh",
+        "echo 'ssh: connect to host silent.invalid port 22: Connection refused' >&2\nexit 255\n",
+    );
+    let mut c = m.cmd();
+    c.env("GIT_SSH_COMMAND", m.bin.join("refusing-ssh"))
+        .arg("push");
+    let (out, _) = run_bounded(c, HUNG, "push");
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Nothing to send: the check is the only news, said once.
+    let mut c = m.cmd();
+    c.env("GIT_SSH_COMMAND", m.bin.join("refusing-ssh"))
+        .args(["push", "--dry-run"]);
+    let (out, _) = run_bounded(c, HUNG, "push --dry-run");
+    let err = stderr(&out);
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+}
+
+#[test]
+fn a_hung_gh_is_stopped_within_the_network_bound() {
+    let w = World::new();
+    let m = w.machine("a");
+    m.init(&w.path().join("sync.git"), &[]);
+    m.ok(&["config", "set", "network_timeout_secs", "1"]);
+    let pids = w.path().join("gh-pids");
+    m.script(
+        "gh",
+        &format!("echo $$ >> '{}'\nexec sleep 600\n", pids.display()),
+    );
+    let before = m.config();
+    let mut c = m.cmd();
+    c.args(["init", "--yes", "--github", "sessions"]);
+    let (out, took) = run_bounded(c, HUNG, "init --github");
+    let err = stderr(&out);
+    eprintln!("init --github with a hung gh: {}", err.trim());
+    eprintln!("ended in {} ms", took.as_millis());
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert!(
+        err.contains("`gh api user` did not answer within 1 s")
+            && err.contains("gh auth status")
+            && err.contains("network_timeout_secs"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!ssh_pids(&pids).is_empty(), "gh ran");
+    assert_no_ssh_left(&pids);
+    assert_eq!(m.config(), before, "nothing changed");
 }

@@ -9,7 +9,7 @@ mod hooks_cmd;
 mod init;
 mod list;
 mod lock_cmd;
-mod output;
+pub(crate) mod output;
 mod picker;
 mod relocate;
 mod resume;

@@ -235,11 +235,15 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
     let config = config_or_first_run(env)?;
     let engine = Engine::new(&env.claude, &env.home, &config)?;
     let claude = launch::claude_executable()?;
-    recover(&engine, &config, false);
-
-    // Quick pull: bounded; a slow or unreachable remote leaves what is local.
+    // Until Claude Code starts, resume waits for another ccsync process that holds the local
+    // clone (a session-end hook still pushing, the daemon) at most pull_timeout_secs in all.
     let quick = quick_timeout(&config);
+    crate::store::limit_clone_waits(Some(quick));
+
+    // Quick pull: bounded; a slow or unreachable remote, or a clone another process keeps,
+    // leaves what is local.
     let mut online = true;
+    let mut busy: Option<String> = None;
     if let Err(e) = sync::pull(
         &engine,
         &PullOptions {
@@ -249,10 +253,17 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
         },
     ) {
         online = false;
-        eprintln!(
-            "warning: could not pull ({}); resuming from what is on this machine",
-            super::output::error_line(&e)
-        );
+        match crate::store::clone_busy(&e) {
+            // Said once the session is known to be here (else the error says it).
+            Some(b) => busy = Some(b.holder.clone()),
+            None => eprintln!(
+                "warning: could not pull ({}); resuming from what is on this machine",
+                super::output::error_line(&e)
+            ),
+        }
+    }
+    if busy.is_none() {
+        recover(&engine, &config, false);
     }
     let mut cands = candidates(env, &config, args.all)?;
     if let Some(m) = &args.from {
@@ -260,7 +271,15 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
     }
     let home = config.placeholders.get("HOME").cloned();
     let chosen: Candidate = if let Some(id) = &args.id {
-        resolve(&cands, id)?.clone()
+        match (resolve(&cands, id), &busy) {
+            (Ok(c), _) => c.clone(),
+            (Err(_), Some(holder)) if !cands.iter().any(|c| c.id.starts_with(id.as_str())) => {
+                bail!(
+                    "no session {id} on this machine, and the repository could not be searched because {holder} is using the local clone: run `ccsync resume {id}` again when it is done"
+                )
+            }
+            (Err(e), _) => return Err(e),
+        }
     } else if args.latest {
         cands
             .first()
@@ -290,7 +309,15 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
     .entries
     .into_iter()
     .find(|e| e.session.id == sid);
+    let only_there = |holder: &str| {
+        anyhow!(
+            "session {sid} is only in the repository, and {holder} is using the local clone: run `ccsync resume {sid}` again when it is done"
+        )
+    };
     if local.is_none() {
+        if let Some(holder) = &busy {
+            return Err(only_there(holder));
+        }
         let opts = PullOptions {
             only: Some([sid.clone()].into_iter().collect()),
             no_fetch: !online,
@@ -298,8 +325,10 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
             all: true,
             ..PullOptions::default()
         };
-        let r =
-            sync::pull(&engine, &opts).context("cannot fetch the session from the repository")?;
+        let r = sync::pull(&engine, &opts).map_err(|e| match crate::store::clone_busy(&e) {
+            Some(b) => only_there(&b.holder),
+            None => e.context("cannot fetch the session from the repository"),
+        })?;
         if let Some(s) = r.skipped.first() {
             bail!("cannot bring session {sid} here: {}", s.reason);
         }
@@ -313,6 +342,12 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
             "session {sid} could not be brought to this machine (its project may map to no path here: ccsync doctor)"
         );
     };
+    if let Some(holder) = &busy {
+        eprintln!(
+            "warning: {holder} kept the local clone for longer than the {} s resume waits (pull_timeout_secs); resuming from what is on this machine, without pulling and without the session's lock",
+            quick.as_secs()
+        );
+    }
     if let Some(live) = crate::claude::live::live_sessions(&env.claude)
         .into_iter()
         .find(|l| l.session_id == sid)
@@ -397,13 +432,22 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
                 lock::acquire(&s, &holder, &sid, true, quick)?;
                 locked = true;
             }
-            Err(e) => eprintln!(
-                "warning: could not take the lock ({}); resuming without it",
-                super::output::error_line(&e)
-            ),
+            Err(e) => match crate::store::clone_busy(&e) {
+                Some(b) => eprintln!(
+                    "warning: {} kept the local clone, so the session's lock was not taken; resuming without it",
+                    b.holder
+                ),
+                None => eprintln!(
+                    "warning: could not take the lock ({}); resuming without it",
+                    super::output::error_line(&e)
+                ),
+            },
         }
     }
 
+    // After Claude Code exits, the push and the release wait for the clone as long as they
+    // take (Launch::timeout).
+    crate::store::limit_clone_waits(None);
     let out = launch::run(
         &engine,
         &Launch {
@@ -468,7 +512,9 @@ pub fn start(env: &Env, args: StartArgs) -> Result<ExitCode> {
     let config = config_or_first_run(env)?;
     let engine = Engine::new(&env.claude, &env.home, &config)?;
     let claude = launch::claude_executable()?;
+    crate::store::limit_clone_waits(Some(quick_timeout(&config)));
     recover(&engine, &config, false);
+    crate::store::limit_clone_waits(None);
     let cwd = match args.cwd {
         Some(d) => {
             std::path::absolute(&d).with_context(|| format!("cannot use {}", d.display()))?

@@ -26,12 +26,20 @@ pub struct Held {
     pub cwd: String,
     /// Whether a lock was taken for it.
     pub locked: bool,
+    /// The session-end worker finishing a run the hooks recorded, while it works: its pid and
+    /// start time. While it lives, nobody else pushes and releases for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<(u32, Option<u64>)>,
 }
 
 impl Held {
-    /// Whether the ccsync process that wrote this record is gone.
+    /// Whether the ccsync process that wrote this record is gone (and no session-end worker is
+    /// finishing it).
     pub fn abandoned(&self) -> bool {
         !crate::os::process_matches(self.ccsync_pid, self.ccsync_started)
+            && !self
+                .worker
+                .is_some_and(|(pid, started)| crate::os::process_matches(pid, started))
     }
 
     /// Whether the Claude Code process it started still runs.
@@ -115,6 +123,7 @@ mod tests {
             started_at: Utc::now(),
             cwd: "/x".into(),
             locked: true,
+            worker: None,
         };
         let p = record(&home, &me).unwrap();
         let dead = Held {
@@ -130,7 +139,26 @@ mod tests {
             ..me.clone()
         };
         record(&home, &reused).unwrap();
-        assert_eq!(all(&home).len(), 3);
+        // A hook's record (no ccsync process) that a live session-end worker is finishing.
+        let working = Held {
+            ccsync_pid: 0,
+            ccsync_started: None,
+            session_id: Some("s4".into()),
+            worker: Some((
+                std::process::id(),
+                crate::os::process_start_time(std::process::id()),
+            )),
+            ..me.clone()
+        };
+        record(&home, &working).unwrap();
+        // Its worker is gone.
+        let unfinished = Held {
+            session_id: Some("s5".into()),
+            worker: Some((2_147_483_000, None)),
+            ..working.clone()
+        };
+        record(&home, &unfinished).unwrap();
+        assert_eq!(all(&home).len(), 5);
         let gone: Vec<Option<String>> = abandoned(&home)
             .into_iter()
             .map(|(_, h)| h.session_id)
@@ -140,7 +168,9 @@ mod tests {
             assert!(gone.contains(&Some("s3".into())));
         }
         assert!(!gone.contains(&Some("s1".into())));
+        assert!(!gone.contains(&Some("s4".into())), "its worker runs");
+        assert!(gone.contains(&Some("s5".into())));
         remove(&p);
-        assert_eq!(all(&home).len(), 2);
+        assert_eq!(all(&home).len(), 4);
     }
 }

@@ -539,6 +539,7 @@ mod tests {
             started_at: now,
             cwd: "/x".into(),
             locked: true,
+            worker: None,
         };
         let p = held::record(&home, &rec).unwrap();
         assert!(!o.judge(&stale).expired);

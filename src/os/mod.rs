@@ -278,6 +278,18 @@ pub fn track_group(pid: u32, running: bool) {
     }
 }
 
+/// Kill every process group [`track_group`] notes (running network git commands and what they
+/// started), before this process leaves in a hurry.
+pub fn end_tracked_groups() {
+    use std::sync::atomic::Ordering::SeqCst;
+    for slot in &GROUPS {
+        let pid = slot.swap(0, SeqCst);
+        if pid > 1 {
+            kill_group(pid);
+        }
+    }
+}
+
 /// Kill the process group `pid` leads (Unix; nothing elsewhere).
 pub fn kill_group(pid: u32) {
     #[cfg(unix)]

@@ -443,6 +443,11 @@ impl Git {
             .map(|r| format!(" ({r})"))
             .unwrap_or_default();
         let why = first_error_line(&stderr).unwrap_or_else(|| stdout.trim().to_string());
+        if stderr.contains("Could not read from remote repository") {
+            bail!(
+                "cannot reach the sync remote {remote} (git push: {why}): check the network and your access to it (`ccsync doctor` tests both)"
+            )
+        }
         bail!("git push to {remote} failed: {why}{detail}")
     }
 
@@ -605,9 +610,14 @@ pub fn first_error_line(stderr: &str) -> Option<String> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
         .collect();
+    let generic = |l: &&&str| l.contains("Could not read from remote repository");
     lines
         .iter()
         .find(|l| l.starts_with("fatal:") || l.starts_with("error:") || l.starts_with("ERROR"))
+        // "Could not read from remote repository" says nothing the transport's own complaint
+        // (ssh's "Connection refused", say) does not say better.
+        .filter(|l| !generic(l))
+        .or_else(|| lines.iter().find(|l| !generic(l)))
         .or(lines.first())
         .map(|l| {
             l.trim_start_matches("fatal: ")
@@ -692,11 +702,55 @@ pub fn network_timeout() -> Duration {
     Duration::from_secs(NETWORK_TIMEOUT_SECS.load(Ordering::Relaxed).max(1))
 }
 
-/// A network step's timeout: what the caller allows, never more than the configured bound.
+/// A network step's timeout: what the caller allows, never more than the configured bound nor
+/// the time left before this process's deadline (see [`set_deadline`]).
 pub fn net_bound(timeout: Duration) -> Duration {
-    timeout
-        .min(network_timeout())
+    let t = timeout.min(network_timeout());
+    deadline_left()
+        .map_or(t, |left| t.min(left))
         .max(Duration::from_millis(100))
+}
+
+/// The moment by which this process must be done with the network and the clone, and the
+/// budget (in seconds) it was given; set by the hooks, which must end within a stated time
+/// whatever the remote or another ccsync process does.
+static DEADLINE: std::sync::Mutex<Option<(Instant, u64)>> = std::sync::Mutex::new(None);
+
+/// From now on, no network step runs past `at` and none starts after it (it fails with
+/// [`OutOfTime`]); waits for the clone lock end by then too. `budget` is how the command's bound
+/// is named in messages. `None` lifts the deadline.
+pub fn set_deadline(at: Option<Instant>, budget: Duration) {
+    if let Ok(mut g) = DEADLINE.lock() {
+        *g = at.map(|a| (a, secs_of(budget)));
+    }
+}
+
+fn deadline() -> Option<(Instant, u64)> {
+    DEADLINE.lock().ok().and_then(|g| *g)
+}
+
+/// The time left before this process's deadline, if it has one.
+pub fn deadline_left() -> Option<Duration> {
+    deadline().map(|(at, _)| at.saturating_duration_since(Instant::now()))
+}
+
+/// A step not started because the command's time was up.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} was not started: the {secs} s this command may take were over")]
+pub struct OutOfTime {
+    pub what: String,
+    pub secs: u64,
+}
+
+/// The error for a step that would start after this process's deadline.
+pub fn check_deadline(what: &str) -> Result<()> {
+    match deadline() {
+        Some((at, secs)) if Instant::now() >= at => Err(anyhow::Error::new(OutOfTime {
+            what: what.to_string(),
+            secs,
+        })),
+        _ => Ok(()),
+    }
 }
 
 /// A git command that did not finish within its bound (it and its children were killed).
@@ -754,8 +808,10 @@ pub fn forget_silent_remote() {
     }
 }
 
-/// The error for a step on `remote` when it already timed out in this process.
+/// The error for a step on `remote` when it already timed out in this process, or when this
+/// process's deadline has passed.
 pub fn known_silent(remote: &str, what: &str) -> Result<()> {
+    check_deadline(what)?;
     let known = SILENT_REMOTE.lock().ok().and_then(|g| g.clone());
     match known {
         Some((r, secs)) if r == remote => Err(anyhow::Error::new(RemoteSilent {
@@ -773,6 +829,7 @@ pub fn is_cut_short(e: &anyhow::Error) -> bool {
         c.downcast_ref::<TimedOut>().is_some()
             || c.downcast_ref::<RemoteSilent>().is_some()
             || c.downcast_ref::<Interrupted>().is_some()
+            || c.downcast_ref::<OutOfTime>().is_some()
     })
 }
 
@@ -1157,6 +1214,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("git push"), "{e}");
+    }
+
+    #[test]
+    fn the_transports_complaint_beats_could_not_read_from_remote_repository() {
+        let refused = "ssh: connect to host h port 22: Connection refused\r\nfatal: Could not read from remote repository.\n\nPlease make sure you have the correct access rights\nand the repository exists.\n";
+        assert_eq!(
+            first_error_line(refused).as_deref(),
+            Some("ssh: connect to host h port 22: Connection refused")
+        );
+        assert_eq!(
+            first_error_line("fatal: '/x' does not appear to be a git repository\nfatal: Could not read from remote repository.").as_deref(),
+            Some("'/x' does not appear to be a git repository")
+        );
+        assert_eq!(
+            first_error_line("fatal: Could not read from remote repository.").as_deref(),
+            Some("Could not read from remote repository.")
+        );
+        assert_eq!(
+            first_error_line("hint: x\nerror: failed to push some refs").as_deref(),
+            Some("failed to push some refs")
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{Result, anyhow, bail};
 
+use super::git;
+
 /// The `gh` executable: `$CCSYNC_GH` (tests) or `gh`.
 fn gh_exe() -> std::ffi::OsString {
     std::env::var_os("CCSYNC_GH")
@@ -12,8 +14,21 @@ fn gh_exe() -> std::ffi::OsString {
         .unwrap_or_else(|| "gh".into())
 }
 
+/// Run `gh`, bounded like a network step of git (`network_timeout_secs`): on expiry `gh` and
+/// everything it started are killed and the error says so in one sentence, with the fix.
 fn gh(args: &[&str]) -> Result<Output> {
-    Command::new(gh_exe()).args(args).stdin(Stdio::null()).output().map_err(|e| {
+    let mut cmd = Command::new(gh_exe());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        // Its own process group, so that a timeout ends it with whatever it started.
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             anyhow!(
                 "the GitHub CLI `gh` is not installed: install it (https://cli.github.com), run `gh auth login`, \
@@ -22,7 +37,28 @@ fn gh(args: &[&str]) -> Result<Output> {
         } else {
             anyhow!("cannot run gh: {e}")
         }
+    })?;
+    crate::os::track_group(child.id(), true);
+    let bound = git::net_bound(git::network_timeout());
+    git::wait_with_timeout(child, bound).map_err(|e| {
+        match e.chain().find_map(|c| c.downcast_ref::<git::TimedOut>()) {
+            Some(_) => anyhow!(
+                "`gh {}` did not answer within {} s (it was stopped): check the network and `gh auth status`, then try again, or raise network_timeout_secs",
+                shown(args),
+                bound.as_secs_f64().round().max(1.0) as u64
+            ),
+            None => e.context(format!("gh {} failed", shown(args))),
+        }
     })
+}
+
+/// A `gh` command line for messages: its first words (the description text is left out).
+fn shown(args: &[&str]) -> String {
+    args.iter()
+        .take_while(|a| !a.starts_with("--"))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn stderr_line(o: &Output) -> String {

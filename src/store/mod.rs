@@ -599,7 +599,9 @@ fn backoff(attempt: u32) {
     let jitter =
         (std::process::id() as u64 ^ Instant::now().elapsed().subsec_nanos() as u64 ^ nanos())
             % (base + 1);
-    std::thread::sleep(Duration::from_millis(base / 2 + jitter));
+    let pause = Duration::from_millis(base / 2 + jitter);
+    // Never past this process's deadline: the next step would not start anyway.
+    std::thread::sleep(git::deadline_left().map_or(pause, |left| pause.min(left)));
 }
 
 fn nanos() -> u64 {
@@ -609,9 +611,83 @@ fn nanos() -> u64 {
         .unwrap_or(0)
 }
 
-/// Take the clone lock, waiting for another ccsync process to finish (up to `wait`). The lock
-/// file then says who holds it (pid, command, since when), so that a process waiting for it
-/// can name the holder.
+/// Another ccsync process kept the local clone longer than this one waits: who it is (its pid,
+/// what it is doing, for how long), in words, and its pid.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.sentence())]
+pub struct CloneBusy {
+    /// "another ccsync process (pid 123, `ccsync pull`, for 40 s)"
+    pub holder: String,
+    pub pid: Option<u32>,
+    pub path: PathBuf,
+    /// How long this process waited, in whole seconds (0: it did not wait).
+    pub waited: u64,
+}
+
+impl CloneBusy {
+    fn sentence(&self) -> String {
+        if self.waited == 0 {
+            format!(
+                "{} is using {}: try again when it is done",
+                self.holder,
+                self.path.display()
+            )
+        } else {
+            format!(
+                "{} has been using {} for longer than the {} s this command waits: try again when it is done",
+                self.holder,
+                self.path.display(),
+                self.waited
+            )
+        }
+    }
+}
+
+/// The clone lock was busy (anywhere in the error's chain).
+pub fn clone_busy(e: &anyhow::Error) -> Option<&CloneBusy> {
+    e.chain().find_map(|c| c.downcast_ref::<CloneBusy>())
+}
+
+/// What this process says it is doing, for whoever waits for the clone lock it holds (default:
+/// its command line).
+static ACTIVITY: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Say what this process is doing while it holds the clone lock ("the session-end hook, pushing
+/// session 0a1b2c3d"): a process waiting for the lock shows it.
+pub fn set_activity(what: &str) {
+    if let Ok(mut g) = ACTIVITY.lock() {
+        *g = Some(what.replace(['\n', '\r'], " "));
+    }
+}
+
+/// How much longer, in all, this process may wait for the clone lock (`None`: each wait is
+/// bounded by its own caller only).
+static CLONE_WAIT_LEFT: std::sync::Mutex<Option<Duration>> = std::sync::Mutex::new(None);
+
+/// Bound the total time this process spends waiting for the clone lock, over every wait from
+/// now on (`None`: no total). Once it is used up, a busy clone fails at once.
+pub fn limit_clone_waits(total: Option<Duration>) {
+    if let Ok(mut g) = CLONE_WAIT_LEFT.lock() {
+        *g = total;
+    }
+}
+
+fn clone_wait_left() -> Option<Duration> {
+    CLONE_WAIT_LEFT.lock().ok().and_then(|g| *g)
+}
+
+fn spend_clone_wait(d: Duration) {
+    if let Ok(mut g) = CLONE_WAIT_LEFT.lock()
+        && let Some(left) = g.as_mut()
+    {
+        *left = left.saturating_sub(d);
+    }
+}
+
+/// Take the clone lock, waiting for another ccsync process to finish (up to `wait`, and never
+/// longer than this process's total for such waits or its deadline). The lock file then says
+/// who holds it (pid, what it is doing, since when), so that a process waiting for it can name
+/// the holder.
 fn lock_clone(path: &Path, wait: Duration) -> Result<File> {
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -621,32 +697,46 @@ fn lock_clone(path: &Path, wait: Duration) -> Result<File> {
         .open(path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
     crate::os::make_private(path).ok();
+    let wait = [clone_wait_left(), git::deadline_left()]
+        .into_iter()
+        .flatten()
+        .fold(wait, Duration::min);
     let start = Instant::now();
     let mut said = false;
     loop {
         match f.try_lock() {
             Ok(()) => {
+                spend_clone_wait(start.elapsed());
                 note_holder(&f);
                 return Ok(f);
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                if !said && start.elapsed() > Duration::from_secs(2) {
+                if !said && start.elapsed() > Duration::from_secs(1) && start.elapsed() < wait {
                     tracing::warn!(
-                        "waiting for {} to finish with {}",
-                        holder_of(path),
+                        "waiting up to {} s for {} to finish with {}",
+                        wait.as_secs_f64().ceil() as u64,
+                        holder_of(path).1,
                         path.display()
                     );
                     said = true;
                 }
-                if start.elapsed() > wait {
-                    bail!(
-                        "{} has been using {} for longer than the {} s this command waits: try again when it is done",
-                        holder_of(path),
-                        path.display(),
-                        wait.as_secs_f64().ceil() as u64
-                    );
+                if start.elapsed() >= wait {
+                    spend_clone_wait(start.elapsed());
+                    let (pid, holder) = holder_of(path);
+                    return Err(anyhow::Error::new(CloneBusy {
+                        holder,
+                        pid,
+                        path: path.to_path_buf(),
+                        waited: if wait.is_zero() {
+                            0
+                        } else {
+                            wait.as_secs_f64().ceil() as u64
+                        },
+                    }));
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(
+                    Duration::from_millis(50).min(wait.saturating_sub(start.elapsed())),
+                );
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock {}", path.display()));
@@ -655,33 +745,42 @@ fn lock_clone(path: &Path, wait: Duration) -> Result<File> {
     }
 }
 
-/// Write who holds the clone lock into the lock file: `pid unix-seconds command…`.
+/// Write who holds the clone lock into the lock file: `pid unix-seconds what…`, where `what`
+/// is the activity this process declared ([`set_activity`]), else its command line.
 fn note_holder(mut f: &File) {
     use std::io::{Seek as _, Write as _};
-    let words: Vec<String> = std::env::args()
-        .skip(1)
-        .take(3)
-        .map(|a| a.replace(['\n', '\r'], " "))
-        .collect();
+    let what = ACTIVITY
+        .lock()
+        .ok()
+        .and_then(|g| g.clone())
+        .unwrap_or_else(|| {
+            let words: Vec<String> = std::env::args()
+                .skip(1)
+                .take(3)
+                .map(|a| a.replace(['\n', '\r'], " "))
+                .collect();
+            format!("`ccsync {}`", words.join(" "))
+        });
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let line = format!("{} {now} {}\n", std::process::id(), words.join(" "));
+    let line = format!("{} {now} {what}\n", std::process::id());
     let _ = f
         .set_len(0)
         .and_then(|()| f.rewind())
         .and_then(|()| f.write_all(line.as_bytes()));
 }
 
-/// Who holds the clone lock, as the lock file says: "ccsync pid 123 (`ccsync pull`, for 40 s)".
-fn holder_of(path: &Path) -> String {
+/// Who holds the clone lock, as the lock file says: its pid and "another ccsync process (pid
+/// 123, `ccsync pull`, for 40 s)".
+fn holder_of(path: &Path) -> (Option<u32>, String) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut it = text.trim().splitn(3, ' ');
     let (Some(pid), since) = (it.next().and_then(|p| p.parse::<u32>().ok()), it.next()) else {
-        return "another ccsync process".to_string();
+        return (None, "another ccsync process".to_string());
     };
-    let cmd = it.next().unwrap_or("").trim();
+    let what = it.next().unwrap_or("").trim();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -690,12 +789,15 @@ fn holder_of(path: &Path) -> String {
         .and_then(|s| s.parse::<u64>().ok())
         .map(|s| format!(", for {} s", now.saturating_sub(s)))
         .unwrap_or_default();
-    let what = if cmd.is_empty() {
-        "ccsync".to_string()
+    let what = if what.is_empty() {
+        String::new()
     } else {
-        format!("ccsync {cmd}")
+        format!(", {what}")
     };
-    format!("another ccsync process (pid {pid}, `{what}`{age})")
+    (
+        Some(pid),
+        format!("another ccsync process (pid {pid}{what}{age})"),
+    )
 }
 
 /// Git `*.lock` files left by a process killed inside git. Only ccsync uses this clone and we

@@ -283,14 +283,21 @@ fn push_once(
     let mut index = Index::load(engine.home, &cfg.remote);
     // Whether the remote still holds what the index says it does; if not, the records are gone
     // and everything below counts as changed.
-    let remote_lost = super::state::verify_remote(
+    let verified = super::state::verify_remote(
         engine.home,
         cfg,
         &mut index,
         opts.timeout.unwrap_or(Duration::from_secs(120)),
         !opts.dry_run,
-    )?
-    .lost;
+    )?;
+    let remote_lost = verified.lost;
+    // Said only when this push does not go on to the remote (which would fail with its own
+    // sentence about the same problem, or succeed).
+    let unchecked = || {
+        if let Some(why) = &verified.unchecked {
+            tracing::warn!("{why}");
+        }
+    };
     let cat = catalog::load(
         engine.claude,
         Some(&engine.home.state_dir().join("catalog.json")),
@@ -508,6 +515,7 @@ fn push_once(
             .collect();
     }
     if work.is_empty() && loose_changed.is_empty() && !history_changed {
+        unchecked();
         report.up_to_date = report.remote_lost.is_none();
         if !opts.dry_run && remember_lost(&mut index, &held) {
             index.save(engine.home)?;
@@ -516,6 +524,7 @@ fn push_once(
         return Ok((report, Vec::new()));
     }
     if opts.dry_run {
+        unchecked();
         for w in &work {
             if w.new {
                 report.sessions_new += 1;

@@ -282,6 +282,10 @@ pub struct Checked {
     pub lost: Option<String>,
     /// The index changed (save it).
     pub changed: bool,
+    /// The remote could not be asked, so nothing was checked: why, in one sentence. The caller
+    /// says it only if nothing else will (a push that goes on to the remote fails there, with
+    /// its own sentence about the same problem).
+    pub unchecked: Option<String>,
 }
 
 /// Check the fetched remote `head` against what this machine last saw, and the records against
@@ -473,7 +477,8 @@ fn deleted_since(store: &Store, seen: &Oid, head: &Oid) -> Result<Deleted> {
 /// it? One cheap look at where the remote branch points (a file read for a remote on this
 /// machine, `git ls-remote` otherwise); only when it moved since this machine last saw it is it
 /// fetched and checked ([`check_history`]). The index is saved when the check changed it and
-/// `save` is set. A remote that cannot be reached is reported as a warning and not checked.
+/// `save` is set. A remote that cannot be reached is not checked ([`Checked::unchecked`] says
+/// why).
 pub fn verify_remote(
     home: &Home,
     config: &Config,
@@ -484,11 +489,13 @@ pub fn verify_remote(
     let now = match crate::store::peek_remote_head(&config.remote, &config.branch, timeout) {
         Ok(h) => h,
         Err(e) => {
-            tracing::warn!(
-                "cannot check what the sync remote {} holds: {e:#}",
-                config.remote
-            );
-            return Ok(Checked::default());
+            return Ok(Checked {
+                unchecked: Some(format!(
+                    "cannot check what the sync remote {} holds: {e:#}",
+                    config.remote
+                )),
+                ..Checked::default()
+            });
         }
     };
     if now.as_ref().map(|o| &o.0) == index.seen.as_ref()
