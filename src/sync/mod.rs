@@ -19,6 +19,7 @@ pub mod pull;
 pub mod push;
 pub mod relocate;
 pub mod remote;
+pub mod restore;
 pub mod snapshot;
 pub mod state;
 
