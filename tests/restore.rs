@@ -231,6 +231,32 @@ fn a_forgotten_session_comes_back_on_another_machine_and_syncs_again() {
     );
 }
 
+#[test]
+fn a_machine_that_cannot_place_a_forgotten_session_still_puts_it_back_for_the_others() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let a = machine(&w, "a", &remote);
+    let c = w.machine("c");
+    c.init(&remote, &["--sync-dir", "~"]);
+    let cwd = cwd_of(&a);
+    let path = a.write_transcript(&cwd, SID, conversation(SID, &cwd, "/", 1, 0).as_bytes());
+    a.ok(&["push"]);
+    a.ok(&["forget", SID]);
+    std::fs::remove_file(&path).unwrap();
+
+    // C has no path for PROJECTS: it says so, and puts the session back all the same.
+    let out = c.ok(&["restore", SID]);
+    assert!(out.contains("put back in the repository"), "{out}");
+    assert!(out.contains("not placed on this machine"), "{out}");
+    assert!(out.contains("add-placeholder PROJECTS="), "{out}");
+    assert_eq!(out.matches("Note:").count(), 1, "{out}");
+    assert!(stored_transcript(&remote, SID).is_some());
+    assert!(forgotten_ids(&remote).is_empty());
+    // A, which can, gets it back at its next pull.
+    a.ok(&["pull"]);
+    assert!(path.exists());
+}
+
 /// A session in the project (it tells every machine where the memory goes) and memory files.
 fn seed_memory(m: &Machine, files: &[(&str, &str)]) {
     let cwd = cwd_of(m);

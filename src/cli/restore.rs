@@ -331,22 +331,32 @@ fn report(r: &Restored, home: Option<&str>) {
     if r.is_session && r.new_session.is_none() && r.put_back {
         if r.dry_run {
             println!(
-                "Would bring back session {}, as last {stored}: would put it back in the repository{}, and place it at {target}.",
+                "Would bring back session {}, as last {stored}: would put it back in the repository{}{}.",
                 r.item,
                 if r.tombstone_lifted {
                     ", lift its tombstone"
                 } else {
                     ""
+                },
+                if target.is_empty() {
+                    String::new()
+                } else {
+                    format!(", and place it at {target}")
                 }
             );
         } else {
             println!(
-                "Brought back session {}, as last {stored}: put back in the repository{}, and placed at {target}.",
+                "Brought back session {}, as last {stored}: put back in the repository{}{}.",
                 r.item,
                 if r.tombstone_lifted {
                     " with its tombstone lifted (every machine syncs it again)"
                 } else {
                     ""
+                },
+                if target.is_empty() {
+                    String::new()
+                } else {
+                    format!(", and placed at {target}")
                 }
             );
         }

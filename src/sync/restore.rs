@@ -1267,13 +1267,17 @@ impl<'a> Ctx<'a> {
         let commit = self
             .commit(c)
             .ok_or_else(|| anyhow!("no version of session {id}"))?;
-        let placed = match super::pull::placement(self.engine, &rs, &mut self.reader)? {
-            Ok(p) => p,
+        // A session this machine cannot place (a placeholder it lacks) still goes back into
+        // the repository, for the machines that can; this one is told why not here.
+        let mut notes = Vec::new();
+        let transcript = match super::pull::placement(self.engine, &rs, &mut self.reader)? {
+            Ok(p) => Some(p.transcript),
             Err(super::pull::Unplaced::Refused(r)) => {
                 bail!("{} cannot be restored: {}", r.path, r.reason)
             }
             Err(super::pull::Unplaced::Skipped(why)) => {
-                bail!("session {id} cannot be placed on this machine: {why}")
+                notes.push(format!("session {id} is not placed on this machine: {why}"));
+                None
             }
         };
         let mut files: Vec<(String, Oid)> = Vec::new();
@@ -1304,7 +1308,8 @@ impl<'a> Ctx<'a> {
             stored_at: Some(stored.time),
             stored_by: stored.machine.clone(),
             commit: Some(stored.oid.0.clone()),
-            written: Some(placed.transcript),
+            written: transcript,
+            notes,
             lines: meta.lines,
             bytes: meta.size,
             put_back: true,
@@ -1407,7 +1412,8 @@ fn bring_back(engine: &Engine, store: Store, plan: BringBack) -> Result<Restored
             "session {d} is open in a running Claude Code here: it is placed at the first pull after Claude Code exits"
         ));
     }
-    for s in &pulled.skipped {
+    // (A session this machine cannot place has its note already.)
+    for s in pulled.skipped.iter().filter(|_| report.written.is_some()) {
         report.notes.push(format!(
             "session {} was not placed here: {}",
             s.session, s.reason
