@@ -1,5 +1,5 @@
-//! The one wall clock that ccsync reads for lock stamps, lock sightings and `doctor`'s clock
-//! check, so that tests can move it.
+//! The one wall clock that ccsync reads for lock stamps, lock sightings, `doctor`'s clock
+//! check and the time of the commits it makes, so that tests can move it.
 //!
 //! **Test-only:** `CCSYNC_TEST_NOW` shifts this clock for the whole process. It is either an
 //! RFC 3339 instant (`2030-01-01T10:00:00Z`: the clock reads that at the first call and runs on
@@ -8,8 +8,8 @@
 //! reported and ignored. It exists so that tests can simulate time passing and machines whose
 //! clocks disagree without sleeping; users have no reason to set it.
 //!
-//! File times (mtimes of transcripts and the like) and git's own commit times keep the real
-//! clock.
+//! File times (mtimes of transcripts and the like) keep the real clock. Commits take this
+//! clock, so a test can give each push its own date and `restore --at DATE` tell them apart.
 
 use std::sync::OnceLock;
 
@@ -21,7 +21,10 @@ pub const TEST_NOW_VAR: &str = "CCSYNC_TEST_NOW";
 
 /// This machine's time (UTC), moved by `CCSYNC_TEST_NOW` in tests.
 pub fn now() -> DateTime<Utc> {
-    Utc::now() + offset()
+    // The offset first: on the first call it reads the real clock itself, and a reading taken
+    // before it would put this one a moment before the instant asked for.
+    let off = offset();
+    Utc::now() + off
 }
 
 /// How far [`now`] is from the real clock (zero unless `CCSYNC_TEST_NOW` is set).

@@ -12,6 +12,7 @@ mod lock_cmd;
 pub(crate) mod output;
 mod picker;
 mod relocate;
+mod restore;
 mod resume;
 mod status;
 mod sync_cmd;
@@ -67,6 +68,9 @@ enum Command {
     Forget(forget::ForgetArgs),
     /// A project directory moved or was renamed: its sessions, memory and history follow, on every machine.
     Relocate(relocate::RelocateArgs),
+    /// Bring back from the repository's history what was forgotten, deleted or overwritten
+    /// (`restore list` shows it).
+    Restore(restore::RestoreArgs),
     /// Register this machine and connect it to a sync repository.
     Init(init::InitArgs),
     /// Show or edit the configuration.
@@ -201,6 +205,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hook(args) => hooks_cmd::hook(&env, args),
         Command::Forget(args) => forget::run(&env, args),
         Command::Relocate(args) => relocate::run(&env, args),
+        Command::Restore(args) => restore::run(&env, args),
         Command::Init(args) => init::run(&env, args),
         Command::List(args) => list::run(&env, args),
         Command::Status(args) => status::run(&env, args),

@@ -1053,7 +1053,8 @@ impl Txn {
 
     /// Commit the recorded changes on top of `parent` (or as a first commit).
     pub fn commit(mut self, parent: Option<&Oid>, author: &str, message: &str) -> Result<Oid> {
-        let now = chrono::Utc::now().timestamp();
+        // This machine's clock (moved in tests, so that history has distinct dates).
+        let now = crate::clock::now().timestamp();
         let ops = std::mem::take(&mut self.ops);
         let written = (|| -> std::io::Result<()> {
             let w = self

@@ -18,6 +18,7 @@
 pub mod format;
 pub mod git;
 pub mod github;
+pub mod history;
 pub mod layout;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -167,7 +167,7 @@ fn pin_line(sid: &str, leaf: &str, prompt: Option<&str>) -> Vec<u8> {
     .into_bytes()
 }
 
-fn custom_title_line(sid: &str, title: &str) -> Vec<u8> {
+pub(crate) fn custom_title_line(sid: &str, title: &str) -> Vec<u8> {
     format!(
         "{{\"type\":\"custom-title\",\"customTitle\":{},\"sessionId\":{}}}\n",
         json_str(title),
@@ -177,7 +177,7 @@ fn custom_title_line(sid: &str, title: &str) -> Vec<u8> {
 }
 
 /// `"sessionId":"<from>"` → `"sessionId":"<to>"` in one line, bytes otherwise untouched.
-fn with_session_id(line: &[u8], from: &str, to: &str) -> Vec<u8> {
+pub(crate) fn with_session_id(line: &[u8], from: &str, to: &str) -> Vec<u8> {
     let pat = format!("\"sessionId\":{}", json_str(from));
     let rep = format!("\"sessionId\":{}", json_str(to));
     let mut out = Vec::with_capacity(line.len());

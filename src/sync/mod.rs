@@ -20,6 +20,7 @@ pub mod pull;
 pub mod push;
 pub mod relocate;
 pub mod remote;
+pub mod restore;
 pub mod snapshot;
 pub mod state;
 

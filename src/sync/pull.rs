@@ -168,6 +168,14 @@ fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         return Ok(report);
     }
     let snap = Snapshot::load(&store, head.as_ref())?;
+    if !index.forgotten.is_empty() {
+        // A session stored again and no longer in `forgotten.json` was brought back on purpose
+        // (`ccsync restore`): this machine pushes its lines again.
+        let tombs = snap.forgotten_ids(&store)?;
+        index
+            .forgotten
+            .retain(|id| tombs.contains(id) || !snap.sessions.contains_key(id));
+    }
     report.refused = snap
         .refused
         .iter()

@@ -88,13 +88,19 @@ impl Snapshot {
 
     /// Read the tree of `head` (an empty snapshot without one).
     pub fn load(store: &Store, head: Option<&Oid>) -> Result<Snapshot> {
+        Self::load_under(store, head, None)
+    }
+
+    /// Read the part of the tree of `head` under the folder `prefix` (all of it with `None`),
+    /// with the same checks as [`Snapshot::load`]: one session folder of an old commit, say.
+    pub fn load_under(store: &Store, head: Option<&Oid>, prefix: Option<&str>) -> Result<Snapshot> {
         let mut snap = Snapshot {
             head: head.cloned(),
             ..Snapshot::default()
         };
         snap.history.dir = HISTORY_DIR.to_string();
         let Some(head) = head else { return Ok(snap) };
-        let entries = store.tree(head)?;
+        let entries = store.git.ls_tree(head, prefix)?;
         for e in entries {
             let Some(path) = e.path_str().map(str::to_string) else {
                 snap.refused.push((
