@@ -16,6 +16,7 @@
 //! * [`clock`] — the wall clock of lock stamps and sightings (movable in tests).
 //! * [`cli`] — argument parsing and output, one file per command.
 
+pub mod archive;
 pub mod catalog;
 pub mod claude;
 pub mod cli;

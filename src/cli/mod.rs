@@ -1,6 +1,7 @@
 //! The command line: argument parsing, then one file per command. Commands read like the user
 //! story they implement; the work happens in the library modules.
 
+mod archive_cmd;
 mod config_cmd;
 mod daemon_cmd;
 mod doctor;
@@ -68,6 +69,12 @@ enum Command {
     Forget(forget::ForgetArgs),
     /// A project directory moved or was renamed: its sessions, memory and history follow, on every machine.
     Relocate(relocate::RelocateArgs),
+    /// Search every session of every machine (the archive and this machine), newest first.
+    Search(archive_cmd::SearchArgs),
+    /// Print a session as people read it (the branch Claude Code shows; --full unfolds tools).
+    Show(archive_cmd::ShowArgs),
+    /// Write a session as Markdown, one self-contained HTML page, or portable JSONL.
+    Export(archive_cmd::ExportArgs),
     /// Bring back from the repository's history what was forgotten, deleted or overwritten
     /// (`restore list` shows it).
     Restore(restore::RestoreArgs),
@@ -206,6 +213,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Forget(args) => forget::run(&env, args),
         Command::Relocate(args) => relocate::run(&env, args),
         Command::Restore(args) => restore::run(&env, args),
+        Command::Search(args) => archive_cmd::run_search(&env, args),
+        Command::Show(args) => archive_cmd::run_show(&env, args),
+        Command::Export(args) => archive_cmd::run_export(&env, args),
         Command::Init(args) => init::run(&env, args),
         Command::List(args) => list::run(&env, args),
         Command::Status(args) => status::run(&env, args),

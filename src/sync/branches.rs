@@ -25,9 +25,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 
-use super::lines::{Chunk, HUGE_LINE, Replay, for_each_chunk, replay_file};
+use super::lines::Replay;
 use super::log::{self, for_each_line};
-use super::push::split_lines;
 use crate::claude::tree::{LineFacts, Tree};
 use crate::os::IoAt;
 
@@ -60,27 +59,8 @@ pub fn fork_id(sid: &str, root: &str) -> String {
 }
 
 fn read_tree(path: &Path) -> Result<Tree> {
-    let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let size = f.metadata().at("read the metadata of", path)?.len();
     let mut tree = Tree::default();
-    for_each_chunk(&mut f, path, 0, size, 4 << 20, HUGE_LINE, |c| {
-        match c {
-            Chunk::Lines(chunk, _) => {
-                for line in split_lines(chunk) {
-                    tree.add(&LineFacts::of(log::strip_nl(line)));
-                }
-            }
-            Chunk::Huge { start, end } => {
-                let mut s = LineFacts::scanner();
-                replay_file(path, start, end, &mut |piece| {
-                    s.feed(piece);
-                    Ok(())
-                })?;
-                tree.add(&LineFacts::from_scanner(&s));
-            }
-        }
-        Ok(())
-    })?;
+    super::lines::for_each_line_facts(path, |f| tree.add(f))?;
     Ok(tree)
 }
 

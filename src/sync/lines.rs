@@ -12,6 +12,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::claude::tree::LineFacts;
 use crate::os::IoAt;
 
 /// Lines longer than this are streamed, never held whole.
@@ -131,6 +132,30 @@ pub fn complete_end(file: &mut File, size: u64) -> std::io::Result<u64> {
         end = start;
     }
     Ok(0)
+}
+
+/// The facts of every line of the log at `path` (see [`LineFacts`]), huge lines streamed.
+pub fn for_each_line_facts(path: &Path, mut f: impl FnMut(&LineFacts)) -> Result<()> {
+    let mut file = File::open(path).at("read", path)?;
+    let size = file.metadata().at("read the metadata of", path)?.len();
+    for_each_chunk(&mut file, path, 0, size, 4 << 20, HUGE_LINE, |c| {
+        match c {
+            Chunk::Lines(chunk, _) => {
+                for line in super::push::split_lines(chunk) {
+                    f(&LineFacts::of(super::log::strip_nl(line)));
+                }
+            }
+            Chunk::Huge { start, end } => {
+                let mut s = LineFacts::scanner();
+                replay_file(path, start, end, &mut |piece| {
+                    s.feed(piece);
+                    Ok(())
+                })?;
+                f(&LineFacts::from_scanner(&s));
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Stream `path`'s bytes from `start` to `end` to `sink`, a piece at a time.

@@ -1,0 +1,402 @@
+//! `ccsync search`, `ccsync show`, `ccsync export`: reading the archive (see [`crate::archive`]).
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, ValueEnum};
+
+use super::Env;
+use super::output::print_json;
+use crate::archive::render::{self, Role, TextStyle, Turn};
+use crate::archive::search::{self, Case, Filters, Query};
+use crate::archive::{Archive, Repo, Session};
+use crate::config::Config;
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to look for (a literal text; a regular expression with --regex).
+    query: String,
+    /// Treat the query as a regular expression.
+    #[arg(long, short = 'e')]
+    regex: bool,
+    /// Match letter case exactly (default: only when the query has an upper-case letter).
+    #[arg(long, short = 's', conflicts_with = "ignore_case")]
+    case_sensitive: bool,
+    /// Ignore letter case.
+    #[arg(long, short = 'i')]
+    ignore_case: bool,
+    /// Only sessions whose project directory contains this.
+    #[arg(long)]
+    project: Option<String>,
+    /// Only sessions last written by this machine.
+    #[arg(long)]
+    machine: Option<String>,
+    /// Only turns since this date (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only turns until this date (YYYY-MM-DD, the whole day, or RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// Only turns of this role.
+    #[arg(long, value_parser = ["user", "assistant", "tool", "system"])]
+    role: Option<String>,
+    /// Only sessions whose tool calls touched a path containing this.
+    #[arg(long)]
+    files: Option<String>,
+    /// At most this many hits.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    limit: usize,
+    /// Also fetch the repository first (bounded; default: what was last fetched).
+    #[arg(long)]
+    fetch: bool,
+    #[arg(long, value_enum, default_value_t = super::Format::Table)]
+    format: super::Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Session id (or a unique prefix).
+    id: String,
+    /// Unfold tool calls, results and thinking.
+    #[arg(long)]
+    full: bool,
+    /// Every line of the transcript, not only the branch Claude Code shows.
+    #[arg(long)]
+    all_branches: bool,
+    /// Never start a pager.
+    #[arg(long)]
+    no_pager: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Md,
+    Html,
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Session id (or a unique prefix).
+    id: String,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Md)]
+    format: ExportFormat,
+    /// Write here (default: standard output).
+    #[arg(long, short = 'o')]
+    output: Option<std::path::PathBuf>,
+}
+
+/// This machine's configuration, or one for reading local sessions only.
+fn config_or_local(env: &Env) -> Result<(Config, bool)> {
+    match env.config()? {
+        Some(c) => Ok((c, true)),
+        None => {
+            let remote = env.home.default_remote().to_string_lossy().into_owned();
+            let c = Config::new(
+                crate::os::hostname(),
+                remote,
+                crate::paths::PathStyle::native(),
+            );
+            Ok((c, false))
+        }
+    }
+}
+
+fn repo(connected: bool, fetch: bool, config: &Config) -> Repo {
+    match (connected, fetch) {
+        (false, _) => Repo::None,
+        (true, false) => Repo::Known,
+        (true, true) => Repo::Fetch(Duration::from_secs(config.pull_timeout_secs.max(1))),
+    }
+}
+
+fn warn_all(env: &Env, archive: &Archive<'_>) {
+    if !env.quiet {
+        for w in &archive.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+}
+
+/// `YYYY-MM-DD` (its start, or with `end` its end) or RFC 3339.
+fn parse_date(s: &str, end: bool) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("{s} is not a date (YYYY-MM-DD or RFC 3339)"))?;
+    let t = if end {
+        d.and_hms_opt(23, 59, 59)
+    } else {
+        d.and_hms_opt(0, 0, 0)
+    };
+    let Some(t) = t.and_then(|t| t.and_local_timezone(chrono::Local).earliest()) else {
+        bail!("{s} is not a date here");
+    };
+    Ok(t.with_timezone(&chrono::Utc))
+}
+
+pub fn run_search(env: &Env, args: SearchArgs) -> Result<ExitCode> {
+    let (config, connected) = config_or_local(env)?;
+    let archive = Archive::open(
+        &env.claude,
+        &env.home,
+        &config,
+        repo(connected, args.fetch, &config),
+    )?;
+    warn_all(env, &archive);
+    let query = Query {
+        pattern: args.query.clone(),
+        regex: args.regex,
+        case: if args.case_sensitive {
+            Case::Sensitive
+        } else if args.ignore_case {
+            Case::Insensitive
+        } else {
+            Case::Smart
+        },
+    };
+    let filters = Filters {
+        project: args.project.clone(),
+        machine: args.machine.clone(),
+        since: args
+            .since
+            .as_deref()
+            .map(|s| parse_date(s, false))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|s| parse_date(s, true))
+            .transpose()?,
+        role: args.role.as_deref().and_then(Role::parse),
+        files: args.files.clone(),
+    };
+    let hits = search::search(&archive, &query, &filters, args.limit)?;
+    if args.format == super::Format::Json {
+        print_json(&hits)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if hits.is_empty() {
+        if !env.quiet {
+            eprintln!("No match in {} sessions.", archive.sessions.len());
+        }
+        return Ok(ExitCode::from(1));
+    }
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let home = config.placeholders.get("HOME").cloned();
+    let mut out = String::new();
+    for h in &hits {
+        let when = h
+            .time
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let project = h
+            .project
+            .as_deref()
+            .map(|p| crate::util::tilde(p, home.as_deref()))
+            .unwrap_or_else(|| "?".into());
+        let head = format!(
+            "{}  {}  {}  {}  {}",
+            &h.session_id[..h.session_id.len().min(8)],
+            when,
+            h.machine,
+            h.role.as_str(),
+            project
+        );
+        let mut snippet = String::new();
+        let mut last = 0;
+        for &(a, b) in &h.highlights {
+            if a < last || b > h.snippet.len() {
+                continue;
+            }
+            snippet.push_str(&h.snippet[last..a]);
+            if color {
+                snippet.push_str("\x1b[1;31m");
+                snippet.push_str(&h.snippet[a..b]);
+                snippet.push_str("\x1b[0m");
+            } else {
+                snippet.push_str(&h.snippet[a..b]);
+            }
+            last = b;
+        }
+        snippet.push_str(&h.snippet[last..]);
+        if color {
+            out.push_str(&format!("\x1b[2m{head}\x1b[0m\n  {snippet}\n"));
+        } else {
+            out.push_str(&format!("{head}\n  {snippet}\n"));
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn subagent_turns(archive: &Archive<'_>, s: &Session, redact: bool) -> Vec<(String, Vec<Turn>)> {
+    s.subagents
+        .iter()
+        .filter_map(|l| match archive.turns(l, false, redact) {
+            Ok(t) if !t.is_empty() => Some((l.name.clone(), t)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!("cannot read subagent {} of {}: {e:#}", l.name, s.id);
+                None
+            }
+        })
+        .collect()
+}
+
+pub fn run_show(env: &Env, args: ShowArgs) -> Result<ExitCode> {
+    let (config, connected) = config_or_local(env)?;
+    let archive = Archive::open(
+        &env.claude,
+        &env.home,
+        &config,
+        repo(connected, false, &config),
+    )?;
+    warn_all(env, &archive);
+    let s = archive.find(&args.id)?;
+    let turns = archive.turns(&s.transcript, !args.all_branches, false)?;
+    let tty = std::io::stdout().is_terminal();
+    let style = TextStyle {
+        full: args.full,
+        color: tty && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let mut out = format!(
+        "{}\n{} · {} · {}\n\n",
+        s.title.as_deref().unwrap_or("(untitled)"),
+        s.id,
+        s.cwd
+            .as_deref()
+            .or(s.portable_cwd.as_deref())
+            .unwrap_or("?"),
+        s.machine
+    );
+    render::text(&turns, style, &mut out);
+    if args.full {
+        for (name, t) in subagent_turns(&archive, s, false) {
+            out.push_str(&format!("━━ subagent {name} ━━\n\n"));
+            render::text(&t, style, &mut out);
+        }
+    } else if !s.subagents.is_empty() {
+        out.push_str(&format!(
+            "({} subagent transcripts: --full shows them)\n",
+            s.subagents.len()
+        ));
+    }
+    page(&out, tty && !args.no_pager)
+}
+
+/// Print, through a pager when it is longer than the terminal.
+fn page(text: &str, may_page: bool) -> Result<ExitCode> {
+    let rows = terminal_size::terminal_size().map(|(_, h)| h.0 as usize);
+    let long = rows.is_some_and(|r| text.lines().count() + 1 > r);
+    if may_page && long {
+        let pager = std::env::var("PAGER").unwrap_or_else(|_| "less".into());
+        let mut words = pager.split_whitespace();
+        if let Some(prog) = words.next() {
+            let mut cmd = std::process::Command::new(prog);
+            cmd.args(words).stdin(std::process::Stdio::piped());
+            if prog == "less" && std::env::var_os("LESS").is_none() {
+                cmd.env("LESS", "FRX");
+            }
+            if let Ok(mut child) = cmd.spawn() {
+                if let Some(mut stdin) = child.stdin.take() {
+                    // A pager quit early closes the pipe: not an error.
+                    let _ = stdin.write_all(text.as_bytes());
+                }
+                let _ = child.wait();
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+    let mut so = std::io::stdout().lock();
+    match so.write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r.context("cannot write to standard output")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_export(env: &Env, args: ExportArgs) -> Result<ExitCode> {
+    let (config, connected) = config_or_local(env)?;
+    let archive = Archive::open(
+        &env.claude,
+        &env.home,
+        &config,
+        repo(connected, false, &config),
+    )?;
+    warn_all(env, &archive);
+    let s = archive.find(&args.id)?;
+    // The title is the first prompt when nobody named the session: scanned like the rest.
+    let mut title = s
+        .title
+        .clone()
+        .unwrap_or_else(|| format!("Session {}", s.id));
+    if let Some(sc) = archive.engine.scanner {
+        let hits = sc.scan_text(title.as_bytes());
+        title = String::from_utf8_lossy(&sc.redact(title.as_bytes(), &hits)).into_owned();
+    }
+    let mut out = String::new();
+    let bytes: Vec<u8> = match args.format {
+        ExportFormat::Jsonl => {
+            // The portable form, exactly as push stores it (paths as placeholders, secrets
+            // redacted).
+            let file = archive.file(&s.transcript)?;
+            let data =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut v = Vec::with_capacity(data.len());
+            archive
+                .engine
+                .outbound(&data, &mut v, &s.id, 1, &mut Vec::new());
+            v
+        }
+        ExportFormat::Md => {
+            let turns = archive.turns(&s.transcript, true, true)?;
+            render::markdown(&title, &turns, &subagent_turns(&archive, s, true), &mut out);
+            out.into_bytes()
+        }
+        ExportFormat::Html => {
+            let turns = archive.turns(&s.transcript, true, true)?;
+            let meta = format!(
+                "{} · {} · {}",
+                s.id,
+                s.cwd
+                    .as_deref()
+                    .or(s.portable_cwd.as_deref())
+                    .unwrap_or("?"),
+                s.machine
+            );
+            render::html(
+                &title,
+                &meta,
+                &turns,
+                &subagent_turns(&archive, s, true),
+                &mut out,
+            );
+            out.into_bytes()
+        }
+    };
+    match &args.output {
+        Some(p) => {
+            crate::os::write_atomic(p, &bytes, false)
+                .with_context(|| format!("cannot write {}", p.display()))?;
+            if !env.quiet {
+                eprintln!("Wrote {} ({} bytes).", p.display(), bytes.len());
+            }
+        }
+        None => {
+            let mut so = std::io::stdout().lock();
+            match so.write_all(&bytes) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                r => r.context("cannot write to standard output")?,
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
