@@ -108,7 +108,12 @@ impl Machine {
 
     /// Run and return (seconds, peak RSS in KB).
     fn timed(&self, args: &[&str]) -> (f64, u64) {
-        run_measured(self.cmd(args))
+        run_measured(self.cmd(args), &[0])
+    }
+
+    /// [`Machine::timed`] for `search`, which exits 1 when nothing matched.
+    fn searched(&self, args: &[&str]) -> (f64, u64) {
+        run_measured(self.cmd(args), &[0, 1])
     }
 
     fn ok(&self, args: &[&str]) {
@@ -120,7 +125,7 @@ impl Machine {
 /// Seconds and peak resident memory of one ccsync process: its own, as it reports it in its
 /// debug log (git's processes are not counted), else what the kernel reports for it and the
 /// children it waited for.
-fn run_measured(mut cmd: Command) -> (f64, u64) {
+fn run_measured(mut cmd: Command, ok: &[i32]) -> (f64, u64) {
     use std::io::Read;
     cmd.env("CCSYNC_LOG", "ccsync=debug")
         .stderr(std::process::Stdio::piped());
@@ -143,7 +148,7 @@ fn run_measured(mut cmd: Command) -> (f64, u64) {
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let secs = start.elapsed().as_secs_f64();
     assert!(
-        rc == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        rc == pid && libc::WIFEXITED(status) && ok.contains(&libc::WEXITSTATUS(status)),
         "ccsync failed"
     );
     std::mem::forget(child);
@@ -369,6 +374,7 @@ fn small_cases(opts: &Opts, c: &Corpus) {
     let base = opts.data.join("run-small");
     let (mut first, mut append, mut nothing, mut pull_init, mut pull, mut list) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut search_none, mut search_common) = (vec![], vec![]);
     let mut remote_size = 0;
     for r in 0..opts.runs {
         let remote = fresh_remote(&base.join("remote.git"));
@@ -382,6 +388,8 @@ fn small_cases(opts: &Opts, c: &Corpus) {
         append.push(a.timed(&["push"]));
         nothing.push(a.timed(&["push"]));
         list.push(a.timed(&["list", "--format", "json"]));
+        search_none.push(a.searched(&["search", "zzz-nowhere-zzz"]));
+        search_common.push(a.searched(&["search", "flaky parser", "-n", "20"]));
         let b = Machine::new(&base.join("b"));
         let start = Instant::now();
         let (_, mi) = b.timed(&[
@@ -413,6 +421,8 @@ fn small_cases(opts: &Opts, c: &Corpus) {
     );
     row("  of which pull", median(pull));
     row(&format!("list, {n} sessions, warm"), median(list));
+    row("search, no match (every session read), warm", median(search_none));
+    row("search, common words, 20 newest hits, warm", median(search_common));
     println!(
         "{:<58} {:>10}",
         "  remote size after the first push",
@@ -434,7 +444,21 @@ fn big_cases(opts: &Opts, c: &Corpus) {
         .map(|_| a.timed(&["list", "--format", "json"]))
         .collect();
     row("list, 3,000 sessions, warm", median(list));
+    let _ = a.searched(&["search", "zzz-nowhere-zzz"]);
+    let none: Vec<_> = (0..opts.runs)
+        .map(|_| a.searched(&["search", "zzz-nowhere-zzz"]))
+        .collect();
+    row("search, no match, 1.5 GB (every session read), warm", median(none));
+    let common: Vec<_> = (0..opts.runs)
+        .map(|_| a.searched(&["search", "flaky parser", "-n", "20"]))
+        .collect();
+    row("search, common words, 20 newest hits, 1.5 GB, warm", median(common));
+    let rare: Vec<_> = (0..opts.runs)
+        .map(|_| a.searched(&["search", "socket_42 = rebase", "-n", "20"]))
+        .collect();
+    row("search, a rare phrase, 1.5 GB, warm", median(rare));
 }
+
 
 /// Write a transcript of about `size` bytes (lines of 1 to 64 KB) in `cwd`.
 fn synthetic(m: &Machine, cwd: &str, sid: &str, size: u64) -> PathBuf {

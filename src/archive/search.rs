@@ -134,26 +134,36 @@ pub fn search(
                 .is_none_or(|t| s.first_activity.is_none_or(|f| f <= t))
         })
         .collect();
-    // Stored sessions are copied to the cache first (one git reader at a time).
-    let mut files = Vec::with_capacity(candidates.len());
-    for s in &candidates {
-        match archive.file(&s.transcript) {
-            Ok(f) => files.push((*s, f)),
-            Err(e) => tracing::warn!("cannot read session {}: {e:#}", s.id),
+    // Newest sessions first, a batch at a time in parallel; once `limit` hits are newer than
+    // anything the remaining sessions hold, the rest cannot make the list.
+    let mut hits: Vec<Hit> = Vec::new();
+    let batch = rayon::current_num_threads().max(1) * 8;
+    for (i, group) in candidates.chunks(batch).enumerate() {
+        if hits.len() >= limit {
+            let newest_left = group.iter().filter_map(|s| s.last_activity).max();
+            let kth = hits.get(limit - 1).and_then(|h| h.time);
+            if let (Some(left), Some(kth)) = (newest_left, kth)
+                && kth > left
+            {
+                tracing::debug!("search stopped after {} sessions", i * batch);
+                break;
+            }
         }
+        // Stored sessions are copied to the cache first (one git reader at a time).
+        let mut files = Vec::with_capacity(group.len());
+        for s in group {
+            match archive.file(&s.transcript) {
+                Ok(f) => files.push((*s, f)),
+                Err(e) => tracing::warn!("cannot read session {}: {e:#}", s.id),
+            }
+        }
+        let found: Vec<Vec<Hit>> = files
+            .par_iter()
+            .map(|(s, file)| scan_session(s, file, &m, filters))
+            .collect::<Result<_>>()?;
+        hits.extend(found.into_iter().flatten());
+        hits.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.session_id.cmp(&b.session_id)));
     }
-    let mut hits: Vec<Hit> = files
-        .par_iter()
-        .map(|(s, file)| scan_session(s, file, &m, filters))
-        .collect::<Result<Vec<Vec<Hit>>>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    hits.sort_by(|a, b| {
-        b.time
-            .cmp(&a.time)
-            .then_with(|| a.session_id.cmp(&b.session_id))
-    });
     hits.truncate(limit);
     Ok(hits)
 }
