@@ -979,6 +979,9 @@ fn transfer_view() -> Option<TransferView> {
     TRANSFER_VIEW.lock().ok().and_then(|g| g.clone())
 }
 
+/// How long, once git has exited, its output pipes may take to close.
+const PIPES_GRACE: Duration = Duration::from_secs(2);
+
 /// A network step shows its progress after running this long.
 const VIEW_AFTER: Duration = Duration::from_secs(1);
 
@@ -1101,8 +1104,12 @@ pub fn wait_with_timeout(mut child: Child, bound: NetBound) -> Result<Output> {
         // The signal handler ended the group: what git said is beside the point.
         return Err(anyhow::Error::new(Interrupted));
     }
-    let _ = t_out.join();
-    let _ = t_err.join();
+    // Git has written all it will; the pipes close at once unless something it started lives
+    // on holding them (an ssh ControlPersist master): then what was read is all there is.
+    let exited = Instant::now();
+    while !(t_out.is_finished() && t_err.is_finished()) && exited.elapsed() < PIPES_GRACE {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let take = |h: &std::sync::Arc<std::sync::Mutex<Heard>>| {
         h.lock()
             .map(|mut h| std::mem::take(&mut h.bytes))
@@ -1615,6 +1622,24 @@ mod tests {
         assert!(took > Duration::from_millis(1500), "{took:?}");
         assert_eq!(out.stdout, b"done\n");
         assert_eq!(out.stderr, b"", "progress is left out");
+    }
+
+    #[test]
+    fn a_child_left_holding_the_pipes_does_not_keep_the_step_waiting() {
+        // Like an ssh ControlPersist master: started by git, living on with its stderr.
+        let start = Instant::now();
+        let child = sh("echo said >&2; sleep 30 & echo done");
+        let group = child.id();
+        let out = wait_with_timeout(child, bound(5000, 20_000, false)).unwrap();
+        crate::os::kill_group(group);
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"done\n");
+        assert_eq!(out.stderr, b"said\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
