@@ -429,14 +429,16 @@ fn release_kept_locks(home: &Home, config: &crate::config::Config) {
     }
     // Leaving must be prompt (a signal asked for it): a short bound, whatever the remote does.
     let t = Duration::from_secs(5);
-    if let Ok(store) = Store::of_waiting(home, config, t) {
-        for sid in sessions {
-            match lock::release(&store, &config.machine_id, &sid, false, t) {
-                Ok(_) => tracing::info!("released the lock of {sid}"),
-                Err(e) => tracing::warn!("could not release the lock of {sid}: {e:#}"),
+    crate::store::git::within(t, || {
+        if let Ok(store) = Store::of_waiting(home, config, t) {
+            for sid in sessions {
+                match lock::release(&store, &config.machine_id, &sid, false, t) {
+                    Ok(_) => tracing::info!("released the lock of {sid}"),
+                    Err(e) => tracing::warn!("could not release the lock of {sid}: {e:#}"),
+                }
             }
         }
-    }
+    });
 }
 
 /// Rotate a detached daemon's log at 2 MB, keeping three old ones.

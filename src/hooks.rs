@@ -310,9 +310,18 @@ fn why_skipped(engine: &Engine, e: &anyhow::Error, budget: Duration) -> String {
         return format!("{} is using the local clone", busy.holder);
     }
     if crate::store::git::is_cut_short(e) {
+        let busy = e.chain().any(|c| {
+            c.downcast_ref::<crate::store::git::RemoteSilent>()
+                .is_some_and(|r| r.cut == crate::store::git::Cut::OverDeadline)
+        });
         return format!(
-            "the sync remote {} did not answer within the {} s the hook may take (hook_timeout_secs)",
+            "the sync remote {} {} within the {} s the hook may take (hook_timeout_secs)",
             engine.config.remote,
+            if busy {
+                "was still sending and did not finish"
+            } else {
+                "did not answer"
+            },
             budget.as_secs_f64().ceil() as u64
         );
     }

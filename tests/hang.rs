@@ -1,5 +1,8 @@
 //! A remote that never answers: an ssh transport that accepts and stays silent. Every command
-//! ends within its bound, says so in one sentence, and leaves no git or ssh behind.
+//! ends within its bound, says so in one sentence, and leaves no git or ssh behind. And a slow
+//! link: a transfer that keeps moving may take longer than `network_timeout_secs` (which bounds
+//! silence, not the whole transfer); one that stalls midway is stopped after that much silence;
+//! and no error shows git's progress.
 
 mod common;
 
@@ -450,4 +453,161 @@ fn a_hung_gh_is_stopped_within_the_network_bound() {
     assert!(!ssh_pids(&pids).is_empty(), "gh ran");
     assert_no_ssh_left(&pids);
     assert_eq!(m.config(), before, "nothing changed");
+}
+
+/// The bound on silence in the tests below: git reports progress about once a second while data
+/// moves, so a steady transfer never goes this long without a word.
+const IDLE_SECS: u64 = 2;
+
+/// A machine set up on the local remote `sync.git`, then pointed at the same repository over a
+/// fake ssh, with a short bound on silence.
+fn ssh_machine(w: &World, name: &str) -> Machine {
+    let m = w.machine(name);
+    m.init(&w.path().join("sync.git"), &["--sync-dir", "~"]);
+    let remote = format!("ssh://h{}/sync.git", w.path().display());
+    set_config(&m, "remote", remote.into());
+    set_config(&m, "network_timeout_secs", IDLE_SECS.into());
+    m
+}
+
+/// The longest connection through [`relay_ssh`] so far.
+fn longest_connection(w: &World) -> Duration {
+    let ms = std::fs::read_to_string(w.path().join("relay-ms"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    Duration::from_millis(ms)
+}
+
+fn via(m: &Machine, ssh: &Path) -> Command {
+    let mut c = m.cmd();
+    c.env("GIT_SSH_COMMAND", ssh);
+    c
+}
+
+const PROGRESS_WORDS: &[&str] = &[
+    "Enumerating",
+    "Counting objects",
+    "Compressing",
+    "Writing objects",
+    "Receiving objects",
+    "Resolving deltas",
+    "Total ",
+    "%",
+    "\r",
+];
+
+#[test]
+fn a_slow_but_steady_push_takes_longer_than_the_bound_and_succeeds() {
+    let w = World::new();
+    let m = ssh_machine(&w, "a");
+    let ssh = relay_ssh(&m, &w, "slow-ssh", None);
+    let sid = "a1100000-0000-4000-8000-000000000011";
+    big_session(&m, sid, 1_500_000);
+    let mut c = via(&m, &ssh);
+    c.arg("push");
+    let (out, took) = run_bounded(c, HUNG, "push");
+    let err = stderr(&out);
+    let transfer = longest_connection(&w);
+    eprintln!(
+        "a push over a slow link ended in {} ms, its transfer took {} ms (bound on silence: {IDLE_SECS} s)",
+        took.as_millis(),
+        transfer.as_millis()
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(
+        transfer > Duration::from_secs(IDLE_SECS) + Duration::from_millis(500),
+        "the transfer was meant to outlast the bound: {transfer:?}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(!PROGRESS_WORDS.iter().any(|p| err.contains(p)), "{err}");
+    assert!(
+        repo_paths(&w.path().join("sync.git"))
+            .iter()
+            .any(|p| p.contains(sid)),
+        "the session is in the repository"
+    );
+    assert_no_ssh_left(&w.path().join("ssh-pids"));
+}
+
+#[test]
+fn a_slow_but_steady_pull_takes_longer_than_the_bound_and_succeeds() {
+    let w = World::new();
+    let a = w.machine("a");
+    a.init(&w.path().join("sync.git"), &["--sync-dir", "~"]);
+    let b = ssh_machine(&w, "b");
+    let sid = "a1100000-0000-4000-8000-000000000012";
+    big_session(&a, sid, 1_500_000);
+    a.ok(&["push"]);
+    let ssh = relay_ssh(&b, &w, "slow-ssh", None);
+    let mut c = via(&b, &ssh);
+    c.arg("pull");
+    let (out, took) = run_bounded(c, HUNG, "pull");
+    let err = stderr(&out);
+    let transfer = longest_connection(&w);
+    eprintln!(
+        "a pull over a slow link ended in {} ms, its transfer took {} ms (bound on silence: {IDLE_SECS} s)",
+        took.as_millis(),
+        transfer.as_millis()
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(
+        transfer > Duration::from_secs(IDLE_SECS) + Duration::from_millis(500),
+        "the transfer was meant to outlast the bound: {transfer:?}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(!PROGRESS_WORDS.iter().any(|p| err.contains(p)), "{err}");
+    let cwd = format!("{}/work", b.home.display());
+    let got = std::fs::metadata(b.transcript_path(&cwd, sid)).map_or(0, |m| m.len());
+    assert!(got > 1_500_000, "the session arrived whole: {got} bytes");
+    assert_no_ssh_left(&w.path().join("ssh-pids"));
+}
+
+#[test]
+fn a_push_that_stalls_midway_is_stopped_after_the_bound_on_silence() {
+    let w = World::new();
+    let m = ssh_machine(&w, "a");
+    let ssh = relay_ssh(&m, &w, "stalling-ssh", Some((200_000, "stall")));
+    let sid = "a1100000-0000-4000-8000-000000000013";
+    big_session(&m, sid, 1_500_000);
+    let mut c = via(&m, &ssh);
+    c.arg("push");
+    let (out, took) = run_bounded(c, HUNG, "push");
+    let err = stderr(&out);
+    eprintln!("push, stalled midway: {}", err.trim());
+    eprintln!("ended in {} ms", took.as_millis());
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("stopped answering")
+            && err.contains(&format!("no progress for {IDLE_SECS} s"))
+            && err.contains("network_timeout_secs"),
+        "{err}"
+    );
+    assert!(!PROGRESS_WORDS.iter().any(|p| err.contains(p)), "{err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_no_ssh_left(&w.path().join("ssh-pids"));
+}
+
+#[test]
+fn a_push_whose_connection_drops_midway_says_why_without_its_progress() {
+    let w = World::new();
+    let m = ssh_machine(&w, "a");
+    let ssh = relay_ssh(&m, &w, "dropping-ssh", Some((200_000, "drop")));
+    let sid = "a1100000-0000-4000-8000-000000000014";
+    big_session(&m, sid, 1_500_000);
+    let mut c = via(&m, &ssh);
+    c.arg("push");
+    let (out, took) = run_bounded(c, HUNG, "push");
+    let err = stderr(&out);
+    eprintln!("push, connection dropped midway: {}", err.trim());
+    eprintln!("ended in {} ms", took.as_millis());
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("git push"), "{err}");
+    assert!(!PROGRESS_WORDS.iter().any(|p| err.contains(p)), "{err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_no_ssh_left(&w.path().join("ssh-pids"));
 }

@@ -1,5 +1,6 @@
 //! Interactive use in a real terminal, driven through tmux (`send-keys`, `capture-pane`): the
-//! resume picker (filter, select, cancel) and the questions of `init`.
+//! resume picker (filter, select, cancel), the questions of `init`, and git's progress during a
+//! long transfer.
 
 mod common;
 
@@ -289,4 +290,37 @@ fn ctrl_c_reaches_claude_and_the_clean_up_still_runs() {
         .filter(|p| p.contains(id) && p.contains("transcript/"))
         .count();
     assert!(stored >= 1);
+}
+
+#[test]
+fn a_long_transfer_shows_gits_progress_on_the_terminal_and_then_clears_it() {
+    let w = World::new();
+    let Some(t) = Tmux::new(&w) else { return };
+    let m = w.machine("a");
+    m.init(&w.path().join("sync.git"), &["--sync-dir", "~"]);
+    let mut cfg = m.config();
+    cfg["remote"] = format!("ssh://h{}/sync.git", w.path().display()).into();
+    std::fs::write(
+        m.tool.join("config.json"),
+        serde_json::to_vec_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
+    // First on PATH: git's ssh is the slow link.
+    relay_ssh(&m, &w, "ssh", None);
+    big_session(&m, "a1100000-0000-4000-8000-000000000021", 1_500_000);
+    let status = w.path().join("push-status");
+    t.run("push", &shell_line(&m, "push", &status));
+    t.wait_for("push", "Writing objects");
+    let during = t.screen("push");
+    eprintln!(
+        "during the push: {}",
+        during
+            .lines()
+            .find(|l| l.contains("Writing objects"))
+            .unwrap_or_default()
+    );
+    assert_eq!(wait_file(&status), "0", "{}", t.screen("push"));
+    let screen = t.screen("push");
+    assert!(!screen.contains("Writing objects"), "cleared:\n{screen}");
+    assert!(screen.contains("Pushed"), "{screen}");
 }

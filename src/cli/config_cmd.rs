@@ -93,7 +93,8 @@ pub fn run(env: &Env, args: ConfigArgs) -> Result<ExitCode> {
 fn show(env: &Env, format: TextFormat) -> Result<ExitCode> {
     let config = env.home.require_config()?;
     let store = Store::of(&env.home, &config)?;
-    let head = match store.fetch(Duration::from_secs(config.pull_timeout_secs.max(1))) {
+    let quick = Duration::from_secs(config.pull_timeout_secs.max(1));
+    let head = match crate::store::git::within(quick, || store.fetch(quick)) {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!("{e}; showing what was last fetched");

@@ -1,6 +1,7 @@
 //! Shared output helpers: error lines, JSON printing, tables.
 
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -49,17 +50,68 @@ pub fn table_width() -> Option<usize> {
 }
 
 /// A progress bar on stderr for long pushes and pulls (only on a terminal, only when the work is
-/// large enough to be worth watching).
+/// large enough to be worth watching); while it lives, a network step that lasts more than a
+/// moment shows git's progress on a status line instead.
 pub struct TtyProgress {
-    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+    bars: std::sync::Arc<std::sync::Mutex<Bars>>,
     enabled: bool,
+}
+
+#[derive(Default)]
+struct Bars {
+    /// The local work (reading, writing transcripts).
+    work: Option<indicatif::ProgressBar>,
+    /// The transfer git is doing.
+    transfer: Option<indicatif::ProgressBar>,
 }
 
 impl TtyProgress {
     pub fn new(quiet: bool) -> Self {
-        TtyProgress {
-            bar: std::sync::Mutex::new(None),
+        let p = TtyProgress {
+            bars: std::sync::Arc::default(),
             enabled: !quiet && crate::os::stderr_is_tty(),
+        };
+        if p.enabled {
+            let bars = std::sync::Arc::clone(&p.bars);
+            crate::store::git::show_transfers(Some(std::sync::Arc::new(
+                move |line: Option<&str>| show_transfer(&bars, line),
+            )));
+        }
+        p
+    }
+}
+
+/// One status line for git's progress: it replaces the work bar (the work is done when git
+/// sends or receives), and goes when the transfer ends.
+fn show_transfer(bars: &std::sync::Mutex<Bars>, line: Option<&str>) {
+    let Ok(mut b) = bars.lock() else { return };
+    match line {
+        Some(line) => {
+            if let Some(work) = b.work.take() {
+                work.finish_and_clear();
+            }
+            let bar = b.transfer.get_or_insert_with(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
+                    bar.set_style(style);
+                }
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            });
+            bar.set_message(line.to_string());
+        }
+        None => {
+            if let Some(bar) = b.transfer.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+impl Drop for TtyProgress {
+    fn drop(&mut self) {
+        if self.enabled {
+            crate::store::git::show_transfers(None);
         }
     }
 }
@@ -77,20 +129,20 @@ impl crate::sync::Progress for TtyProgress {
         .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(what.to_string());
-        if let Ok(mut b) = self.bar.lock() {
-            *b = Some(bar);
+        if let Ok(mut b) = self.bars.lock() {
+            b.work = Some(bar);
         }
     }
     fn advance(&self, n: u64) {
-        if let Ok(b) = self.bar.lock()
-            && let Some(bar) = b.as_ref()
+        if let Ok(b) = self.bars.lock()
+            && let Some(bar) = b.work.as_ref()
         {
             bar.inc(n);
         }
     }
     fn end(&self) {
-        if let Ok(mut b) = self.bar.lock()
-            && let Some(bar) = b.take()
+        if let Ok(mut b) = self.bars.lock()
+            && let Some(bar) = b.work.take()
         {
             bar.finish_and_clear();
         }

@@ -244,14 +244,18 @@ pub fn resume(env: &Env, args: ResumeArgs) -> Result<ExitCode> {
     // leaves what is local.
     let mut online = true;
     let mut busy: Option<String> = None;
-    if let Err(e) = sync::pull(
-        &engine,
-        &PullOptions {
-            timeout: Some(quick),
-            all: args.all,
-            ..PullOptions::default()
-        },
-    ) {
+    // In all, however much the remote has to send (network_timeout_secs only bounds silence).
+    let pulled = crate::store::git::within(quick, || {
+        sync::pull(
+            &engine,
+            &PullOptions {
+                timeout: Some(quick),
+                all: args.all,
+                ..PullOptions::default()
+            },
+        )
+    });
+    if let Err(e) = pulled {
         online = false;
         match crate::store::clone_busy(&e) {
             // Said once the session is known to be here (else the error says it).
@@ -602,7 +606,8 @@ pub fn list_remote(
         &config.machine_id,
         quick_timeout(config),
     )?;
-    let head = match store.fetch(quick_timeout(config)) {
+    let quick = quick_timeout(config);
+    let head = match crate::store::git::within(quick, || store.fetch(quick)) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("warning: {e}; listing what was last fetched");

@@ -116,10 +116,13 @@ pub struct Config {
     /// Daemon: push after transcripts have been quiet this long (seconds).
     #[serde(default = "default_debounce")]
     pub daemon_debounce_secs: u64,
-    /// The quick pull before `resume` gives up after this many seconds.
+    /// The quick pull before `resume` (and in `config show`) gives up after this many seconds in
+    /// all, however busy the network is.
     #[serde(default = "default_pull_timeout")]
     pub pull_timeout_secs: u64,
-    /// Every network step (fetch, push, ls-remote) is stopped after this many seconds.
+    /// A network step (fetch, push, ls-remote, a `gh` call) is stopped after this many seconds
+    /// without any sign of life (no connection, no progress); a transfer that keeps moving may
+    /// take longer, up to `TRANSFER_CAP_FACTOR` times this in all.
     #[serde(default = "default_network_timeout")]
     pub network_timeout_secs: u64,
     /// The session-start hook gives up (quietly) after this many seconds.

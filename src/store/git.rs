@@ -169,26 +169,27 @@ impl Git {
         self.check(&args, out)
     }
 
-    /// Run git, giving up after `timeout` (the process is killed).
+    /// Run git as a network step, bounded by [`net_bound`]`(timeout)` (the process is killed).
     pub fn run_timeout<I, S>(&self, args: I, timeout: Duration) -> Result<String>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
         let args = os_args(args);
-        let out = self.output_timeout(&args, timeout)?;
+        let out = self.output_timeout(&args, net_bound(timeout))?;
         self.check(&args, out)
     }
 
-    /// Run git, giving up after `timeout`; the caller judges the exit status.
-    pub fn output_timeout(&self, args: &[std::ffi::OsString], timeout: Duration) -> Result<Output> {
+    /// Run git as a network step, stopped at `bound` (see [`wait_with_timeout`]); the caller
+    /// judges the exit status.
+    pub fn output_timeout(&self, args: &[std::ffi::OsString], bound: NetBound) -> Result<Output> {
         let child = spawn_network(
             self.cmd()
                 .args(args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped()),
         )?;
-        wait_with_timeout(child, timeout).with_context(|| describe(args))
+        wait_with_timeout(child, bound).with_context(|| describe(args))
     }
 
     /// The output of a finished git command, or an error: [`CloneDamaged`] when git's complaint
@@ -400,6 +401,9 @@ impl Git {
             "push".into(),
             "--porcelain".into(),
             "--quiet".into(),
+            // Progress on the pipe: a long transfer that keeps moving shows a sign of life at
+            // least once a second (`--quiet` leaves it on, and keeps the rest quiet).
+            "--progress".into(),
             remote.into(),
             spec.into(),
         ];
@@ -604,11 +608,10 @@ fn describe(args: &[std::ffi::OsString]) -> String {
     format!("git {}", words.join(" "))
 }
 
+/// The line of git's stderr that says best what went wrong (progress is never it).
 pub fn first_error_line(stderr: &str) -> Option<String> {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+    let lines: Vec<&str> = pieces(stderr)
+        .filter(|l| !l.starts_with("hint:") && !is_progress(l))
         .collect();
     let generic = |l: &&&str| l.contains("Could not read from remote repository");
     lines
@@ -685,30 +688,68 @@ pub fn ls_remote(remote: &str, branch: &str, timeout: Duration) -> Result<Option
         .and_then(|(oid, _)| Oid::parse(oid)))
 }
 
-/// The bound on every network step (fetch, push, ls-remote), in seconds: `network_timeout_secs`
-/// of the configuration, set when it is loaded.
+/// How long a network step (fetch, push, ls-remote, a `gh` call) may go without any sign of
+/// life, in seconds: `network_timeout_secs` of the configuration, set when it is loaded.
 static NETWORK_TIMEOUT_SECS: AtomicU64 = AtomicU64::new(DEFAULT_NETWORK_TIMEOUT_SECS);
 
 /// `network_timeout_secs` when the configuration does not say.
 pub const DEFAULT_NETWORK_TIMEOUT_SECS: u64 = 60;
+
+/// The most one network step may take in all, in multiples of `network_timeout_secs` (one hour
+/// by default): far beyond any real transfer (a first push of a 1.5 GB corpus sends about
+/// 260 MB: 2 minutes at 2 MB/s, an hour at 72 kB/s), it only ends a remote that keeps a step
+/// alive forever by trickling a byte now and then.
+pub const TRANSFER_CAP_FACTOR: u32 = 60;
 
 /// Set the bound on every network step (at least one second).
 pub fn set_network_timeout(secs: u64) {
     NETWORK_TIMEOUT_SECS.store(secs.max(1), Ordering::Relaxed);
 }
 
-/// The bound on every network step.
+/// How long a network step may go without any sign of life (`network_timeout_secs`).
 pub fn network_timeout() -> Duration {
     Duration::from_secs(NETWORK_TIMEOUT_SECS.load(Ordering::Relaxed).max(1))
 }
 
-/// A network step's timeout: what the caller allows, never more than the configured bound nor
-/// the time left before this process's deadline (see [`set_deadline`]).
-pub fn net_bound(timeout: Duration) -> Duration {
-    let t = timeout.min(network_timeout());
-    deadline_left()
-        .map_or(t, |left| t.min(left))
-        .max(Duration::from_millis(100))
+/// The most one network step may take in all (see [`TRANSFER_CAP_FACTOR`]).
+pub fn transfer_cap() -> Duration {
+    network_timeout() * TRANSFER_CAP_FACTOR
+}
+
+/// When a network step is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetBound {
+    /// When nothing at all came from it (git, ssh, the remote; on stdout or stderr) for this
+    /// long: a connect that never completes, a remote that never answers, a transfer that
+    /// stalls. Git reports its progress at least once a second while data moves, so a long
+    /// transfer that keeps moving is never cut by this.
+    pub idle: Duration,
+    /// When it has run this long in all, however it is doing: the time left before this
+    /// process's deadline, or else [`transfer_cap`].
+    pub total: Duration,
+    /// Whether `total` is this process's deadline (see [`set_deadline`], [`within`]).
+    pub total_is_deadline: bool,
+}
+
+/// The bound of a network step: without a sign of life for what the caller allows (never more
+/// than `network_timeout_secs`), and in all until this process's deadline (see
+/// [`set_deadline`]) or, without one, [`transfer_cap`].
+pub fn net_bound(timeout: Duration) -> NetBound {
+    let floor = Duration::from_millis(100);
+    let idle = timeout.min(network_timeout()).max(floor);
+    let cap = transfer_cap();
+    match deadline_left() {
+        Some(left) if left < cap => NetBound {
+            idle,
+            total: left.max(floor),
+            total_is_deadline: true,
+        },
+        _ => NetBound {
+            idle,
+            total: cap,
+            total_is_deadline: false,
+        },
+    }
 }
 
 /// The moment by which this process must be done with the network and the clone, and the
@@ -718,11 +759,33 @@ static DEADLINE: std::sync::Mutex<Option<(Instant, u64)>> = std::sync::Mutex::ne
 
 /// From now on, no network step runs past `at` and none starts after it (it fails with
 /// [`OutOfTime`]); waits for the clone lock end by then too. `budget` is how the command's bound
-/// is named in messages. `None` lifts the deadline.
+/// is named in messages. `None` lifts the deadline. Unlike `network_timeout_secs`, this bounds
+/// the whole time, however busy the network is.
 pub fn set_deadline(at: Option<Instant>, budget: Duration) {
     if let Ok(mut g) = DEADLINE.lock() {
         *g = at.map(|a| (a, secs_of(budget)));
     }
+}
+
+/// Run `f` with a deadline `budget` from now (or the one already set, when it is earlier), then
+/// put back the deadline there was: for quick steps a person waits for (the pull before
+/// `resume` starts Claude Code, `config show`), which must end in time however much the remote
+/// has to send.
+pub fn within<T>(budget: Duration, f: impl FnOnce() -> T) -> T {
+    let before = deadline();
+    let at = Instant::now() + budget;
+    let scoped = match before {
+        Some((b, secs)) if b <= at => (b, secs),
+        _ => (at, secs_of(budget)),
+    };
+    if let Ok(mut g) = DEADLINE.lock() {
+        *g = Some(scoped);
+    }
+    let r = f();
+    if let Ok(mut g) = DEADLINE.lock() {
+        *g = before;
+    }
+    r
 }
 
 fn deadline() -> Option<(Instant, u64)> {
@@ -736,7 +799,7 @@ pub fn deadline_left() -> Option<Duration> {
 
 /// A step not started because the command's time was up.
 #[derive(Debug, thiserror::Error)]
-#[error("{what} was not started: the {secs} s this command may take were over")]
+#[error("{what} was not started: the {secs} s allowed were over")]
 pub struct OutOfTime {
     pub what: String,
     pub secs: u64,
@@ -753,20 +816,65 @@ pub fn check_deadline(what: &str) -> Result<()> {
     }
 }
 
-/// A git command that did not finish within its bound (it and its children were killed).
-#[derive(Debug, thiserror::Error)]
-#[error("no answer within {} s", secs_of(*.0))]
-pub struct TimedOut(pub Duration);
+/// Which bound stopped a network step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Nothing at all came from it (the connect never completed, or the remote never answered).
+    Silent,
+    /// It had answered, then nothing came for [`NetBound::idle`].
+    Stalled,
+    /// It was still busy after [`transfer_cap`].
+    OverCap,
+    /// It was still busy at this process's deadline.
+    OverDeadline,
+}
 
-/// A network step on the sync remote that timed out, said in one sentence with the fix.
+/// A command that was stopped by its bound (it and its children were killed).
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the sync remote {remote} did not answer within {secs} s ({what}): check the network and `ccsync doctor`, or raise network_timeout_secs (`ccsync config set network_timeout_secs 120`)"
-)]
+#[error("{}", match self.cut {
+    Cut::Silent => format!("no answer within {} s", secs_of(self.after)),
+    Cut::Stalled => format!("no progress for {} s", secs_of(self.after)),
+    Cut::OverCap | Cut::OverDeadline => format!("still busy after {} s", secs_of(self.after)),
+})]
+pub struct TimedOut {
+    /// The bound that was reached.
+    pub after: Duration,
+    pub cut: Cut,
+}
+
+/// A network step on the sync remote that was stopped by its bound, said in one sentence with
+/// the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", remote_silent_sentence(self))]
 pub struct RemoteSilent {
     pub remote: String,
     pub what: String,
     pub secs: u64,
+    pub cut: Cut,
+}
+
+fn remote_silent_sentence(r: &RemoteSilent) -> String {
+    const RAISE: &str = "raise network_timeout_secs (`ccsync config set network_timeout_secs 120`)";
+    let RemoteSilent {
+        remote,
+        what,
+        secs,
+        cut,
+    } = r;
+    match cut {
+        Cut::Silent => format!(
+            "the sync remote {remote} did not answer within {secs} s ({what}): check the network and `ccsync doctor`, or {RAISE}"
+        ),
+        Cut::Stalled => format!(
+            "the sync remote {remote} stopped answering: {what} made no progress for {secs} s: check the network and `ccsync doctor`, or {RAISE}"
+        ),
+        Cut::OverCap => format!(
+            "{what} with the sync remote {remote} was still going after {secs} s, the most one network step may take ({TRANSFER_CAP_FACTOR} × network_timeout_secs): check the network, or on a very slow link {RAISE}"
+        ),
+        Cut::OverDeadline => format!(
+            "{what} with the sync remote {remote} was still going when the {secs} s allowed for it were over: `ccsync sync` finishes it"
+        ),
+    }
 }
 
 /// A git command stopped because this process was asked to stop (a signal).
@@ -779,17 +887,23 @@ fn secs_of(d: Duration) -> u64 {
 }
 
 /// The one sentence that says a network step on `remote` failed, naming the bound and the fix
-/// when it timed out.
+/// when it was stopped by one.
 pub fn network_error(remote: &str, what: &str, e: anyhow::Error) -> anyhow::Error {
     if let Some(t) = e.chain().find_map(|c| c.downcast_ref::<TimedOut>()) {
-        if let Ok(mut g) = SILENT_REMOTE.lock() {
-            *g = Some((remote.to_string(), secs_of(t.0)));
-        }
-        return anyhow::Error::new(RemoteSilent {
+        let silent = RemoteSilent {
             remote: remote.to_string(),
             what: what.to_string(),
-            secs: secs_of(t.0),
-        });
+            secs: secs_of(t.after),
+            cut: t.cut,
+        };
+        // A remote that was still sending when this process's time was up is reachable: later
+        // steps (after Claude Code exits, say) try it again.
+        if t.cut != Cut::OverDeadline
+            && let Ok(mut g) = SILENT_REMOTE.lock()
+        {
+            *g = Some((remote.to_string(), silent.secs, silent.cut));
+        }
+        return anyhow::Error::new(silent);
     }
     if e.chain().any(|c| c.downcast_ref::<Interrupted>().is_some()) {
         return e.context(format!("{what} on {remote} stopped on request"));
@@ -799,7 +913,7 @@ pub fn network_error(remote: &str, what: &str, e: anyhow::Error) -> anyhow::Erro
 
 /// The remote that last timed out in this process: later steps on it fail at once, so that a
 /// command waits for a silent remote once, not once per step. The daemon forgets it each cycle.
-static SILENT_REMOTE: std::sync::Mutex<Option<(String, u64)>> = std::sync::Mutex::new(None);
+static SILENT_REMOTE: std::sync::Mutex<Option<(String, u64, Cut)>> = std::sync::Mutex::new(None);
 
 /// Forget which remote timed out (a new attempt tries the network again).
 pub fn forget_silent_remote() {
@@ -814,10 +928,11 @@ pub fn known_silent(remote: &str, what: &str) -> Result<()> {
     check_deadline(what)?;
     let known = SILENT_REMOTE.lock().ok().and_then(|g| g.clone());
     match known {
-        Some((r, secs)) if r == remote => Err(anyhow::Error::new(RemoteSilent {
+        Some((r, secs, cut)) if r == remote => Err(anyhow::Error::new(RemoteSilent {
             remote: remote.to_string(),
             what: what.to_string(),
             secs,
+            cut,
         })),
         _ => Ok(()),
     }
@@ -846,27 +961,83 @@ pub fn spawn_network(cmd: &mut Command) -> Result<Child> {
     Ok(child)
 }
 
-/// Wait for a child, killing it (and, when it leads a process group, its group) after `timeout`
-/// or when this process is asked to stop.
-pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<Output> {
+/// Something that shows what a long network step is doing: the latest line of git's progress
+/// (`Some`), or nothing any more (`None`, when the step ends).
+pub type TransferView = std::sync::Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
+static TRANSFER_VIEW: std::sync::Mutex<Option<TransferView>> = std::sync::Mutex::new(None);
+
+/// Show the progress of network steps that last more than a moment (a terminal's status line),
+/// or stop showing it (`None`).
+pub fn show_transfers(view: Option<TransferView>) {
+    if let Ok(mut g) = TRANSFER_VIEW.lock() {
+        *g = view;
+    }
+}
+
+fn transfer_view() -> Option<TransferView> {
+    TRANSFER_VIEW.lock().ok().and_then(|g| g.clone())
+}
+
+/// How long, once git has exited, its output pipes may take to close.
+const PIPES_GRACE: Duration = Duration::from_secs(2);
+
+/// A network step shows its progress after running this long.
+const VIEW_AFTER: Duration = Duration::from_secs(1);
+
+/// What a child sent on one pipe, and when it last sent anything.
+#[derive(Default)]
+struct Heard {
+    bytes: Vec<u8>,
+    last: Option<Instant>,
+}
+
+/// Read a pipe to its end in a thread, noting when bytes arrive.
+fn listen(
+    pipe: Option<impl Read + Send + 'static>,
+    heard: &std::sync::Arc<std::sync::Mutex<Heard>>,
+) -> std::thread::JoinHandle<()> {
+    let heard = std::sync::Arc::clone(heard);
+    std::thread::spawn(move || {
+        let Some(mut pipe) = pipe else { return };
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Ok(mut h) = heard.lock() {
+                        h.bytes.extend_from_slice(&buf[..n]);
+                        h.last = Some(Instant::now());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+/// Wait for a network child (spawned with [`spawn_network`], its stdout and stderr piped),
+/// killing it and its process group when it shows no sign of life for `bound.idle` (no byte on
+/// stdout or stderr: git's progress counts, so ask git for it with `--progress`), when it has
+/// run `bound.total`, or when this process is asked to stop. Git's progress lines are left out
+/// of the stderr returned: what remains is what git had to say.
+pub fn wait_with_timeout(mut child: Child, bound: NetBound) -> Result<Output> {
     let start = Instant::now();
-    // Drain pipes in threads so a chatty child cannot block on a full pipe.
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(s) = so.as_mut() {
-            let _ = s.read_to_end(&mut v);
-        }
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(s) = se.as_mut() {
-            let _ = s.read_to_end(&mut v);
-        }
-        v
-    });
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Heard::default()));
+    let err = std::sync::Arc::new(std::sync::Mutex::new(Heard::default()));
+    // Drained in threads so a chatty child cannot block on a full pipe.
+    let t_out = listen(child.stdout.take(), &out);
+    let t_err = listen(child.stderr.take(), &err);
+    let last_heard = || {
+        [&out, &err]
+            .iter()
+            .filter_map(|h| h.lock().ok().and_then(|h| h.last))
+            .max()
+    };
+    let view = transfer_view();
+    let mut shown: Option<String> = None;
+    let mut viewed_at = start;
     let pid = child.id();
     let stops = crate::os::stop_count();
     let status = loop {
@@ -875,34 +1046,158 @@ pub fn wait_with_timeout(mut child: Child, timeout: Duration) -> Result<Output> 
             Ok(None) => {}
             Err(e) => {
                 end_group(&mut child);
+                end_view(view.as_ref(), &shown);
                 return Err(e.into());
             }
         }
         let stop = crate::os::stop_count() != stops;
-        if stop || start.elapsed() > timeout {
+        let heard = last_heard();
+        let quiet = heard.unwrap_or(start).elapsed();
+        let cut = if quiet > bound.idle {
+            Some(TimedOut {
+                after: bound.idle,
+                cut: if heard.is_some() {
+                    Cut::Stalled
+                } else {
+                    Cut::Silent
+                },
+            })
+        } else if start.elapsed() > bound.total {
+            Some(TimedOut {
+                after: bound.total,
+                cut: match (heard.is_some(), bound.total_is_deadline) {
+                    (false, _) => Cut::Silent,
+                    (true, true) => Cut::OverDeadline,
+                    (true, false) => Cut::OverCap,
+                },
+            })
+        } else {
+            None
+        };
+        if stop || cut.is_some() {
             end_group(&mut child);
+            end_view(view.as_ref(), &shown);
             // The pipes close once every process of the group is gone; never wait long.
             let _ = (t_out, t_err);
-            if stop {
-                return Err(anyhow::Error::new(Interrupted));
+            return Err(match cut {
+                Some(t) if !stop => anyhow::Error::new(t),
+                _ => anyhow::Error::new(Interrupted),
+            });
+        }
+        if let Some(v) = &view
+            && start.elapsed() >= VIEW_AFTER
+            && viewed_at.elapsed() >= Duration::from_millis(200)
+        {
+            viewed_at = Instant::now();
+            let line = err.lock().ok().and_then(|h| latest_progress(&h.bytes));
+            if line.is_some() && line != shown {
+                v(line.as_deref());
+                shown = line;
             }
-            return Err(anyhow::Error::new(TimedOut(timeout)));
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    end_view(view.as_ref(), &shown);
     // Git is done and reaped (its pid may be reused: its group is not signalled any more).
     crate::os::track_group(pid, false);
     if crate::os::stop_count() != stops {
         // The signal handler ended the group: what git said is beside the point.
         return Err(anyhow::Error::new(Interrupted));
     }
-    let stdout = t_out.join().unwrap_or_default();
-    let stderr = t_err.join().unwrap_or_default();
+    // Git has written all it will; the pipes close at once unless something it started lives
+    // on holding them (an ssh ControlPersist master): then what was read is all there is.
+    let exited = Instant::now();
+    while !(t_out.is_finished() && t_err.is_finished()) && exited.elapsed() < PIPES_GRACE {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let take = |h: &std::sync::Arc<std::sync::Mutex<Heard>>| {
+        h.lock()
+            .map(|mut h| std::mem::take(&mut h.bytes))
+            .unwrap_or_default()
+    };
     Ok(Output {
         status,
-        stdout,
-        stderr,
+        stdout: take(&out),
+        stderr: strip_progress(&take(&err)),
     })
+}
+
+fn end_view(view: Option<&TransferView>, shown: &Option<String>) {
+    if let Some(v) = view
+        && shown.is_some()
+    {
+        v(None);
+    }
+}
+
+/// The pieces of git's stderr: lines, and within a line the updates a `\r` separates (a
+/// progress meter rewrites its line), each without the padding or the terminal's
+/// clear-to-end-of-line git appends to the remote's lines.
+fn pieces(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n')
+        .flat_map(|l| l.split('\r'))
+        .map(|p| p.trim_end_matches("\x1b[K").trim())
+        .filter(|p| !p.is_empty())
+}
+
+/// Whether a piece of git's stderr is progress (its own or the remote's): `Counting objects:
+/// 45% (9/20)`, `Writing objects: 100% (3/3), 2.00 MiB | 273.00 KiB/s, done.`, `Enumerating
+/// objects: 306, done.`, `remote: Resolving deltas: …`, `Total 3 (delta 0), reused 0 …`, `From
+/// <url>` — in any language git speaks (the title is words, the figures are digits).
+pub fn is_progress(piece: &str) -> bool {
+    let p = piece.trim_end_matches("\x1b[K").trim();
+    let p = p.strip_prefix("remote:").map_or(p, str::trim_start);
+    if p.is_empty() {
+        return true;
+    }
+    if p.starts_with("Delta compression using up to ")
+        || (p.starts_with("Total ") && p.contains("(delta "))
+        || p.strip_prefix("From ")
+            .is_some_and(|url| !url.trim().contains(' '))
+    {
+        return true;
+    }
+    let Some((title, figures)) = p.split_once(':') else {
+        return false;
+    };
+    let words = title.split(' ').count();
+    let is_message = ["fatal", "error", "warning", "hint", "remote", "ssh"]
+        .iter()
+        .any(|m| title.eq_ignore_ascii_case(m));
+    (1..=5).contains(&words)
+        && !is_message
+        && title
+            .chars()
+            .all(|c| c.is_alphabetic() || c == ' ' || c == '-')
+        && figures
+            .trim_start()
+            .starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Git's stderr without its progress: the lines that say something.
+pub fn strip_progress(stderr: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(stderr);
+    let mut out = String::with_capacity(text.len().min(4096));
+    for p in pieces(&text).filter(|p| !is_progress(p)) {
+        out.push_str(p);
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+/// The latest progress piece in `stderr`, if any.
+fn latest_progress(stderr: &[u8]) -> Option<String> {
+    // The last few hundred bytes hold the latest update.
+    let tail = &stderr[stderr.len().saturating_sub(512)..];
+    let text = String::from_utf8_lossy(tail);
+    pieces(&text)
+        .filter(|p| is_progress(p) && p.contains(|c: char| c.is_ascii_digit()))
+        .last()
+        .map(|p| {
+            p.strip_prefix("remote:")
+                .map_or(p, str::trim_start)
+                .to_string()
+        })
 }
 
 /// Kill a child and the process group it leads (if it leads one), and reap it.
@@ -1236,6 +1531,185 @@ mod tests {
             first_error_line("hint: x\nerror: failed to push some refs").as_deref(),
             Some("failed to push some refs")
         );
+    }
+
+    /// What both gits here (2.39 and 2.47) write on a pipe with `--progress`, in pieces.
+    const PUSH_PROGRESS: &str = "Enumerating objects: 3, done.\nCounting objects:  33% (1/3)\rCounting objects: 100% (3/3)\rCounting objects: 100% (3/3), done.\nDelta compression using up to 2 threads\nWriting objects:  33% (1/3)\rWriting objects:  66% (2/3), 360.00 KiB | 330.00 KiB/s\rWriting objects: 100% (3/3), 2.00 MiB | 273.00 KiB/s, done.\nTotal 3 (delta 0), reused 0 (delta 0), pack-reused 0 (from 0)\n";
+    const FETCH_PROGRESS: &str = "remote: Enumerating objects: 3, done.        \nremote: Counting objects:  33% (1/3)        \rremote: Counting objects: 100% (3/3), done.        \nremote: Compressing objects: 100% (2/2), done.\x1b[K\nReceiving objects:  66% (2/3), 300.00 KiB | 227.00 KiB/s\rremote: Total 3 (delta 0), reused 0 (delta 0), pack-reused 0        \nReceiving objects: 100% (3/3), 1.96 MiB | 274.00 KiB/s, done.\nResolving deltas: 100% (1/1), done.\nFrom ssh://h/tmp/r.git\n";
+
+    #[test]
+    fn progress_is_left_out_of_what_git_says() {
+        for progress in [PUSH_PROGRESS, FETCH_PROGRESS] {
+            assert_eq!(strip_progress(progress.as_bytes()), b"", "{progress}");
+            assert_eq!(first_error_line(progress), None);
+        }
+        // The transport's complaint after progress, with no `fatal:` to find it by.
+        let dropped = format!(
+            "{PUSH_PROGRESS}Writing objects:  66% (2/3)\rConnection to h closed by remote host.\r\n"
+        );
+        assert_eq!(
+            first_error_line(&dropped).as_deref(),
+            Some("Connection to h closed by remote host.")
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&strip_progress(dropped.as_bytes())),
+            "Connection to h closed by remote host.\n"
+        );
+        let fetch_failed = format!(
+            "{FETCH_PROGRESS}error: cannot lock ref 'refs/remotes/origin/main': is at 0123 but expected 4567\n"
+        );
+        assert_eq!(
+            first_error_line(&fetch_failed).as_deref(),
+            Some("cannot lock ref 'refs/remotes/origin/main': is at 0123 but expected 4567")
+        );
+        // In another language, progress is still progress.
+        assert!(is_progress("Zähle Objekte: 100% (3/3), Fertig."));
+        assert!(is_progress("remote: Objekte aufzählen: 3, Fertig."));
+        // What git, ssh or the remote have to say never is.
+        for said in [
+            "fatal: unable to access 'https://x.invalid/r.git/': Could not resolve host: x.invalid",
+            "ssh: connect to host h port 22: Connection refused",
+            "ERROR: Repository not found.",
+            "error: 1 ref could not be updated",
+            "remote: error: GH006: Protected branch update failed for refs/heads/main.",
+            "remote: Invalid username or password.",
+            "send-pack: unexpected disconnect while reading sideband packet",
+            "kex_exchange_identification: read: Connection reset by peer",
+            "Permission denied (publickey).",
+            "To ssh://h/r.git",
+            " ! [rejected]        main -> main (fetch first)",
+        ] {
+            assert!(!is_progress(said), "{said}");
+        }
+    }
+
+    fn sh(script: &str) -> Child {
+        spawn_network(
+            Command::new("sh")
+                .args(["-c", script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .unwrap()
+    }
+
+    fn bound(idle_ms: u64, total_ms: u64, total_is_deadline: bool) -> NetBound {
+        NetBound {
+            idle: Duration::from_millis(idle_ms),
+            total: Duration::from_millis(total_ms),
+            total_is_deadline,
+        }
+    }
+
+    fn cut_of(r: Result<Output>) -> Cut {
+        r.unwrap_err()
+            .downcast_ref::<TimedOut>()
+            .map(|t| t.cut)
+            .expect("a TimedOut")
+    }
+
+    #[test]
+    fn a_step_that_keeps_reporting_progress_outlasts_the_idle_bound() {
+        let start = Instant::now();
+        let out = wait_with_timeout(
+            sh("i=0; while [ $i -lt 10 ]; do printf 'Writing objects: %d%%\\r' $((i * 10)) >&2; sleep 0.2; i=$((i + 1)); done; echo done"),
+            bound(1000, 20_000, false),
+        )
+        .unwrap();
+        let took = start.elapsed();
+        assert!(out.status.success());
+        assert!(took > Duration::from_millis(1500), "{took:?}");
+        assert_eq!(out.stdout, b"done\n");
+        assert_eq!(out.stderr, b"", "progress is left out");
+    }
+
+    #[test]
+    fn a_child_left_holding_the_pipes_does_not_keep_the_step_waiting() {
+        // Like an ssh ControlPersist master: started by git, living on with its stderr.
+        let start = Instant::now();
+        let child = sh("echo said >&2; sleep 30 & echo done");
+        let group = child.id();
+        let out = wait_with_timeout(child, bound(5000, 20_000, false)).unwrap();
+        crate::os::kill_group(group);
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"done\n");
+        assert_eq!(out.stderr, b"said\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_step_is_stopped_when_it_is_silent_or_stalls() {
+        let start = Instant::now();
+        assert_eq!(
+            cut_of(wait_with_timeout(
+                sh("exec sleep 30"),
+                bound(500, 20_000, false)
+            )),
+            Cut::Silent
+        );
+        assert_eq!(
+            cut_of(wait_with_timeout(
+                sh("echo 'Counting objects: 1' >&2; exec sleep 30"),
+                bound(500, 20_000, false)
+            )),
+            Cut::Stalled
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_step_that_trickles_forever_is_stopped_in_all() {
+        let trickle = "while :; do printf . >&2; sleep 0.1; done";
+        let start = Instant::now();
+        assert_eq!(
+            cut_of(wait_with_timeout(sh(trickle), bound(1000, 800, false))),
+            Cut::OverCap
+        );
+        assert_eq!(
+            cut_of(wait_with_timeout(sh(trickle), bound(1000, 800, true))),
+            Cut::OverDeadline
+        );
+        // Silent until the deadline: silent.
+        assert_eq!(
+            cut_of(wait_with_timeout(
+                sh("exec sleep 30"),
+                bound(1000, 300, true)
+            )),
+            Cut::Silent
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn each_way_a_step_is_stopped_is_one_sentence_with_its_fix() {
+        for cut in [Cut::Silent, Cut::Stalled, Cut::OverCap, Cut::OverDeadline] {
+            let s = RemoteSilent {
+                remote: "ssh://h/r.git".into(),
+                what: "git push".into(),
+                secs: 60,
+                cut,
+            }
+            .to_string();
+            assert!(s.contains("ssh://h/r.git") && s.contains("git push"), "{s}");
+            assert!(!s.contains('\n'), "{s}");
+            assert!(
+                s.contains("network_timeout_secs") || s.contains("ccsync sync"),
+                "{s}"
+            );
+        }
     }
 
     #[test]

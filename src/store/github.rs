@@ -14,8 +14,9 @@ fn gh_exe() -> std::ffi::OsString {
         .unwrap_or_else(|| "gh".into())
 }
 
-/// Run `gh`, bounded like a network step of git (`network_timeout_secs`): on expiry `gh` and
-/// everything it started are killed and the error says so in one sentence, with the fix.
+/// Run `gh`, bounded like a network step of git (`network_timeout_secs` without a word from it):
+/// on expiry `gh` and everything it started are killed and the error says so in one sentence,
+/// with the fix.
 fn gh(args: &[&str]) -> Result<Output> {
     let mut cmd = Command::new(gh_exe());
     cmd.args(args)
@@ -39,13 +40,14 @@ fn gh(args: &[&str]) -> Result<Output> {
         }
     })?;
     crate::os::track_group(child.id(), true);
+    // gh says nothing until it has its answer: stopped after `network_timeout_secs` of silence.
     let bound = git::net_bound(git::network_timeout());
     git::wait_with_timeout(child, bound).map_err(|e| {
         match e.chain().find_map(|c| c.downcast_ref::<git::TimedOut>()) {
-            Some(_) => anyhow!(
+            Some(t) => anyhow!(
                 "`gh {}` did not answer within {} s (it was stopped): check the network and `gh auth status`, then try again, or raise network_timeout_secs",
                 shown(args),
-                bound.as_secs_f64().round().max(1.0) as u64
+                t.after.as_secs_f64().round().max(1.0) as u64
             ),
             None => e.context(format!("gh {} failed", shown(args))),
         }

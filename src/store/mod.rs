@@ -245,10 +245,14 @@ impl Store {
     /// other is the remote's.
     pub fn fetch(&self, timeout: Duration) -> Result<Option<Oid>> {
         let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
-        let args: Vec<std::ffi::OsString> = ["fetch", "--quiet", "--no-tags", "origin", &refspec]
-            .iter()
-            .map(Into::into)
-            .collect();
+        // `--progress` without `--quiet`: a long download then shows a sign of life at least
+        // once a second ("Receiving objects"), which `--quiet` would silence; what fetch says
+        // besides its progress (`From …`, the updated ref) is left out of any error.
+        let args: Vec<std::ffi::OsString> =
+            ["fetch", "--progress", "--no-tags", "origin", &refspec]
+                .iter()
+                .map(Into::into)
+                .collect();
         git::known_silent(&self.remote, "git fetch")?;
         let out = self
             .git

@@ -458,3 +458,81 @@ impl ProjectMachine {
         format!("{}/app", self.projects)
     }
 }
+
+/// A fake `ssh` named `name` in `m`'s bin folder that runs the remote command here and relays
+/// both directions at most 16 KiB per 50 ms (about 270 KiB/s), like a slow link. In the world's
+/// folder, it adds its pid to `ssh-pids` and each connection's length (ms) to `relay-ms`. What
+/// git sends past `forward` bytes is held: `stall` then leaves the push hanging in silence,
+/// `drop` ends the connection as a dropping link would (the remote sees its input end, ssh says
+/// so).
+pub fn relay_ssh(m: &Machine, w: &World, name: &str, forward: Option<(u64, &str)>) -> PathBuf {
+    let pids = w.path().join("ssh-pids");
+    let (limit, then) = match forward {
+        None => (u64::MAX / 2, ":"),
+        Some((n, "stall")) => (n, "exec sleep 600"),
+        Some((n, _)) => (n, "echo 'Connection to h closed by remote host.' >&2"),
+    };
+    m.script(
+        name,
+        &format!(
+            r#"[ "$1" = -G ] && exit 0
+echo $$ >> '{pids}'
+while [ $# -gt 1 ]; do case "$1" in -o|-p) shift 2;; -*) shift;; *) break;; esac; done
+shift
+c="$*"
+t=$(mktemp -d '{world}/relay.XXXXXX')
+# Relay stdin to stdout slowly; true once $2 bytes went through, false at the end of the input.
+slow() {{
+  n=0
+  while dd bs=16384 count=1 of="$t/$1" 2>/dev/null && [ -s "$t/$1" ]; do
+    cat "$t/$1"; n=$((n + $(wc -c < "$t/$1"))); sleep 0.05
+    [ $n -lt "$2" ] || return 0
+  done
+  return 1
+}}
+start=$(date +%s%N)
+{{ slow in {limit} && {then}; }} | sh -c "git ${{c#git-}}" | {{ slow out {unlimited} || :; }}
+echo $(( ($(date +%s%N) - start) / 1000000 )) >> '{world}/relay-ms'
+"#,
+            pids = pids.display(),
+            world = w.path().display(),
+            unlimited = u64::MAX / 2,
+        ),
+    )
+}
+
+/// About `len` bytes of text that compresses no better than a transfer of real transcripts
+/// would (letters at random, in words).
+pub fn incompressible_text(len: usize) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut s = String::with_capacity(len);
+    while s.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        s.push(if r.is_multiple_of(7) {
+            ' '
+        } else {
+            (b'a' + (r >> 32) as u8 % 26) as char
+        });
+    }
+    s
+}
+
+/// A session of about `len` bytes on machine `m`.
+pub fn big_session(m: &Machine, sid: &str, len: usize) -> String {
+    let cwd = format!("{}/work", m.home.display());
+    let mut t = conversation(sid, &cwd, "/", 1, 1);
+    t += &user_line(
+        sid,
+        &cwd,
+        &format!("{sid}-big"),
+        Some(&format!("{sid}-a0")),
+        &ts_at(3),
+        &incompressible_text(len),
+    );
+    t.push('\n');
+    m.write_transcript(&cwd, sid, t.as_bytes());
+    cwd
+}
