@@ -421,8 +421,14 @@ fn small_cases(opts: &Opts, c: &Corpus) {
     );
     row("  of which pull", median(pull));
     row(&format!("list, {n} sessions, warm"), median(list));
-    row("search, no match (every session read), warm", median(search_none));
-    row("search, common words, 20 newest hits, warm", median(search_common));
+    row(
+        "search, no match (every session read), warm",
+        median(search_none),
+    );
+    row(
+        "search, common words, 20 newest hits, warm",
+        median(search_common),
+    );
     println!(
         "{:<58} {:>10}",
         "  remote size after the first push",
@@ -448,17 +454,22 @@ fn big_cases(opts: &Opts, c: &Corpus) {
     let none: Vec<_> = (0..opts.runs)
         .map(|_| a.searched(&["search", "zzz-nowhere-zzz"]))
         .collect();
-    row("search, no match, 1.5 GB (every session read), warm", median(none));
+    row(
+        "search, no match, 1.5 GB (every session read), warm",
+        median(none),
+    );
     let common: Vec<_> = (0..opts.runs)
         .map(|_| a.searched(&["search", "flaky parser", "-n", "20"]))
         .collect();
-    row("search, common words, 20 newest hits, 1.5 GB, warm", median(common));
+    row(
+        "search, common words, 20 newest hits, 1.5 GB, warm",
+        median(common),
+    );
     let rare: Vec<_> = (0..opts.runs)
         .map(|_| a.searched(&["search", "socket_42 = rebase", "-n", "20"]))
         .collect();
     row("search, a rare phrase, 1.5 GB, warm", median(rare));
 }
-
 
 /// Write a transcript of about `size` bytes (lines of 1 to 64 KB) in `cwd`.
 fn synthetic(m: &Machine, cwd: &str, sid: &str, size: u64) -> PathBuf {

@@ -1033,3 +1033,110 @@ fn continuing_after_the_hooks_message_keeps_a_hidden_turn_visible_on_that_machin
         "branch on B",
     );
 }
+
+/// `setup-mcp` on B makes B's real client start `ccsync mcp`: a turn calling
+/// `mcp__ccsync__search` gets back, as the tool's result the client sends with its next
+/// request, a turn written on machine A that B never pulled — and `show_session` reads it.
+#[test]
+fn the_client_on_b_recalls_a_turn_written_on_a_through_the_mcp_server() {
+    let Some(exe) = real_claude::find() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let api = MessagesApi::start();
+    let a = Site::new(&w, "a", &remote);
+    let b = Site::new(&w, "b", &remote);
+    let a_app = a.dir("app");
+    let sid = "c0ffee00-0000-4000-8000-00000000abcd";
+    let cwd = a_app.to_string_lossy().into_owned();
+    let lines = [
+        user_line(sid, &cwd, "m1", None, &ts_at(1), "Where was the tokenizer bug?"),
+        serde_json::to_string(&serde_json::json!({
+            "parentUuid": "m1", "isSidechain": false, "userType": "external", "cwd": cwd,
+            "sessionId": sid, "version": "2.1.197", "type": "assistant", "uuid": "m2", "timestamp": ts_at(2),
+            "message": {"role": "assistant", "content": [{"type": "text", "text": "It was an off-by-one in tokenize_line(), fixed on machine A."}]}
+        }))
+        .unwrap(),
+    ];
+    a.m.write_transcript(
+        &cwd,
+        sid,
+        format!("{}\n{}\n", lines[0], lines[1]).as_bytes(),
+    );
+    a.m.ok(&["push"]);
+    // B fetches the repository but keeps none of A's sessions locally.
+    b.m.ok(&["list", "--remote"]);
+    let said = b.m.ok(&["setup-mcp"]);
+    assert!(said.contains("Added the ccsync MCP server"), "{said}");
+    assert!(b.m.ok(&["setup-mcp"]).contains("nothing to change"));
+
+    let b_app = b.dir("app");
+    let cb = b.client(&exe, &api);
+    api.push(Reply::tool(
+        "mcp__ccsync__search",
+        serde_json::json!({"query": "tokenizer"}),
+    ));
+    api.push(Reply::tool(
+        "mcp__ccsync__show_session",
+        serde_json::json!({"id": &sid[..8]}),
+    ));
+    api.push(Reply::text("Found it on machine A."));
+    let out = cb.run(
+        &b_app,
+        &[
+            "-p",
+            "where did we fix the tokenizer bug?",
+            "--allowedTools",
+            "mcp__ccsync__search,mcp__ccsync__show_session",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Found it on machine A."),
+        "{}",
+        stdout(&out)
+    );
+    let turns = api.turns();
+    // The client offered the server's tools to the model.
+    let first = turns.first().and_then(|r| r.json()).expect("a turn");
+    let tools: Vec<String> = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        tools.iter().any(|n| n == "mcp__ccsync__search"),
+        "the client did not load the server: {tools:?}"
+    );
+    let results: Vec<String> = turns
+        .iter()
+        .flat_map(|r| r.tool_results())
+        .map(|v| v.to_string())
+        .collect();
+    assert!(
+        results
+            .iter()
+            .any(|r| r.contains("tokenizer") && r.contains(sid) && r.contains("machine a")),
+        "the search result did not reach the model: {results:#?}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| r.contains("off-by-one in tokenize_line()")),
+        "show_session did not reach the model: {results:#?}"
+    );
+    // B's own config was edited as text, the client's keys kept.
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cb.global_config_path()).unwrap()).unwrap();
+    assert_eq!(cfg["hasCompletedOnboarding"], true);
+    assert_eq!(cfg["mcpServers"]["ccsync"]["args"][0], "mcp");
+    b.m.ok(&["setup-mcp", "--remove"]);
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cb.global_config_path()).unwrap()).unwrap();
+    assert!(cfg["mcpServers"].get("ccsync").is_none());
+    eprintln!("case took {:?}", t0.elapsed());
+}

@@ -11,6 +11,7 @@
 //! segments, mapped to this machine's paths, and cached as a plain file so the next read is as
 //! fast as a local one.
 
+pub mod mcp;
 pub mod render;
 pub mod search;
 

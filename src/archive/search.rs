@@ -162,7 +162,11 @@ pub fn search(
             .map(|(s, file)| scan_session(s, file, &m, filters))
             .collect::<Result<_>>()?;
         hits.extend(found.into_iter().flatten());
-        hits.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.session_id.cmp(&b.session_id)));
+        hits.sort_by(|a, b| {
+            b.time
+                .cmp(&a.time)
+                .then_with(|| a.session_id.cmp(&b.session_id))
+        });
     }
     hits.truncate(limit);
     Ok(hits)

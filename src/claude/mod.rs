@@ -70,6 +70,15 @@ impl ClaudeDir {
     pub fn settings(&self) -> PathBuf {
         self.root.join("settings.json")
     }
+    /// Claude Code's global config (`.claude.json`, which holds user-scope MCP servers): in
+    /// the config dir when `CLAUDE_CONFIG_DIR` names it, else beside `~/.claude`.
+    pub fn global_config(&self) -> PathBuf {
+        let named = std::env::var_os("CLAUDE_CONFIG_DIR").is_some_and(|d| !d.is_empty());
+        match self.root.parent() {
+            Some(parent) if !named => parent.join(".claude.json"),
+            _ => self.root.join(".claude.json"),
+        }
+    }
 
     /// The settings Claude Code would use when started in `cwd` (`None`: user and managed
     /// settings only), merged as the client merges them.

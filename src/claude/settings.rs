@@ -949,12 +949,90 @@ pub fn installed(text: &str) -> bool {
         .all(|e| event_array(&root, e).is_some_and(|arr| !our_groups(text, &arr, e).is_empty()))
 }
 
+/// Set MCP server `name` in the `mcpServers` object of Claude Code's global config (`.claude.json`)
+/// to `server` (a JSON object), editing the text: every other byte stays. Unchanged text when it
+/// is already that.
+pub fn mcp_install(text: &str, name: &str, server: &serde_json::Value) -> Result<String> {
+    let t = if text.trim().is_empty() {
+        "{}".to_string()
+    } else {
+        text.to_string()
+    };
+    let root = parse(&t)?;
+    let value = serde_json::to_string_pretty(server)?;
+    let Some((_, servers)) = root.member("mcpServers") else {
+        let obj = format!("{{{}: {value}}}", serde_json::to_string(name)?);
+        return Ok(insert_member(&t, &root, "mcpServers", &obj));
+    };
+    if !matches!(servers.value, Node::Object { .. }) {
+        bail!("\"mcpServers\" is not an object");
+    }
+    match servers.value.member(name) {
+        None => Ok(insert_member(&t, &servers.value, name, &value)),
+        Some((_, m)) => {
+            let now =
+                serde_json::from_str::<serde_json::Value>(&t[m.value.start()..m.value.end()]).ok();
+            if now.as_ref() == Some(server) {
+                return Ok(t);
+            }
+            Ok(splice(&t, m.value.start(), m.value.end(), &value))
+        }
+    }
+}
+
+/// Remove MCP server `name` from `mcpServers` (the object stays, even empty).
+pub fn mcp_remove(text: &str, name: &str) -> Result<String> {
+    if text.trim().is_empty() {
+        return Ok(text.to_string());
+    }
+    let root = parse(text)?;
+    let Some((_, servers)) = root.member("mcpServers") else {
+        return Ok(text.to_string());
+    };
+    match servers.value.member(name) {
+        Some((i, _)) => Ok(remove_member(text, &servers.value, i)),
+        None => Ok(text.to_string()),
+    }
+}
+
 /// Check that a settings file can be edited (a JSON object).
 pub fn check(text: &str) -> Result<()> {
     if text.trim().is_empty() {
         return Ok(());
     }
     parse(text).map(|_| ())
+}
+
+#[cfg(test)]
+mod mcp_tests {
+    use super::*;
+
+    #[test]
+    fn mcp_servers_are_added_replaced_and_removed_as_text() {
+        let server = serde_json::json!({"type": "stdio", "command": "/bin/ccsync", "args": ["mcp"], "env": {}});
+        let before = "{\n  \"userID\": \"x\",\n  \"mcpServers\": {\n    \"other\": {\"command\": \"o\"}\n  },\n  \"z\": [1, 2]\n}\n";
+        let once = mcp_install(before, "ccsync", &server).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&once).unwrap();
+        assert_eq!(v["mcpServers"]["ccsync"], server);
+        assert_eq!(v["mcpServers"]["other"]["command"], "o");
+        assert!(once.starts_with(
+            "{\n  \"userID\": \"x\",\n  \"mcpServers\": {\n    \"other\": {\"command\": \"o\"}"
+        ));
+        assert_eq!(
+            mcp_install(&once, "ccsync", &server).unwrap(),
+            once,
+            "idempotent"
+        );
+        let moved = serde_json::json!({"type": "stdio", "command": "/new/ccsync", "args": ["mcp"], "env": {}});
+        let again = mcp_install(&once, "ccsync", &moved).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&again).unwrap();
+        assert_eq!(v["mcpServers"]["ccsync"]["command"], "/new/ccsync");
+        assert_eq!(mcp_remove(&once, "ccsync").unwrap(), before);
+        let fresh = mcp_install("", "ccsync", &server).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&fresh).unwrap();
+        assert_eq!(v["mcpServers"]["ccsync"], server);
+        assert!(mcp_install("[1]", "ccsync", &server).is_err());
+    }
 }
 
 #[cfg(test)]

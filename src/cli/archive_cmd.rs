@@ -400,3 +400,116 @@ pub fn run_export(env: &Env, args: ExportArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The tool home (`setup-mcp` names it when it is not the default one).
+    #[arg(long, hide = true)]
+    home: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupMcpArgs {
+    /// Take ccsync's server out of Claude Code's config again.
+    #[arg(long)]
+    remove: bool,
+}
+
+/// `ccsync mcp`: serve the archive to an MCP client on standard input and output.
+pub fn run_mcp(env: &Env, args: McpArgs) -> Result<ExitCode> {
+    let own;
+    let env = match &args.home {
+        Some(h) => {
+            own = Env {
+                claude: env.claude.clone(),
+                home: crate::config::Home::new(h),
+                quiet: env.quiet,
+            };
+            &own
+        }
+        None => env,
+    };
+    let (config, connected) = config_or_local(env)?;
+    let server = crate::archive::mcp::Server {
+        claude: &env.claude,
+        home: &env.home,
+        config: &config,
+        connected,
+    };
+    let stdin = std::io::stdin();
+    server.run(stdin.lock(), std::io::stdout())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ccsync setup-mcp [--remove]`: add (remove) the `ccsync` MCP server in Claude Code's global
+/// config, at user scope, editing the file as text after a backup.
+pub fn run_setup_mcp(env: &Env, args: SetupMcpArgs) -> Result<ExitCode> {
+    let path = env.claude.global_config();
+    let before = match std::fs::read(&path) {
+        Ok(b) => Some(
+            String::from_utf8(b)
+                .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text: left alone", path.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let text = before.clone().unwrap_or_default();
+    let new = if args.remove {
+        crate::claude::settings::mcp_remove(&text, "ccsync")
+    } else {
+        let exe = std::env::current_exe().context("cannot find the ccsync executable")?;
+        let mut a = vec!["mcp".to_string()];
+        if std::env::var_os("CCSYNC_HOME").is_some_and(|h| !h.is_empty()) {
+            a.push("--home".into());
+            a.push(env.home.root.to_string_lossy().into_owned());
+        }
+        let server = serde_json::json!({
+            "type": "stdio",
+            "command": exe.to_string_lossy(),
+            "args": a,
+            "env": {}
+        });
+        crate::claude::settings::mcp_install(&text, "ccsync", &server)
+    }
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not valid ({e}): fix it first; nothing was changed",
+            path.display()
+        )
+    })?;
+    if before.as_deref() == Some(new.as_str()) || (before.is_none() && args.remove) {
+        if !env.quiet {
+            println!(
+                "{}: nothing to change ({}).",
+                path.display(),
+                if args.remove {
+                    "no ccsync server"
+                } else {
+                    "ccsync's server is already there"
+                }
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(b) = &before {
+        let bp = path.with_file_name(format!(
+            ".claude.json.ccsync-backup-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+        ));
+        crate::os::write_atomic(&bp, b.as_bytes(), true)
+            .with_context(|| format!("cannot write the backup {}", bp.display()))?;
+    }
+    crate::os::write_atomic(&path, new.as_bytes(), true)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if !env.quiet {
+        if args.remove {
+            println!("Removed the ccsync MCP server from {}.", path.display());
+        } else {
+            println!(
+                "Added the ccsync MCP server to {} (user scope): Claude Code sessions started from now on can search, list and read every machine's conversations (tools mcp__ccsync__search, list_sessions, show_session).",
+                path.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

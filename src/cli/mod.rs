@@ -75,6 +75,10 @@ enum Command {
     Show(archive_cmd::ShowArgs),
     /// Write a session as Markdown, one self-contained HTML page, or portable JSONL.
     Export(archive_cmd::ExportArgs),
+    /// Serve the archive to Claude Code as an MCP server (stdio): search, list, show.
+    Mcp(archive_cmd::McpArgs),
+    /// Add (or remove) the ccsync MCP server in Claude Code's user config.
+    SetupMcp(archive_cmd::SetupMcpArgs),
     /// Bring back from the repository's history what was forgotten, deleted or overwritten
     /// (`restore list` shows it).
     Restore(restore::RestoreArgs),
@@ -216,6 +220,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Search(args) => archive_cmd::run_search(&env, args),
         Command::Show(args) => archive_cmd::run_show(&env, args),
         Command::Export(args) => archive_cmd::run_export(&env, args),
+        Command::Mcp(args) => archive_cmd::run_mcp(&env, args),
+        Command::SetupMcp(args) => archive_cmd::run_setup_mcp(&env, args),
         Command::Init(args) => init::run(&env, args),
         Command::List(args) => list::run(&env, args),
         Command::Status(args) => status::run(&env, args),
