@@ -211,6 +211,45 @@ pub fn judge_skew(skew: &Skew, threshold_secs: i64) -> ClockVerdict {
     }
 }
 
+/// A date or time: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]` (or with a `T`), in local time, or an
+/// RFC 3339 time. A day or a minute names a period: `end` takes its last instant (for "as it
+/// was then"), else its first (for "since").
+pub fn parse_date(s: &str, end: bool) -> anyhow::Result<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let (naive, span) = if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        (d.and_hms_opt(0, 0, 0), chrono::Duration::days(1))
+    } else {
+        let t = s.replacen('T', " ", 1);
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S") {
+            (Some(t), chrono::Duration::seconds(1))
+        } else if let Ok(t) = chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M") {
+            (Some(t), chrono::Duration::minutes(1))
+        } else {
+            anyhow::bail!(
+                "{s:?} is not a date: give YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS] (local time) or an RFC 3339 time such as 2030-01-31T14:00:00Z"
+            )
+        }
+    };
+    let naive = naive.ok_or_else(|| anyhow::anyhow!("{s:?} is not a date"))?;
+    let naive = if end {
+        naive + span - chrono::Duration::nanoseconds(1)
+    } else {
+        naive
+    };
+    // A time a clock change skips or repeats: the later (end) or earlier (start) reading.
+    let local = chrono::TimeZone::from_local_datetime(&chrono::Local, &naive);
+    let t = if end {
+        local.latest()
+    } else {
+        local.earliest()
+    };
+    Ok(t.map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| naive.and_utc()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,7 +119,7 @@ impl Server<'_> {
                     case: Case::Smart,
                 };
                 let date = |k: &str, end: bool| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-                    s(k).map(|d| parse_date(&d, end)).transpose()
+                    s(k).map(|d| crate::clock::parse_date(&d, end)).transpose()
                 };
                 let filters = Filters {
                     project: s("project"),
@@ -237,22 +237,6 @@ fn error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 
-/// `YYYY-MM-DD` (its start, or with `end` its end, in local time) or RFC 3339.
-pub fn parse_date(s: &str, end: bool) -> Result<chrono::DateTime<chrono::Utc>> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .with_context(|| format!("{s} is not a date (YYYY-MM-DD or RFC 3339)"))?;
-    let t = if end {
-        d.and_hms_opt(23, 59, 59)
-    } else {
-        d.and_hms_opt(0, 0, 0)
-    };
-    t.and_then(|t| t.and_local_timezone(chrono::Local).earliest())
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .with_context(|| format!("{s} is not a date here"))
-}
 
 fn tools() -> Value {
     json!([

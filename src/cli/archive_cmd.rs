@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 
 use super::Env;
@@ -120,23 +120,6 @@ fn warn_all(env: &Env, archive: &Archive<'_>) {
     }
 }
 
-/// `YYYY-MM-DD` (its start, or with `end` its end) or RFC 3339.
-fn parse_date(s: &str, end: bool) -> Result<chrono::DateTime<chrono::Utc>> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .with_context(|| format!("{s} is not a date (YYYY-MM-DD or RFC 3339)"))?;
-    let t = if end {
-        d.and_hms_opt(23, 59, 59)
-    } else {
-        d.and_hms_opt(0, 0, 0)
-    };
-    let Some(t) = t.and_then(|t| t.and_local_timezone(chrono::Local).earliest()) else {
-        bail!("{s} is not a date here");
-    };
-    Ok(t.with_timezone(&chrono::Utc))
-}
 
 pub fn run_search(env: &Env, args: SearchArgs) -> Result<ExitCode> {
     let (config, connected) = config_or_local(env)?;
@@ -164,12 +147,12 @@ pub fn run_search(env: &Env, args: SearchArgs) -> Result<ExitCode> {
         since: args
             .since
             .as_deref()
-            .map(|s| parse_date(s, false))
+            .map(|s| crate::clock::parse_date(s, false))
             .transpose()?,
         until: args
             .until
             .as_deref()
-            .map(|s| parse_date(s, true))
+            .map(|s| crate::clock::parse_date(s, true))
             .transpose()?,
         role: args.role.as_deref().and_then(Role::parse),
         files: args.files.clone(),

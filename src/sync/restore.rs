@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Engine;
@@ -77,44 +77,7 @@ impl At {
     }
 }
 
-/// A date or time: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM[:SS]` (or with a `T`), in local time, or an
-/// RFC 3339 time. A day or a minute names a period: `end` takes its last instant (for "as it
-/// was then"), else its first (for "since").
-pub fn parse_date(s: &str, end: bool) -> Result<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let (naive, span) = if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        (d.and_hms_opt(0, 0, 0), chrono::Duration::days(1))
-    } else {
-        let t = s.replacen('T', " ", 1);
-        if let Ok(t) = NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S") {
-            (Some(t), chrono::Duration::seconds(1))
-        } else if let Ok(t) = NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M") {
-            (Some(t), chrono::Duration::minutes(1))
-        } else {
-            bail!(
-                "{s:?} is not a date: give YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS] (local time) or an RFC 3339 time such as 2030-01-31T14:00:00Z"
-            )
-        }
-    };
-    let naive = naive.ok_or_else(|| anyhow!("{s:?} is not a date"))?;
-    let naive = if end {
-        naive + span - chrono::Duration::nanoseconds(1)
-    } else {
-        naive
-    };
-    // A time a clock change skips or repeats: the later (end) or earlier (start) reading.
-    let local = Local.from_local_datetime(&naive);
-    let t = if end {
-        local.latest()
-    } else {
-        local.earliest()
-    };
-    Ok(t.map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|| naive.and_utc()))
-}
+pub use crate::clock::parse_date;
 
 /// One change of a file in the history: the commit (its position in [`History::commits`]),
 /// the path, and the blob written there, or, for a deletion, the blob deleted.
