@@ -131,6 +131,8 @@ pub fn run(claude: &ClaudeDir, home: &Home, opts: &Options) -> Result<()> {
     crate::os::write_atomic(&pid_path(home), &serde_json::to_vec_pretty(&pid)?, true)?;
     let _ = std::fs::remove_file(stop_path(home));
     crate::os::install_stop_handler();
+    // The stop file (`daemon --stop`; the only way on Windows) also cuts a running git short.
+    crate::os::stop_when_file_appears(stop_path(home));
     let result = main_loop(claude, home, opts);
     // Leaving: the hooks' locks this daemon kept alive are released.
     if let Ok(Some(config)) = home.load_config() {
@@ -490,7 +492,8 @@ pub fn service_file(home: &Home) -> Result<(PathBuf, String, String)> {
             env.push((var, v));
         }
     }
-    let user_home = crate::os::home_dir().ok_or_else(|| anyhow!("HOME is not set"))?;
+    let user_home =
+        crate::os::home_dir().ok_or_else(|| anyhow!("{} is not set", crate::os::home_var()))?;
     let _ = home;
     if cfg!(target_os = "macos") {
         let path = user_home.join("Library/LaunchAgents/dev.ccsync.daemon.plist");
