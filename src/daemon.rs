@@ -147,10 +147,13 @@ fn stop_wanted(home: &Home) -> bool {
     crate::os::stop_requested() || stop_path(home).exists()
 }
 
-/// Paths whose changes matter: transcripts and their folders, memory, global files.
+/// Paths whose changes matter: transcripts and their folders, memory, global files; not the
+/// client's `sessions/` records of running processes (with either separator).
 fn relevant(p: &Path) -> bool {
     let s = p.to_string_lossy();
-    !s.contains(".ccsync-tmp-") && !s.contains("/sessions/") && !s.ends_with(".lock")
+    !s.contains(".ccsync-tmp-")
+        && !p.components().any(|c| c.as_os_str() == "sessions")
+        && !s.ends_with(".lock")
 }
 
 fn main_loop(claude: &ClaudeDir, home: &Home, opts: &Options) -> Result<()> {
@@ -534,4 +537,20 @@ fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_records_temporary_files_and_locks_are_not_changes() {
+        let root = std::env::temp_dir().join(".claude");
+        let t = root.join("projects").join("-p").join("0a.jsonl");
+        assert!(relevant(&t));
+        assert!(relevant(&root.join("history.jsonl")));
+        assert!(!relevant(&root.join("sessions").join("4242.json")));
+        assert!(!relevant(&root.join("projects").join(".ccsync-tmp-x1")));
+        assert!(!relevant(&root.join("projects").join("-p").join("a.lock")));
+    }
 }

@@ -34,6 +34,23 @@ pub fn home_dir() -> Option<PathBuf> {
     }
 }
 
+/// The command line, with the program named as typed: on Windows without the `.exe` the system
+/// puts after it (so that usage lines say `ccsync`, as elsewhere).
+pub fn args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<_> = std::env::args_os().collect();
+    if cfg!(windows)
+        && let Some(first) = args.first_mut()
+    {
+        let p = Path::new(first.as_os_str());
+        if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("exe"))
+            && let Some(stem) = p.file_stem()
+        {
+            *first = stem.to_os_string();
+        }
+    }
+    args
+}
+
 /// The name of the variable [`home_dir`] reads, for messages.
 pub fn home_var() -> &'static str {
     if cfg!(windows) { "USERPROFILE" } else { "HOME" }
