@@ -544,20 +544,30 @@ pub fn terminal_width() -> Option<usize> {
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let p = Path::new(name);
     if p.components().count() > 1 {
+        if cfg!(windows) {
+            return runnable(p);
+        }
         return p.is_file().then(|| p.to_path_buf());
     }
     let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(name);
-        if is_executable(&candidate) {
-            return Some(candidate);
-        }
-        if cfg!(windows) {
-            for ext in ["exe", "cmd", "bat"] {
-                let c = candidate.with_extension(ext);
-                if c.is_file() {
-                    return Some(c);
-                }
+    std::env::split_paths(&path).find_map(|dir| runnable(&dir.join(name)))
+}
+
+/// `p` when it can be run; on Windows also `p.exe`, `p.cmd` or `p.bat`. There a file without
+/// one of those extensions cannot be started: npm puts a shell script `claude` beside
+/// `claude.cmd`, and it is the latter that runs.
+fn runnable(p: &Path) -> Option<PathBuf> {
+    if is_executable(p) {
+        return Some(p.to_path_buf());
+    }
+    if cfg!(windows) {
+        for ext in ["exe", "cmd", "bat"] {
+            let mut with = p.as_os_str().to_owned();
+            with.push(".");
+            with.push(ext);
+            let c = PathBuf::from(with);
+            if c.is_file() {
+                return Some(c);
             }
         }
     }
@@ -572,7 +582,11 @@ fn is_executable(p: &Path) -> bool {
     }
     #[cfg(not(unix))]
     {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
         p.is_file()
+            && ["exe", "cmd", "bat", "com"]
+                .iter()
+                .any(|x| ext.eq_ignore_ascii_case(x))
     }
 }
 
@@ -790,6 +804,27 @@ mod tests {
         write_atomic(&f, b"{}\n", true).unwrap();
         write_atomic(&f, b"{}\n{}\n", true).unwrap();
         assert_eq!(fs::read(&f).unwrap(), b"{}\n{}\n");
+    }
+
+    #[test]
+    fn a_program_is_found_by_the_name_that_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        // What npm installs for a command: a shell script, and on Windows a .cmd beside it.
+        let script = dir.path().join("claude");
+        fs::write(&script, "#!/bin/sh\n").unwrap();
+        let cmd = dir.path().join("claude.cmd");
+        fs::write(&cmd, "@echo off\r\n").unwrap();
+        let given = script.to_string_lossy().into_owned();
+        if cfg!(windows) {
+            assert_eq!(find_in_path(&given), Some(cmd.clone()));
+            assert_eq!(find_in_path(&cmd.to_string_lossy()), Some(cmd));
+        } else {
+            assert_eq!(find_in_path(&given), Some(script));
+        }
+        assert_eq!(
+            find_in_path(&dir.path().join("nothing").to_string_lossy()),
+            None
+        );
     }
 
     #[cfg(windows)]
