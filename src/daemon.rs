@@ -131,6 +131,8 @@ pub fn run(claude: &ClaudeDir, home: &Home, opts: &Options) -> Result<()> {
     crate::os::write_atomic(&pid_path(home), &serde_json::to_vec_pretty(&pid)?, true)?;
     let _ = std::fs::remove_file(stop_path(home));
     crate::os::install_stop_handler();
+    // The stop file (`daemon --stop`; the only way on Windows) also cuts a running git short.
+    crate::os::stop_when_file_appears(stop_path(home));
     let result = main_loop(claude, home, opts);
     // Leaving: the hooks' locks this daemon kept alive are released.
     if let Ok(Some(config)) = home.load_config() {
@@ -145,10 +147,13 @@ fn stop_wanted(home: &Home) -> bool {
     crate::os::stop_requested() || stop_path(home).exists()
 }
 
-/// Paths whose changes matter: transcripts and their folders, memory, global files.
+/// Paths whose changes matter: transcripts and their folders, memory, global files; not the
+/// client's `sessions/` records of running processes (with either separator).
 fn relevant(p: &Path) -> bool {
     let s = p.to_string_lossy();
-    !s.contains(".ccsync-tmp-") && !s.contains("/sessions/") && !s.ends_with(".lock")
+    !s.contains(".ccsync-tmp-")
+        && !p.components().any(|c| c.as_os_str() == "sessions")
+        && !s.ends_with(".lock")
 }
 
 fn main_loop(claude: &ClaudeDir, home: &Home, opts: &Options) -> Result<()> {
@@ -492,7 +497,8 @@ pub fn service_file(home: &Home) -> Result<(PathBuf, String, String)> {
             env.push((var, v));
         }
     }
-    let user_home = crate::os::home_dir().ok_or_else(|| anyhow!("HOME is not set"))?;
+    let user_home =
+        crate::os::home_dir().ok_or_else(|| anyhow!("{} is not set", crate::os::home_var()))?;
     let _ = home;
     if cfg!(target_os = "macos") {
         let path = user_home.join("Library/LaunchAgents/dev.ccsync.daemon.plist");
@@ -533,4 +539,20 @@ fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_records_temporary_files_and_locks_are_not_changes() {
+        let root = std::env::temp_dir().join(".claude");
+        let t = root.join("projects").join("-p").join("0a.jsonl");
+        assert!(relevant(&t));
+        assert!(relevant(&root.join("history.jsonl")));
+        assert!(!relevant(&root.join("sessions").join("4242.json")));
+        assert!(!relevant(&root.join("projects").join(".ccsync-tmp-x1")));
+        assert!(!relevant(&root.join("projects").join("-p").join("a.lock")));
+    }
 }

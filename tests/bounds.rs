@@ -37,7 +37,12 @@ fn hold_clone(m: &Machine) -> File {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    std::fs::write(&path, format!("{} {since} {WHAT}\n", std::process::id())).unwrap();
+    // Who holds it is written beside the lock (on Windows a locked file cannot be read).
+    std::fs::write(
+        m.tool.join("repo.lock.holder"),
+        format!("{} {since} {WHAT}\n", std::process::id()),
+    )
+    .unwrap();
     f
 }
 

@@ -319,8 +319,8 @@ fn the_session_end_worker_ends_within_its_bound_and_releases_everything_on_a_sil
     assert_eq!(out.status.code(), Some(0));
     let done = format!("session-end {sid}: push failed");
     wait_for(HUNG, "the worker's end", || hooks_log(&m).contains(&done));
-    // The worker named itself in the clone's lock file; it is gone, and so is every lock.
-    let lock_file = std::fs::read_to_string(m.tool.join("repo.lock")).unwrap();
+    // The worker named itself beside the clone's lock file; it is gone, and so is every lock.
+    let lock_file = std::fs::read_to_string(m.tool.join("repo.lock.holder")).unwrap();
     assert!(
         lock_file.contains("the session-end hook pushing session"),
         "{lock_file}"

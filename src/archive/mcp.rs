@@ -237,7 +237,6 @@ fn error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 
-
 fn tools() -> Value {
     json!([
         {

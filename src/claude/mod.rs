@@ -43,7 +43,8 @@ impl ClaudeDir {
         match crate::os::home_dir() {
             Some(home) => Ok(ClaudeDir::new(home.join(".claude"))),
             None => bail!(
-                "cannot find the Claude Code directory: HOME is not set (set HOME or CLAUDE_CONFIG_DIR)"
+                "cannot find the Claude Code directory: {h} is not set (set {h} or CLAUDE_CONFIG_DIR)",
+                h = crate::os::home_var()
             ),
         }
     }

@@ -306,7 +306,11 @@ mod tests {
             }
             assert_eq!(client_path(foreign), foreign);
         }
-        assert_eq!(project_folder_name("C:\\Users\\a\\p"), "C--Users-a-p");
+        // On Windows the path is this machine's own and its existing part is resolved on disk,
+        // in the disk's spelling (Wine's profile folder is `C:\users`).
+        if !crate::os::native_is_windows() {
+            assert_eq!(project_folder_name("C:\\Users\\a\\p"), "C--Users-a-p");
+        }
         // A file in the middle of the path.
         let file = root.join("f");
         std::fs::write(&file, "").unwrap();

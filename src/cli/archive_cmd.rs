@@ -120,7 +120,6 @@ fn warn_all(env: &Env, archive: &Archive<'_>) {
     }
 }
 
-
 pub fn run_search(env: &Env, args: SearchArgs) -> Result<ExitCode> {
     let (config, connected) = config_or_local(env)?;
     let archive = Archive::open(

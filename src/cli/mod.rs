@@ -173,7 +173,7 @@ fn init_logging(verbose: u8, quiet: bool, daemon: bool) {
 /// Run the program: parse arguments, run the command, map the outcome to an exit code
 /// (0 success, 1 failure explained on stderr, 2 bad usage).
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(crate::os::args()) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

@@ -166,7 +166,10 @@ mod tests {
         assert_eq!(line.matches("cannot write /x/y.jsonl").count(), 1, "{line}");
         assert!(line.contains("free some space"), "{line}");
         // A full disk reported without a path still gets the sentence.
-        let bare = anyhow::Error::from(std::io::Error::from_raw_os_error(28)).context("git failed");
+        // ENOSPC; ERROR_DISK_FULL on Windows.
+        let enospc = if cfg!(windows) { 112 } else { 28 };
+        let bare =
+            anyhow::Error::from(std::io::Error::from_raw_os_error(enospc)).context("git failed");
         assert!(
             error_line(&bare).contains("free some space"),
             "{}",

@@ -235,7 +235,10 @@ pub fn tool_home() -> Result<PathBuf> {
     }
     match crate::os::home_dir() {
         Some(home) => Ok(home.join(".claude-session-sync")),
-        None => bail!("cannot find the tool home: HOME is not set (set HOME or CCSYNC_HOME)"),
+        None => bail!(
+            "cannot find the tool home: {h} is not set (set {h} or CCSYNC_HOME)",
+            h = crate::os::home_var()
+        ),
     }
 }
 

@@ -165,9 +165,17 @@ fn mount_point(existing: &Path) -> Option<PathBuf> {
 
 #[cfg(not(unix))]
 fn mount_point(existing: &Path) -> Option<PathBuf> {
-    // The drive or share: the first component of the real path.
+    // The drive or share: the first component of the real path, spelled without the `\\?\`
+    // that canonicalize puts in front (`C:\`, `\\server\share\`).
     let real = std::fs::canonicalize(existing).ok()?;
-    real.ancestors().last().map(Path::to_path_buf)
+    let top = real.ancestors().last()?.to_string_lossy().into_owned();
+    Some(PathBuf::from(match top.strip_prefix(r"\\?\") {
+        Some(rest) => match rest.strip_prefix(r"UNC\") {
+            Some(share) => format!(r"\\{share}"),
+            None => rest.to_string(),
+        },
+        None => top,
+    }))
 }
 
 /// A full disk (or an exhausted quota) anywhere in an error chain, for a last-resort hint
@@ -201,10 +209,13 @@ mod tests {
         );
         assert!(s.contains("free some space"), "{s}");
         assert!(s.contains("mounted at"), "{s}");
+        #[cfg(windows)]
+        assert!(!s.contains(r"\\?\"), "the drive is named plainly: {s}");
         // Wrapping twice does not repeat the path.
         let twice = path_error(e, "copy", Path::new("/other"));
         assert_eq!(twice.to_string(), s);
-        let exists = io::Error::from_raw_os_error(17);
+        // EEXIST; ERROR_ALREADY_EXISTS on Windows.
+        let exists = io::Error::from_raw_os_error(if cfg!(windows) { 183 } else { 17 });
         let s = path_error(exists, "create", &p).to_string();
         assert!(
             s.contains(&p.display().to_string()) && s.contains("move it aside"),
@@ -212,8 +223,9 @@ mod tests {
         );
         let plain = path_error(io::Error::other("odd"), "read", &p).to_string();
         assert_eq!(plain, format!("cannot read {}: odd", p.display()));
+        // ENOSPC; ERROR_DISK_FULL on Windows.
         assert!(disk_full_in(&anyhow::Error::from(
-            io::Error::from_raw_os_error(28)
+            io::Error::from_raw_os_error(if cfg!(windows) { 112 } else { 28 })
         )));
     }
 }

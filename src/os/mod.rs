@@ -4,24 +4,56 @@
 //! The rest of the crate never uses `cfg(unix)`/`cfg(windows)`; it asks this module.
 
 pub mod errors;
+#[cfg(windows)]
+mod windows;
 
 pub use errors::IoAt;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The path style of the machine this binary runs on.
 pub fn native_is_windows() -> bool {
     cfg!(windows)
 }
 
-/// The user's home directory: `$HOME` (or `%USERPROFILE%` on Windows).
+/// The user's home directory: `$HOME`; on Windows `%USERPROFILE%` (where Claude Code keeps
+/// `.claude`), else `%HOMEDRIVE%%HOMEPATH%`.
 pub fn home_dir() -> Option<PathBuf> {
-    let var = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
-    std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if cfg!(windows) {
+        var("USERPROFILE").map(PathBuf::from).or_else(|| {
+            let mut p = var("HOMEDRIVE")?;
+            p.push(var("HOMEPATH")?);
+            Some(PathBuf::from(p))
+        })
+    } else {
+        var("HOME").map(PathBuf::from)
+    }
+}
+
+/// The command line, with the program named as typed: on Windows without the `.exe` the system
+/// puts after it (so that usage lines say `ccsync`, as elsewhere).
+pub fn args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<_> = std::env::args_os().collect();
+    if cfg!(windows)
+        && let Some(first) = args.first_mut()
+    {
+        let p = Path::new(first.as_os_str());
+        if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("exe"))
+            && let Some(stem) = p.file_stem()
+        {
+            *first = stem.to_os_string();
+        }
+    }
+    args
+}
+
+/// The name of the variable [`home_dir`] reads, for messages.
+pub fn home_var() -> &'static str {
+    if cfg!(windows) { "USERPROFILE" } else { "HOME" }
 }
 
 /// This machine's host name, without any domain part; `machine` when it cannot be read.
@@ -66,9 +98,15 @@ pub fn pid_alive(pid: u32) -> bool {
     io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// Whether a process with this pid runs (Windows: it has no exit code yet).
+#[cfg(windows)]
+pub fn pid_alive(pid: u32) -> bool {
+    windows::pid_alive(pid)
+}
+
 /// Whether a process with this pid exists. Without a way to ask, assume it does (the safe answer:
 /// a live transcript is left alone).
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 pub fn pid_alive(pid: u32) -> bool {
     pid != 0
 }
@@ -80,9 +118,22 @@ pub fn peak_rss_kb() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// When a process started, in clock ticks since boot (Linux `/proc/<pid>/stat`); `None` where
-/// the OS does not tell. Together with the pid it names a process even after pids are reused.
+/// When a process started: on Linux in clock ticks since boot (`/proc/<pid>/stat`), on Windows
+/// its creation time in 100 ns units; `None` where the OS does not tell. Together with the pid
+/// it names a process even after pids are reused. Compared only with values from this machine.
 pub fn process_start_time(pid: u32) -> Option<u64> {
+    #[cfg(windows)]
+    {
+        windows::process_start_time(pid)
+    }
+    #[cfg(not(windows))]
+    {
+        proc_start_ticks(pid)
+    }
+}
+
+#[cfg(not(windows))]
+fn proc_start_ticks(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -159,7 +210,15 @@ impl ChildForeground {
         ChildForeground { termios, old }
     }
 
-    #[cfg(not(unix))]
+    /// Windows: Ctrl-C and Ctrl-Break reach every program on the console; this one ignores
+    /// them while the child runs, so that it lives to push and release after the child.
+    #[cfg(windows)]
+    pub fn enter() -> Self {
+        windows::ignore_console_interrupts(true);
+        ChildForeground {}
+    }
+
+    #[cfg(not(any(unix, windows)))]
     pub fn enter() -> Self {
         ChildForeground {}
     }
@@ -182,11 +241,18 @@ impl Drop for ChildForeground {
                 }
             }
         }
+        #[cfg(windows)]
+        windows::ignore_console_interrupts(false);
     }
 }
 
 /// Start `cmd` detached from this process: its own session, no terminal, standard streams to
 /// `log` (appended) or nowhere. Returns the child's pid.
+///
+/// On Windows the child gets a console of its own that is never shown (so the console programs
+/// it runs, such as git, open no window either), its own process group (Ctrl-C here does not
+/// reach it), and leaves this process's job where the job allows it (a program that ends its
+/// job's processes when it exits, as a terminal may, does not end the child).
 pub fn spawn_detached(cmd: &mut std::process::Command, log: Option<&Path>) -> io::Result<u32> {
     use std::process::Stdio;
     cmd.stdin(Stdio::null());
@@ -214,15 +280,27 @@ pub fn spawn_detached(cmd: &mut std::process::Command, log: Option<&Path>) -> io
     #[cfg(windows)]
     {
         use std::os::windows::process::CommandExt;
-        const DETACHED_PROCESS: u32 = 0x0000_0008;
         const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
-        cmd.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP);
+        const CREATE_BREAKAWAY_FROM_JOB: u32 = 0x0100_0000;
+        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+        let flags = CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP;
+        cmd.creation_flags(flags | CREATE_BREAKAWAY_FROM_JOB);
+        match cmd.spawn() {
+            Ok(child) => return Ok(child.id()),
+            // A job that does not allow breaking away refuses the whole creation.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                cmd.creation_flags(flags);
+            }
+            Err(e) => return Err(e),
+        }
     }
     let child = cmd.spawn()?;
     Ok(child.id())
 }
 
-/// Ask a process to stop (SIGTERM on Unix). Returns whether the request was delivered.
+/// Ask a process to stop (SIGTERM on Unix). Returns whether the request was delivered. On
+/// Windows there is no such request: the daemon watches for its stop file instead
+/// ([`stop_when_file_appears`]).
 pub fn request_stop(pid: u32) -> bool {
     #[cfg(unix)]
     {
@@ -266,6 +344,8 @@ pub fn track_group(pid: u32, running: bool) {
         if !HANDLER_INSTALLED.load(SeqCst) {
             install_handler();
         }
+        #[cfg(windows)]
+        windows::track_job(pid);
         for slot in &GROUPS {
             if slot.compare_exchange(0, pid, SeqCst, SeqCst).is_ok() {
                 return;
@@ -275,6 +355,8 @@ pub fn track_group(pid: u32, running: bool) {
         for slot in &GROUPS {
             let _ = slot.compare_exchange(pid, 0, SeqCst, SeqCst);
         }
+        #[cfg(windows)]
+        windows::untrack_job(pid);
     }
 }
 
@@ -290,7 +372,8 @@ pub fn end_tracked_groups() {
     }
 }
 
-/// Kill the process group `pid` leads (Unix; nothing elsewhere).
+/// Kill the process group `pid` leads (Unix), or the job object it was put in when tracked
+/// (Windows: it and the processes it started).
 pub fn kill_group(pid: u32) {
     #[cfg(unix)]
     if pid > 1 {
@@ -300,8 +383,52 @@ pub fn kill_group(pid: u32) {
             libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    windows::kill_job(pid);
+    #[cfg(not(any(unix, windows)))]
     let _ = pid;
+}
+
+/// A stop was asked for outside a signal handler (a console event on Windows, the daemon's
+/// stop file): running network git commands are ended, and in stop mode the flag is set.
+/// Returns whether the stop was taken as a request (otherwise the caller ends the process).
+fn stop_event() -> bool {
+    use std::sync::atomic::Ordering::SeqCst;
+    for slot in &GROUPS {
+        let pid = slot.load(SeqCst);
+        if pid > 1 {
+            kill_group(pid);
+        }
+    }
+    #[cfg(windows)]
+    windows::kill_all_jobs();
+    if STOP_MODE.load(SeqCst) {
+        STOP_REQUESTED.store(true, SeqCst);
+        STOP_COUNT.fetch_add(1, SeqCst);
+        true
+    } else {
+        false
+    }
+}
+
+/// Watch for `path` to appear (checked every `period`) and then call `then`, once, on the
+/// watching thread.
+pub fn when_file_appears(path: PathBuf, period: Duration, then: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        while !path.exists() {
+            std::thread::sleep(period);
+        }
+        then();
+    });
+}
+
+/// The daemon's stop file (the way to stop it on Windows, where there are no signals to send):
+/// when `path` appears, running network git commands are ended and [`stop_requested`] becomes
+/// true, as on SIGTERM. Call after [`install_stop_handler`].
+pub fn stop_when_file_appears(path: PathBuf) {
+    when_file_appears(path, Duration::from_millis(250), || {
+        stop_event();
+    });
 }
 
 #[cfg(unix)]
@@ -342,6 +469,8 @@ fn install_handler() {
             libc::sigaction(sig, &act, std::ptr::null_mut());
         }
     }
+    #[cfg(windows)]
+    windows::install_console_handler();
 }
 
 /// Turn SIGTERM, SIGINT and SIGHUP into a flag the caller polls ([`stop_requested`]); running
@@ -370,19 +499,25 @@ pub fn redirect_output(path: &Path) -> io::Result<()> {
             libc::dup2(f.as_raw_fd(), 2);
         }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    windows::redirect_output(path)?;
+    #[cfg(not(any(unix, windows)))]
     let _ = path;
     Ok(())
 }
 
-/// The parent process id.
+/// The parent process id (0 when unknown).
 pub fn parent_pid() -> u32 {
     #[cfg(unix)]
     {
         // SAFETY: getppid has no preconditions.
         unsafe { libc::getppid() as u32 }
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        windows::parent_of(std::process::id()).unwrap_or(0)
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         0
     }
@@ -421,20 +556,30 @@ pub fn terminal_width() -> Option<usize> {
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let p = Path::new(name);
     if p.components().count() > 1 {
+        if cfg!(windows) {
+            return runnable(p);
+        }
         return p.is_file().then(|| p.to_path_buf());
     }
     let path = std::env::var_os("PATH")?;
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(name);
-        if is_executable(&candidate) {
-            return Some(candidate);
-        }
-        if cfg!(windows) {
-            for ext in ["exe", "cmd", "bat"] {
-                let c = candidate.with_extension(ext);
-                if c.is_file() {
-                    return Some(c);
-                }
+    std::env::split_paths(&path).find_map(|dir| runnable(&dir.join(name)))
+}
+
+/// `p` when it can be run; on Windows also `p.exe`, `p.cmd` or `p.bat`. There a file without
+/// one of those extensions cannot be started: npm puts a shell script `claude` beside
+/// `claude.cmd`, and it is the latter that runs.
+fn runnable(p: &Path) -> Option<PathBuf> {
+    if is_executable(p) {
+        return Some(p.to_path_buf());
+    }
+    if cfg!(windows) {
+        for ext in ["exe", "cmd", "bat"] {
+            let mut with = p.as_os_str().to_owned();
+            with.push(".");
+            with.push(ext);
+            let c = PathBuf::from(with);
+            if c.is_file() {
+                return Some(c);
             }
         }
     }
@@ -449,7 +594,11 @@ fn is_executable(p: &Path) -> bool {
     }
     #[cfg(not(unix))]
     {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
         p.is_file()
+            && ["exe", "cmd", "bat", "com"]
+                .iter()
+                .any(|x| ext.eq_ignore_ascii_case(x))
     }
 }
 
@@ -489,8 +638,39 @@ pub fn write_atomic_with(
     }
     fill(tmp.as_file_mut()).at("write", path)?;
     tmp.as_file_mut().sync_data().at("write", path)?;
-    tmp.persist(path).map_err(|e| e.error).at("replace", path)?;
+    // Closed before the rename (Windows renames an open file only with the right sharing);
+    // removed if the rename fails.
+    let tmp = tmp.into_temp_path();
+    replace_file(&tmp, path).at("replace", path)?;
+    let _ = tmp.keep();
     Ok(())
+}
+
+/// How long [`replace_file`] keeps trying while another program has the target open.
+const REPLACE_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Rename `from` over `to`, replacing it. On Windows (MoveFileEx with REPLACE_EXISTING, as
+/// `std::fs::rename` does) this fails while another program has `to` open without letting
+/// others delete it (an editor, a virus scanner, an indexer): such a sharing error is retried
+/// for a few seconds before it is returned.
+pub fn replace_file(from: &Path, to: &Path) -> io::Result<()> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match fs::rename(from, to) {
+            Err(e) if sharing_error(&e) && start.elapsed() < REPLACE_PATIENCE => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Whether an error is Windows saying another program has the file open (or locked): access
+/// denied, a sharing violation or a lock violation, all of which pass once it lets go.
+fn sharing_error(e: &io::Error) -> bool {
+    cfg!(windows) && matches!(e.raw_os_error(), Some(5 | 32 | 33))
 }
 
 /// A temporary file in the folder of `path` (so that renaming it over `path` is atomic), named
@@ -574,6 +754,136 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn a_replace_works_while_a_reader_has_the_file_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.jsonl");
+        write_atomic(&p, b"one", false).unwrap();
+        // Wine 8 cannot replace a file that is open, however it was opened (it lacks the POSIX
+        // rename semantics that Windows 10 has and std falls back to).
+        #[cfg(windows)]
+        if windows::under_wine() {
+            return;
+        }
+        // Rust (and Node) open files letting others rename and delete them.
+        let reader = File::open(&p).unwrap();
+        write_atomic(&p, b"two", false).unwrap();
+        drop(reader);
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+    }
+
+    /// A program that opened the file without letting others delete it (Windows) holds the
+    /// replace up until it lets go, within the patience of `replace_file`.
+    #[cfg(windows)]
+    #[test]
+    fn a_replace_waits_for_a_program_that_holds_the_file() {
+        use std::os::windows::fs::OpenOptionsExt;
+        const FILE_SHARE_READ: u32 = 1;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.jsonl");
+        write_atomic(&p, b"one", false).unwrap();
+        let holder = OpenOptions::new()
+            .read(true)
+            .share_mode(FILE_SHARE_READ)
+            .open(&p)
+            .unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            drop(holder);
+        });
+        let start = Instant::now();
+        write_atomic(&p, b"two", false).unwrap();
+        t.join().unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(300), "it waited");
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left behind");
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn paths_longer_than_260_characters_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = dir.path().to_path_buf();
+        for _ in 0..6 {
+            p.push("a-folder-name-of-fifty-characters-xxxxxxxxxxxxxxxx");
+        }
+        assert!(p.as_os_str().len() > 300);
+        create_private_dir(&p).unwrap();
+        let f = p.join("0f3c-session.jsonl");
+        write_atomic(&f, b"{}\n", true).unwrap();
+        write_atomic(&f, b"{}\n{}\n", true).unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"{}\n{}\n");
+    }
+
+    #[test]
+    fn a_program_is_found_by_the_name_that_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        // What npm installs for a command: a shell script, and on Windows a .cmd beside it.
+        let script = dir.path().join("claude");
+        fs::write(&script, "#!/bin/sh\n").unwrap();
+        let cmd = dir.path().join("claude.cmd");
+        fs::write(&cmd, "@echo off\r\n").unwrap();
+        let given = script.to_string_lossy().into_owned();
+        if cfg!(windows) {
+            assert_eq!(find_in_path(&given), Some(cmd.clone()));
+            assert_eq!(find_in_path(&cmd.to_string_lossy()), Some(cmd));
+        } else {
+            assert_eq!(find_in_path(&given), Some(script));
+        }
+        assert_eq!(
+            find_in_path(&dir.path().join("nothing").to_string_lossy()),
+            None
+        );
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn home_is_the_user_profile() {
+        if let Some(profile) = std::env::var_os("USERPROFILE").filter(|v| !v.is_empty()) {
+            assert_eq!(home_dir(), Some(PathBuf::from(profile)));
+        }
+        assert_eq!(home_var(), "USERPROFILE");
+    }
+
+    #[test]
+    fn a_detached_child_runs_with_its_output_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("child.log");
+        let mut cmd = if cfg!(windows) {
+            let mut c = std::process::Command::new("cmd");
+            c.args(["/C", "echo detached-hello"]);
+            c
+        } else {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", "echo detached-hello"]);
+            c
+        };
+        let pid = spawn_detached(&mut cmd, Some(&log)).unwrap();
+        assert_ne!(pid, 0);
+        let start = Instant::now();
+        while !fs::read_to_string(&log).is_ok_and(|s| s.contains("detached-hello")) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the child wrote to its log"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_file_appearing_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = dir.path().join("daemon.stop");
+        let (tx, rx) = std::sync::mpsc::channel();
+        when_file_appears(stop.clone(), Duration::from_millis(10), move || {
+            let _ = tx.send(());
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        fs::write(&stop, b"stop").unwrap();
+        assert!(rx.recv_timeout(Duration::from_secs(10)).is_ok());
     }
 
     #[test]

@@ -218,7 +218,11 @@ impl Store {
             ("gc.auto", "0"),
             ("fetch.unpackLimit", "1"),
             ("core.bigFileThreshold", "1m"),
-        ] {
+        ]
+        .into_iter()
+        // Git for Windows: paths of more than 260 characters (a deep home folder).
+        .chain(crate::os::native_is_windows().then_some(("core.longpaths", "true")))
+        {
             if have.get(&k.to_ascii_lowercase()).map(String::as_str) != Some(v) {
                 self.git.run(["config", k, v])?;
             }
@@ -690,9 +694,10 @@ fn spend_clone_wait(d: Duration) {
 }
 
 /// Take the clone lock, waiting for another ccsync process to finish (up to `wait`, and never
-/// longer than this process's total for such waits or its deadline). The lock file then says
-/// who holds it (pid, what it is doing, since when), so that a process waiting for it can name
-/// the holder.
+/// longer than this process's total for such waits or its deadline). A file beside the lock
+/// file then says who holds it (pid, what it is doing, since when), so that a process waiting
+/// for it can name the holder. (Not the lock file itself: on Windows a locked file cannot be
+/// read through any other handle.)
 fn lock_clone(path: &Path, wait: Duration) -> Result<File> {
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -712,7 +717,7 @@ fn lock_clone(path: &Path, wait: Duration) -> Result<File> {
         match f.try_lock() {
             Ok(()) => {
                 spend_clone_wait(start.elapsed());
-                note_holder(&f);
+                note_holder(path);
                 return Ok(f);
             }
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -750,10 +755,16 @@ fn lock_clone(path: &Path, wait: Duration) -> Result<File> {
     }
 }
 
-/// Write who holds the clone lock into the lock file: `pid unix-seconds what…`, where `what`
+/// The file naming the holder of the lock `path`: `repo.lock.holder`.
+fn holder_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".holder");
+    PathBuf::from(p)
+}
+
+/// Write who holds the clone lock beside the lock file: `pid unix-seconds what…`, where `what`
 /// is the activity this process declared ([`set_activity`]), else its command line.
-fn note_holder(mut f: &File) {
-    use std::io::{Seek as _, Write as _};
+fn note_holder(path: &Path) {
     let what = ACTIVITY
         .lock()
         .ok()
@@ -771,16 +782,16 @@ fn note_holder(mut f: &File) {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let line = format!("{} {now} {what}\n", std::process::id());
-    let _ = f
-        .set_len(0)
-        .and_then(|()| f.rewind())
-        .and_then(|()| f.write_all(line.as_bytes()));
+    let holder = holder_path(path);
+    if std::fs::write(&holder, line).is_ok() {
+        crate::os::make_private(&holder).ok();
+    }
 }
 
-/// Who holds the clone lock, as the lock file says: its pid and "another ccsync process (pid
-/// 123, `ccsync pull`, for 40 s)".
+/// Who holds the clone lock, as the file beside it says: its pid and "another ccsync process
+/// (pid 123, `ccsync pull`, for 40 s)".
 fn holder_of(path: &Path) -> (Option<u32>, String) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = std::fs::read_to_string(holder_path(path)).unwrap_or_default();
     let mut it = text.trim().splitn(3, ' ');
     let (Some(pid), since) = (it.next().and_then(|p| p.parse::<u32>().ok()), it.next()) else {
         return (None, "another ccsync process".to_string());
