@@ -186,7 +186,7 @@ pub fn run_search(env: &Env, args: SearchArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| "?".into());
         let head = format!(
             "{}  {}  {}  {}  {}",
-            &h.session_id[..h.session_id.len().min(8)],
+            h.session_id.chars().take(8).collect::<String>(),
             when,
             h.machine,
             h.role.as_str(),
