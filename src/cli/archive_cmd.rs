@@ -233,15 +233,21 @@ fn subagent_turns(archive: &Archive<'_>, s: &Session, redact: bool) -> Vec<(Stri
         .collect()
 }
 
-pub fn run_show(env: &Env, args: ShowArgs) -> Result<ExitCode> {
-    let (config, connected) = config_or_local(env)?;
+/// Open the archive as last fetched, saying what could not be read.
+fn open_known<'a>(env: &'a Env, config: &'a Config, connected: bool) -> Result<Archive<'a>> {
     let archive = Archive::open(
         &env.claude,
         &env.home,
-        &config,
-        repo(connected, false, &config),
+        config,
+        repo(connected, false, config),
     )?;
     warn_all(env, &archive);
+    Ok(archive)
+}
+
+pub fn run_show(env: &Env, args: ShowArgs) -> Result<ExitCode> {
+    let (config, connected) = config_or_local(env)?;
+    let archive = open_known(env, &config, connected)?;
     let s = archive.find(&args.id)?;
     let turns = archive.turns(&s.transcript, !args.all_branches, false)?;
     let tty = std::io::stdout().is_terminal();
@@ -307,13 +313,7 @@ fn page(text: &str, may_page: bool) -> Result<ExitCode> {
 
 pub fn run_export(env: &Env, args: ExportArgs) -> Result<ExitCode> {
     let (config, connected) = config_or_local(env)?;
-    let archive = Archive::open(
-        &env.claude,
-        &env.home,
-        &config,
-        repo(connected, false, &config),
-    )?;
-    warn_all(env, &archive);
+    let archive = open_known(env, &config, connected)?;
     let s = archive.find(&args.id)?;
     // The title is the first prompt when nobody named the session: scanned like the rest.
     let mut title = s
@@ -399,18 +399,8 @@ pub struct SetupMcpArgs {
 
 /// `ccsync mcp`: serve the archive to an MCP client on standard input and output.
 pub fn run_mcp(env: &Env, args: McpArgs) -> Result<ExitCode> {
-    let own;
-    let env = match &args.home {
-        Some(h) => {
-            own = Env {
-                claude: env.claude.clone(),
-                home: crate::config::Home::new(h),
-                quiet: env.quiet,
-            };
-            &own
-        }
-        None => env,
-    };
+    let own = env.with_home(args.home.as_deref());
+    let env = own.as_ref().unwrap_or(env);
     let (config, connected) = config_or_local(env)?;
     let server = crate::archive::mcp::Server {
         claude: &env.claude,

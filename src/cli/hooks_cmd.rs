@@ -78,18 +78,8 @@ pub fn setup(env: &Env, args: SetupHooksArgs) -> Result<ExitCode> {
 /// A hook never fails Claude Code: whatever happens, exit 0; problems go to the hook log.
 pub fn hook(env: &Env, args: HookArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let own;
-    let env = match &args.home {
-        Some(h) => {
-            own = Env {
-                claude: env.claude.clone(),
-                home: crate::config::Home::new(h),
-                quiet: env.quiet,
-            };
-            &own
-        }
-        None => env,
-    };
+    let own = env.with_home(args.home.as_deref());
+    let env = own.as_ref().unwrap_or(env);
     if let Err(e) = hook_inner(env, &args, started) {
         hooks::log(&env.home, &format!("{:?}: {e:#}", args.event));
     }

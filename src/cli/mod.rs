@@ -141,6 +141,16 @@ impl Env {
         })
     }
 
+    /// This environment with another tool home (`--home`, which the commands Claude Code runs
+    /// are given when the home is not the default one); `None` without one.
+    pub fn with_home(&self, home: Option<&std::path::Path>) -> Option<Env> {
+        home.map(|h| Env {
+            claude: self.claude.clone(),
+            home: Home::new(h),
+            quiet: self.quiet,
+        })
+    }
+
     /// The configuration if this machine was set up.
     pub fn config(&self) -> Result<Option<Config>> {
         self.home.load_config()

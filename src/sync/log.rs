@@ -571,6 +571,29 @@ impl LineOut<'_> {
         Ok(())
     }
 
+    /// Write a stored line in this machine's form (`mapped` is scratch space).
+    fn stored(
+        &mut self,
+        item: RepoItem<'_>,
+        reader: &mut BlobReader,
+        segs: &[Seg],
+        codec: &mut dyn Codec,
+        mapped: &mut Vec<u8>,
+    ) -> Result<()> {
+        match item {
+            RepoItem::Line(line) => {
+                mapped.clear();
+                codec.inbound(line, mapped);
+                self.line(mapped)
+            }
+            RepoItem::Huge(span) => {
+                self.begin()?;
+                let mut replay = |sink: &mut Sink<'_>| replay_repo(reader, segs, span, sink);
+                codec.inbound_huge(&mut replay, &mut |piece| self.piece(piece))
+            }
+        }
+    }
+
     /// Copy a line of the local file.
     fn local_line(&mut self, f: &mut File, l: LocalLine, buf: &mut Vec<u8>) -> Result<()> {
         self.begin()?;
@@ -662,18 +685,7 @@ pub fn merge_into_local(
         // Nothing local to merge with: the stored lines, mapped, are the file.
         for_each_repo_item(reader, segs, |item, reader| {
             res.added_lines += 1;
-            match item {
-                RepoItem::Line(line) => {
-                    mapped.clear();
-                    codec.inbound(line, &mut mapped);
-                    out.line(&mapped)
-                }
-                RepoItem::Huge(span) => {
-                    out.begin()?;
-                    let mut replay = |sink: &mut Sink<'_>| replay_repo(reader, segs, span, sink);
-                    codec.inbound_huge(&mut replay, &mut |piece| out.piece(piece))
-                }
-            }
+            out.stored(item, reader, segs, codec, &mut mapped)
         })?;
         same = false;
     } else {
@@ -707,19 +719,7 @@ pub fn merge_into_local(
                 _ => {
                     same = false;
                     res.added_lines += 1;
-                    match item {
-                        RepoItem::Line(line) => {
-                            mapped.clear();
-                            codec.inbound(line, &mut mapped);
-                            out.line(&mapped)?;
-                        }
-                        RepoItem::Huge(span) => {
-                            out.begin()?;
-                            let mut replay =
-                                |sink: &mut Sink<'_>| replay_repo(reader, segs, span, sink);
-                            codec.inbound_huge(&mut replay, &mut |piece| out.piece(piece))?;
-                        }
-                    }
+                    out.stored(item, reader, segs, codec, &mut mapped)?;
                 }
             }
             Ok(())
@@ -781,18 +781,7 @@ pub fn append_to_local(
     let mut mapped = Vec::new();
     for_each_repo_item(reader, extra, |item, reader| {
         added += 1;
-        match item {
-            RepoItem::Line(line) => {
-                mapped.clear();
-                codec.inbound(line, &mut mapped);
-                out.line(&mapped)
-            }
-            RepoItem::Huge(span) => {
-                out.begin()?;
-                let mut replay = |sink: &mut Sink<'_>| replay_repo(reader, extra, span, sink);
-                codec.inbound_huge(&mut replay, &mut |piece| out.piece(piece))
-            }
-        }
+        out.stored(item, reader, extra, codec, &mut mapped)
     })?;
     out.out.flush().at("write a new copy of", local)?;
     drop(out);
