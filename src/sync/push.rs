@@ -1246,7 +1246,8 @@ fn push_log(
                         w.see_huge(&mut replay)?;
                     }
                     let no = line_no;
-                    line_no += 1;
+                    // Lines are counted by their newlines (a last one without is not, yet).
+                    line_no += u64::from(ends_with_newline(path, end)?);
                     if dedupe && bag.take(&huge_identity(engine, &mut replay, key, no)?) {
                         dropped = true;
                         return Ok(());
@@ -1316,7 +1317,7 @@ fn push_log(
                 engine.progress_advance(end - start);
                 let mut replay = |sink: &mut Sink<'_>| replay_file(path, start, end, sink);
                 let no = line_no;
-                line_no += 1;
+                line_no += u64::from(ends_with_newline(path, end)?);
                 if !stored.segs.is_empty()
                     && bag.take(&huge_identity(engine, &mut replay, key, no)?)
                 {
@@ -1348,6 +1349,12 @@ fn push_log(
         equal,
         may_branch,
     })
+}
+
+/// Whether the byte before `end` in the file at `path` is a newline (`end` > 0).
+fn ends_with_newline(path: &Path, end: u64) -> Result<bool> {
+    let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(super::pull::file_ends_with_newline(&mut f, end).at("read", path)?)
 }
 
 /// The identity of a huge local line's stored form (its secrets are reported when it is sent).
