@@ -1110,8 +1110,8 @@ fn pathological_inputs_stay_fast() {
 // Lines too large to hold: streamed through small windows, the same result as whole
 // ---------------------------------------------------------------------------------------------
 
-/// Scan `line` as [`RedactStream`] does for a huge line (a first pass for the protected ranges,
-/// then windows of a few bytes), fed in pieces of the given sizes.
+/// Scan `line` as [`RedactStream`] does for a huge line (a first pass for the protected ranges
+/// and the values, then windows of a few bytes), fed in pieces of the given sizes.
 fn streamed(line: &[u8], cuts: &[usize], redact: bool) -> (Vec<u8>, Vec<&'static str>) {
     let sc = Scanner::new();
     let pieces = |f: &mut dyn FnMut(&[u8])| {
@@ -1125,10 +1125,12 @@ fn streamed(line: &[u8], cuts: &[usize], redact: bool) -> (Vec<u8>, Vec<&'static
             rest = b;
         }
     };
-    let mut w = sc.protected_walker();
-    pieces(&mut |p| w.feed(p));
+    let mut pass = sc.first_pass().with_sizes(7, 1200, 600);
+    pieces(&mut |p| pass.feed(p));
+    let mut known = Known::default();
+    let passed = pass.finish(&mut known);
     let mut s = sc
-        .redact_stream(w.finish(), redact)
+        .redact_stream(passed, &known, redact)
         .with_sizes(7, 1200, 600);
     let mut out = Vec::new();
     pieces(&mut |p| s.feed(p, &mut out));

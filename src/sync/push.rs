@@ -165,6 +165,7 @@ pub(crate) struct LogDraft {
     pub equal: bool,
     pub size: u64,
     pub mtime_ns: i128,
+    pub secret_lines: Option<Vec<(u64, u64)>>,
 }
 
 impl LogDraft {
@@ -178,6 +179,7 @@ impl LogDraft {
             equal: self.equal,
             size: self.size,
             mtime_ns: self.mtime_ns,
+            secret_lines: self.secret_lines.clone(),
         }
     }
 }
@@ -964,6 +966,7 @@ fn push_session(
             local_lines,
             equal,
             lines,
+            secrets,
             ..
         } = out;
         let repo_dir = stored.dir.clone();
@@ -994,6 +997,7 @@ fn push_session(
             equal,
             size: item.size,
             mtime_ns: item.mtime_ns,
+            secret_lines: Some(secrets.lines),
         });
     }
     for f in &w.files {
@@ -1149,6 +1153,8 @@ struct LogOut {
     equal: bool,
     /// The local lines sent may have started a second branch of the conversation.
     may_branch: bool,
+    /// The file's secret state after its first `local_len` bytes.
+    secrets: super::FileSecrets,
 }
 
 /// Work out what of one local log the stored log lacks, into a segment writer.
@@ -1190,6 +1196,8 @@ fn push_log(
         && log::is_prefix(&r.segs, &stored.segs)
     {
         let extras = &stored.segs[r.segs.len()..];
+        // What the lines already sent gave, so that their values stay redacted in new lines.
+        let mut secrets = engine.restore_secrets(&item.path, r)?;
         let mut bag = IdentBag::default();
         if !extras.is_empty() {
             log::for_each_repo_line(reader, extras, |l| {
@@ -1212,7 +1220,7 @@ fn push_log(
             CHUNK,
             HUGE_LINE,
             |chunk| match chunk {
-                Chunk::Lines(chunk, _) => {
+                Chunk::Lines(chunk, at) => {
                     engine.progress_advance(chunk.len() as u64);
                     if let Some(w) = watch.as_mut() {
                         for line in split_lines(chunk) {
@@ -1220,7 +1228,7 @@ fn push_log(
                         }
                     }
                     let mut out = Vec::with_capacity(chunk.len());
-                    engine.outbound(chunk, &mut out, key, line_no, found);
+                    engine.outbound(chunk, &mut out, key, line_no, found, &mut secrets, at);
                     line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
                     if dedupe {
                         for line in split_lines(&out) {
@@ -1247,13 +1255,28 @@ fn push_log(
                     }
                     let no = line_no;
                     line_no += 1;
-                    if dedupe && bag.take(&huge_identity(engine, &mut replay, key, no)?) {
+                    if dedupe
+                        && bag.take(&huge_identity(
+                            engine,
+                            &mut replay,
+                            key,
+                            no,
+                            &mut secrets,
+                            (start, end),
+                        )?)
+                    {
                         dropped = true;
                         return Ok(());
                     }
-                    engine.outbound_huge(&mut replay, key, no, found, &mut |piece| {
-                        writer.push(piece, txn)
-                    })?;
+                    engine.outbound_huge(
+                        &mut replay,
+                        key,
+                        no,
+                        found,
+                        &mut |piece| writer.push(piece, txn),
+                        &mut secrets,
+                        (start, end),
+                    )?;
                     lines_out += 1;
                     writer.maybe_cut(txn)
                 }
@@ -1270,6 +1293,7 @@ fn push_log(
             local_lines,
             equal,
             may_branch: watch.is_some_and(|w| w.may_branch()),
+            secrets,
         });
     }
 
@@ -1282,6 +1306,7 @@ fn push_log(
         })?;
     }
     let mut line_no = 1u64;
+    let mut secrets = super::FileSecrets::default();
     let stored_ends_nl = stored_ends_with_newline(reader, &stored)?;
     let mut first = true;
     let path = &item.path;
@@ -1293,10 +1318,10 @@ fn push_log(
         CHUNK,
         HUGE_LINE,
         |chunk| match chunk {
-            Chunk::Lines(chunk, _) => {
+            Chunk::Lines(chunk, at) => {
                 engine.progress_advance(chunk.len() as u64);
                 let mut out = Vec::with_capacity(chunk.len());
-                engine.outbound(chunk, &mut out, key, line_no, found);
+                engine.outbound(chunk, &mut out, key, line_no, found, &mut secrets, at);
                 line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
                 for line in split_lines(&out) {
                     if !stored.segs.is_empty() && bag.take(&log::identity(line)) {
@@ -1318,7 +1343,14 @@ fn push_log(
                 let no = line_no;
                 line_no += 1;
                 if !stored.segs.is_empty()
-                    && bag.take(&huge_identity(engine, &mut replay, key, no)?)
+                    && bag.take(&huge_identity(
+                        engine,
+                        &mut replay,
+                        key,
+                        no,
+                        &mut secrets,
+                        (start, end),
+                    )?)
                 {
                     return Ok(());
                 }
@@ -1326,9 +1358,15 @@ fn push_log(
                     writer.push(b"\n", txn)?;
                 }
                 first = false;
-                engine.outbound_huge(&mut replay, key, no, found, &mut |piece| {
-                    writer.push(piece, txn)
-                })?;
+                engine.outbound_huge(
+                    &mut replay,
+                    key,
+                    no,
+                    found,
+                    &mut |piece| writer.push(piece, txn),
+                    &mut secrets,
+                    (start, end),
+                )?;
                 lines_out += 1;
                 writer.maybe_cut(txn)
             }
@@ -1347,6 +1385,7 @@ fn push_log(
         local_lines,
         equal,
         may_branch,
+        secrets,
     })
 }
 
@@ -1356,12 +1395,22 @@ fn huge_identity(
     replay: &mut Replay<'_>,
     key: &str,
     line_no: u64,
+    secrets: &mut super::FileSecrets,
+    at: (u64, u64),
 ) -> Result<log::Ident> {
     let mut id = log::IdentityBuilder::default();
-    engine.outbound_huge(replay, key, line_no, &mut Vec::new(), &mut |piece| {
-        id.feed(piece);
-        Ok(())
-    })?;
+    engine.outbound_huge(
+        replay,
+        key,
+        line_no,
+        &mut Vec::new(),
+        &mut |piece| {
+            id.feed(piece);
+            Ok(())
+        },
+        secrets,
+        at,
+    )?;
     Ok(id.finish())
 }
 
