@@ -26,6 +26,8 @@
 //! small anchored check right there. The JSON structure is only walked (to find the protected
 //! values above) when a line has a candidate finding.
 
+#[cfg(test)]
+mod corpus;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -547,9 +549,6 @@ pub fn redaction_token(kind: &str, secret: &[u8]) -> String {
 /// A block shown with line numbers (`     2→…`, `     2\t…`) without them, so that it gives the
 /// same token as the block itself.
 fn strip_line_numbers(block: &[u8]) -> Cow<'_, [u8]> {
-    if memmem::find(block, ARROW).is_none() && memmem::find(block, b"\\u2192").is_none() {
-        return Cow::Borrowed(block);
-    }
     let mut out = Vec::with_capacity(block.len());
     for (i, line) in block.split(|&b| b == b'\n').enumerate() {
         if i > 0 {
@@ -566,6 +565,8 @@ fn strip_line_numbers(block: &[u8]) -> Cow<'_, [u8]> {
         } else if let Some(r) = rest.strip_prefix(ARROW) {
             r
         } else if let Some(r) = rest.strip_prefix(b"\\u2192") {
+            r
+        } else if let Some(r) = rest.strip_prefix(b"\t") {
             r
         } else {
             line
@@ -945,8 +946,10 @@ impl Compiled {
 /// `→`, which the Read tool puts between a line's number and its text.
 const ARROW: &[u8] = "\u{2192}".as_bytes();
 
-/// Whether a match of `rule` is a secret (`v` is its secret part).
+/// Whether a match of `rule` is a secret (`v` is its secret part, judged unescaped).
 fn accepts(rule: &rules::TokenRule, v: &[u8]) -> bool {
+    let v_cow = canonical(v);
+    let v: &[u8] = &v_cow;
     match rule.check {
         Check::Shape => {
             entropy(v) >= rule.min_entropy
@@ -1080,6 +1083,27 @@ fn left_boundary(input: &[u8], s: usize) -> bool {
     !(b.is_ascii_alphanumeric() || b == b'_')
         || is_escaped(input, s - 1)
         || after_unicode_escape(input, s)
+        || after_terminal_escape(input, s)
+}
+
+/// Whether a terminal control sequence (`ESC [ 0 ; 32 m`, the ESC raw or as JSON's `\u001b`)
+/// ends right before `s`: coloured output puts them right before tokens.
+fn after_terminal_escape(input: &[u8], s: usize) -> bool {
+    if s < 3 || !(b'@'..=b'~').contains(&input[s - 1]) {
+        return false;
+    }
+    let mut j = s - 1;
+    while j > 0 && s - j < 16 && matches!(input[j - 1], b'0'..=b'9' | b';' | b'?') {
+        j -= 1;
+    }
+    if j < 2 || input[j - 1] != b'[' {
+        return false;
+    }
+    let esc = j - 1;
+    input[esc - 1] == 0x1b
+        || (esc >= 6
+            && (input[esc - 6..esc].eq_ignore_ascii_case(b"\\u001b"))
+            && !is_escaped(input, esc - 6))
 }
 
 /// Whether a `\uXXXX` escape ends right before `s` (its last hex digit is not part of a word:
@@ -1238,7 +1262,8 @@ fn is_placeholder(v: &[u8]) -> bool {
 ///
 /// The value is cut into letter runs at separators, digits and camel-case humps. Names are made
 /// of real-ish words: runs average three letters or more and long runs contain a vowel. Random
-/// strings break into short runs (`x7Kq9PzLm2` → x, Kq, Pz, Lm) or vowel-less ones (`kqjxmpzr`).
+/// strings break into short runs (`x7Kq9PzLm2` → x, Kq, Pz, Lm) or vowel-less ones (`kqjxmpzr`),
+/// and long ones hold digits in several places and several vowel-less runs (`p2frsb0DNAmgr3F1`).
 fn looks_like_code(v: &[u8]) -> bool {
     let start = v
         .iter()
@@ -1257,7 +1282,7 @@ fn looks_like_code(v: &[u8]) -> bool {
     {
         return false;
     }
-    let (mut letters, mut runs) = (0usize, 0usize);
+    let (mut letters, mut runs, mut bare) = (0usize, 0usize, 0usize);
     let mut i = 0;
     while i < v.len() {
         if !v[i].is_ascii_alphabetic() {
@@ -1283,10 +1308,16 @@ fn looks_like_code(v: &[u8]) -> bool {
         if run.len() >= 5 && !vowel {
             return false;
         }
+        bare += usize::from(run.len() >= 3 && !vowel);
         runs += 1;
         letters += run.len();
     }
-    runs > 0 && letters >= 3 * runs
+    let digit_groups = v
+        .windows(2)
+        .filter(|w| !w[0].is_ascii_digit() && w[1].is_ascii_digit())
+        .count()
+        + usize::from(v[0].is_ascii_digit());
+    runs > 0 && letters >= 3 * runs && digit_groups < 3 && bare < 2
 }
 
 /// The character classes (lower, upper, digit, other) present in `v`.
@@ -1526,7 +1557,11 @@ fn url_password(input: &[u8], s: usize, e: usize) -> Option<Finding> {
     while b > 0 && s - b < 32 && (input[b - 1].is_ascii_alphanumeric() || input[b - 1] == b'+') {
         b -= 1;
     }
-    if s - b < 2 || !input[b].is_ascii_alphabetic() {
+    // Digits before the scheme (`\u001b[32mhttps://…`) are not part of it.
+    while b < s && !input[b].is_ascii_alphabetic() {
+        b += 1;
+    }
+    if s - b < 2 {
         return None;
     }
     let auth_start = e;

@@ -168,7 +168,7 @@ pub(super) const TOKEN_RULES: &[TokenRule] = &[
     shape(
         "stripe-webhook-secret",
         &["whsec_"],
-        r"whsec_[A-Za-z0-9+/]{32,100}",
+        r"whsec_(?:[A-Za-z0-9+]|\\?/){32,100}",
         106,
     ),
     shape("google-api-key", &["AIza"], r"AIza[0-9A-Za-z_\-]{35}", 39),
@@ -299,7 +299,7 @@ pub(super) const TOKEN_RULES: &[TokenRule] = &[
         ..shape(
             "azure-storage-key",
             &["ccountKey"],
-            r#"AccountKey[\\"']{0,4}\s*[=:]\s*[\\"']{0,4}([A-Za-z0-9+/]{86}==)"#,
+            r#"AccountKey[\\"']{0,4}\s*[=:]\s*[\\"']{0,4}((?:[A-Za-z0-9+]|\\?/){86}==)"#,
             140,
         )
     },
@@ -322,7 +322,7 @@ pub(super) const TOKEN_RULES: &[TokenRule] = &[
         ..shape(
             "basic-auth",
             &["uthorization", "UTHORIZATION"],
-            r#"(?:[Aa]uthorization|AUTHORIZATION)[\\"']{0,4}[ \t]*[:=][ \t]*[\\"']{0,4}(?:Basic|basic|BASIC)[ \t]+([A-Za-z0-9+/]{8,1024}={0,2})"#,
+            r#"(?:[Aa]uthorization|AUTHORIZATION)[\\"']{0,4}[ \t]*[:=][ \t]*[\\"']{0,4}(?:Basic|basic|BASIC)[ \t]+((?:[A-Za-z0-9+]|\\?/){8,1024}={0,2})"#,
             1100,
         )
     },
@@ -334,7 +334,7 @@ pub(super) const TOKEN_RULES: &[TokenRule] = &[
         ..shape(
             "authorization-token",
             &["uthorization", "UTHORIZATION"],
-            r#"(?:[Aa]uthorization|AUTHORIZATION)[\\"']{0,4}[ \t]*[:=][ \t]*[\\"']{0,4}(?:Token|token|TOKEN)[ \t]+([A-Za-z0-9._~+/=\-]{16,1024})"#,
+            r#"(?:[Aa]uthorization|AUTHORIZATION)[\\"']{0,4}[ \t]*[:=][ \t]*[\\"']{0,4}(?:Token|token|TOKEN)[ \t]+((?:[A-Za-z0-9._~+=\-]|\\?/){16,1024})"#,
             1100,
         )
     },
