@@ -225,6 +225,48 @@ impl Scanner {
     }
 }
 
+impl Scanner {
+    /// `stored` (a version of a file another machine redacted) with the redaction tokens of
+    /// the secrets `local` holds put back: a file edited elsewhere keeps this machine's own
+    /// secrets when it comes back. `json` scans `local` as one JSON value, else as text.
+    pub fn restore_own<'a>(&self, local: &[u8], stored: &'a [u8], json: bool) -> Cow<'a, [u8]> {
+        if memmem::find(stored, b"[REDACTED:").is_none() {
+            return Cow::Borrowed(stored);
+        }
+        let fs = if json {
+            self.scan_json_line(local)
+        } else {
+            self.scan_text(local)
+        };
+        let mut map: std::collections::HashMap<String, &[u8]> = std::collections::HashMap::new();
+        for f in &fs {
+            let secret = &local[f.start..f.end];
+            map.entry(redaction_token(f.kind, secret)).or_insert(secret);
+        }
+        if map.is_empty() {
+            return Cow::Borrowed(stored);
+        }
+        let mut out = Vec::with_capacity(stored.len());
+        let mut pos = 0;
+        for s in memmem::find_iter(stored, b"[REDACTED:") {
+            if s < pos {
+                continue;
+            }
+            let Some(len) = memchr::memchr(b']', &stored[s..s + (stored.len() - s).min(64)]) else {
+                continue;
+            };
+            let tok = &stored[s..=s + len];
+            if let Some(secret) = std::str::from_utf8(tok).ok().and_then(|t| map.get(t)) {
+                out.extend_from_slice(&stored[pos..s]);
+                out.extend_from_slice(secret);
+                pos = s + len + 1;
+            }
+        }
+        out.extend_from_slice(&stored[pos..]);
+        Cow::Owned(out)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Values already found: every later occurrence is redacted too
 // ---------------------------------------------------------------------------------------------

@@ -32,6 +32,11 @@ static LINE_WANT: &[Want] = &[
     },
 ];
 
+/// Whether a local history line belongs to a synced project.
+pub(crate) fn synced_line(engine: &Engine, line: &[u8], all: bool) -> bool {
+    synced(engine, line, all).0
+}
+
 /// Whether a local history line belongs to a synced project, and its session.
 fn synced(engine: &Engine, line: &[u8], all: bool) -> (bool, Option<String>) {
     let mut s = TopScanner::new(LINE_WANT);

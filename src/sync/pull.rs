@@ -497,6 +497,7 @@ fn pull_session(
             &engine.config.machine_id,
             reader,
             false,
+            engine.scanner,
         )?;
         changed |= r.pulled;
         apply_records(engine, d, r);
@@ -1088,6 +1089,7 @@ fn pull_file(
         &engine.config.machine_id,
         reader,
         opts.dry_run,
+        engine.scanner,
     )?;
     if !opts.dry_run {
         apply_records(engine, d, r);
