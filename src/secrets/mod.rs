@@ -43,9 +43,9 @@ use sha2::{Digest, Sha256};
 
 use rules::{
     BEARER_TRIGGERS, Check, ID_KEY_SUFFIXES, KEY_TRIGGERS, NEGATIVE_KEY_WORDS, PEM_FOOTER,
-    PEM_HEADER, PEM_MAX_BODY, PEM_TRIGGER, PLACEHOLDER_WORDS, PROTECTED_KEY_SUFFIXES,
-    PROTECTED_KEYS, STRONG_KEY_WORDS, TOKEN_RULES, URL_TRIGGERS, WEAK_KEY_NEGATIVE,
-    WEAK_KEY_SUFFIX,
+    PEM_HEADER, PEM_MAX_BODY, PEM_TRIGGER, PLACEHOLDER_WORDS, PREFILTER_ORDER,
+    PROTECTED_KEY_SUFFIXES, PROTECTED_KEYS, STRONG_KEY_WORDS, TOKEN_RULES, URL_TRIGGERS,
+    WEAK_KEY_NEGATIVE, WEAK_KEY_SUFFIX,
 };
 
 /// Every kind a [`Finding`] can have (the stable short names used in reports and tokens).
@@ -749,6 +749,18 @@ impl Compiled {
             lits.push(t);
             triggers.push(Trigger::Key);
         }
+        // The searcher's buckets follow the literals' order (see `PREFILTER_ORDER`).
+        let rank = |l: &str| {
+            PREFILTER_ORDER
+                .iter()
+                .position(|&o| o == l)
+                .unwrap_or(usize::MAX)
+        };
+        let mut order: Vec<usize> = (0..lits.len()).collect();
+        order.sort_by_key(|&i| rank(lits[i]));
+        let lits: Vec<&'static str> = order.iter().map(|&i| lits[i]).collect();
+        let mut slots: Vec<Option<Trigger>> = triggers.into_iter().map(Some).collect();
+        let triggers: Vec<Trigger> = order.iter().filter_map(|&i| slots[i].take()).collect();
         let packed = if simd {
             packed::Config::new()
                 .match_kind(packed::MatchKind::LeftmostFirst)

@@ -1441,3 +1441,126 @@ proptest! {
         prop_assert!(String::from_utf8_lossy(&red).contains(&uuid(seed)) || wrap != 3);
     }
 }
+
+#[test]
+fn every_trigger_has_its_place_in_the_prefilter_order() {
+    let sc = Scanner::new();
+    assert!(
+        sc.c.triggers.len() <= 64,
+        "the SIMD searcher takes 64 literals at most"
+    );
+    let mut lits: Vec<&str> = TOKEN_RULES
+        .iter()
+        .flat_map(|r| r.triggers.iter().copied())
+        .collect();
+    lits.extend([PEM_TRIGGER]);
+    lits.extend(URL_TRIGGERS);
+    lits.extend(BEARER_TRIGGERS);
+    lits.extend(KEY_TRIGGERS);
+    for l in &lits {
+        assert!(
+            rules::PREFILTER_ORDER.contains(l),
+            "{l:?} is not in PREFILTER_ORDER"
+        );
+        assert!(
+            l.len() >= 3,
+            "{l:?}: literals of 3 bytes or more keep the searcher fast"
+        );
+    }
+    for o in rules::PREFILTER_ORDER {
+        assert!(lits.contains(o), "{o:?} in PREFILTER_ORDER is no trigger");
+    }
+    // No literal can match where another starts, so their order changes no result.
+    for a in &lits {
+        for b in &lits {
+            assert!(a == b || !b.starts_with(a), "{a:?} is a prefix of {b:?}");
+        }
+    }
+}
+
+/// Search for a better `PREFILTER_ORDER` (after adding a rule): a hill climb over orders on a
+/// simulation of the SIMD searcher (Teddy, 16 buckets, 3-byte masks: how often it stops) over
+/// the generated corpus. Prints the order found.
+/// `CCSYNC_SECRETS_CORPUS=/tmp/secrets-corpus cargo test --release --lib prefilter_order_search -- --ignored --nocapture`
+#[test]
+#[ignore = "needs a generated corpus and a release build"]
+fn prefilter_order_search() {
+    fn walk(d: &std::path::Path, out: &mut Vec<u8>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "jsonl" || x == "md") {
+                out.extend(std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    /// Where the searcher stops, and how many literals it then checks (as Teddy buckets them).
+    fn cost(lits: &[&str], data: &[u8]) -> f64 {
+        let m = lits.iter().map(|l| l.len()).min().unwrap_or(1).min(3);
+        let mut buckets: Vec<Vec<usize>> = vec![vec![]; 16];
+        let mut by_prefix: std::collections::BTreeMap<Vec<u8>, usize> = Default::default();
+        for (id, l) in lits.iter().enumerate() {
+            let lo: Vec<u8> = l.as_bytes()[..m].iter().map(|b| b & 15).collect();
+            let b = *by_prefix.entry(lo).or_insert(15 - id % 16);
+            buckets[b].push(id);
+        }
+        let mut pass = vec![[0u16; 256]; m];
+        for (k, p) in pass.iter_mut().enumerate() {
+            let (mut lo, mut hi) = ([0u16; 16], [0u16; 16]);
+            for (b, ids) in buckets.iter().enumerate() {
+                for &id in ids {
+                    let c = lits[id].as_bytes()[k];
+                    lo[(c & 15) as usize] |= 1 << b;
+                    hi[(c >> 4) as usize] |= 1 << b;
+                }
+            }
+            for (c, slot) in p.iter_mut().enumerate() {
+                *slot = lo[c & 15] & hi[c >> 4];
+            }
+        }
+        let (mut stops, mut checks) = (0u64, 0u64);
+        for i in 0..data.len().saturating_sub(m) {
+            let mut x = pass[0][data[i] as usize];
+            for (k, p) in pass.iter().enumerate().skip(1) {
+                x &= p[data[i + k] as usize];
+            }
+            if x != 0 {
+                stops += 1;
+                while x != 0 {
+                    checks += buckets[x.trailing_zeros() as usize].len() as u64;
+                    x &= x - 1;
+                }
+            }
+        }
+        stops as f64 + 0.5 * checks as f64
+    }
+    let root =
+        std::env::var("CCSYNC_SECRETS_CORPUS").unwrap_or_else(|_| "/tmp/secrets-corpus".into());
+    let mut data = Vec::new();
+    walk(std::path::Path::new(&root), &mut data);
+    assert!(!data.is_empty(), "no corpus at {root}");
+    let sample: Vec<u8> = data.chunks(1 << 16).step_by(8).flatten().copied().collect();
+    let mut cur: Vec<&str> = rules::PREFILTER_ORDER.to_vec();
+    let mut best = cost(&cur, &sample);
+    println!("current order: {best:.0}");
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut pick = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    for _ in 0..3000 {
+        let (a, b) = (pick(cur.len()), pick(cur.len()));
+        cur.swap(a, b);
+        let c = cost(&cur, &sample);
+        if c < best {
+            best = c;
+        } else {
+            cur.swap(a, b);
+        }
+    }
+    println!("found: {best:.0}\n{cur:?}");
+}
