@@ -290,7 +290,11 @@ fn print_push(r: &PushReport) {
         };
         println!("Secrets {what}:");
         for s in r.secrets.iter().take(20) {
-            println!("  {} in {} line {}", s.kind, s.file, s.line);
+            if s.line == 0 {
+                println!("  {} in {}", s.kind, s.file);
+            } else {
+                println!("  {} in {} line {}", s.kind, s.file, s.line);
+            }
         }
         if r.secrets.len() > 20 {
             println!("  … and {} more", r.secrets.len() - 20);

@@ -14,17 +14,26 @@
 //! range, nothing more.
 //!
 //! **Never touched** in a JSON line, because Claude Code needs them to resume elsewhere: the string
-//! values of `signature`, of ids and uuids (`id`, `uuid`, any key ending in `Id`, `ID`, `_id`,
-//! `Uuid`, …), of hash keys (`…hash`, `…sha`, `…digest`), and the `data` of base64 media objects
-//! (`{"type":"base64","media_type":…,"data":…}`). Generic detection only fires on an assignment
-//! with a secret-looking key name (`password=…`, `"client_secret":"…"`), never on a bare base64
-//! blob or hex hash.
+//! values of `signature`, `id` and uuids (`uuid`, any key ending in `Uuid`, …), of hash keys
+//! (`…hash`, `…sha`, `…digest`), and the `data` of base64 media objects
+//! (`{"type":"base64","media_type":…,"data":…}`). Values of keys ending in `Id`, `ID`, `_id` are
+//! left alone too, except for tokens of a published shape in them (`"aws_access_key_id":"AKIA…"`).
+//! Generic detection only fires on an assignment with a secret-looking key name (`password=…`,
+//! `"client_secret":"…"`), never on a bare base64 blob or hex hash.
+//!
+//! **Found again:** a value found once (by its shape or by its name) is found wherever else it
+//! occurs: in the same line or text always, and across lines and files with a [`Known`] that
+//! the caller keeps per file or session (push keeps one per file across pushes, see
+//! `sync::FileSecrets`). A line too large to hold is read twice ([`Scanner::first_pass`], then
+//! [`Scanner::redact_stream`]), so its own values are found before their first naming too.
 //!
 //! **How it stays cheap:** one SIMD multi-literal search (Teddy, via `aho-corasick`'s packed
 //! searcher) over the line for trigger literals (`AKIA`, `ghp_`, `sk-`, `-----BEGIN`, `eyJ`,
-//! `token`, `SECRET`, …). A line without a hit costs that search and nothing else; each hit runs a
-//! small anchored check right there. The JSON structure is only walked (to find the protected
-//! values above) when a line has a candidate finding.
+//! `oken`, `ECRET`, …), given in an order that shares the searcher's buckets well
+//! (`rules::PREFILTER_ORDER`). A line without a hit costs that search and nothing else (and,
+//! when values are known, one more multi-literal search for them); each hit runs a small anchored
+//! check right there. The JSON structure is only walked (to find the protected values above) when
+//! a line has a candidate finding.
 
 #[cfg(test)]
 mod corpus;

@@ -1277,7 +1277,7 @@ fn push_session(
             for f in &fs {
                 staged.report.secrets.push(SecretReport {
                     kind: f.kind.to_string(),
-                    file: format!("{} (title)", engine.key(&e.session.transcript)),
+                    file: format!("the title of {}", engine.key(&e.session.transcript)),
                     line: 0,
                 });
             }
