@@ -220,6 +220,13 @@ fn seed(p: &ProjectMachine, s: &Secrets) -> Vec<std::path::PathBuf> {
             "message": {"role": "user", "content": format!("HF_TOKEN={}", s.hf)}}),
         )
         .unwrap()
+            + "\n"
+            // The session's password, bare: known from the transcript.
+            + &serde_json::to_string(&json!({"parentUuid": "s1", "isSidechain": true,
+                "agentId": "a1", "type": "assistant", "cwd": cwd, "sessionId": SID, "uuid": "s2",
+                "timestamp": ts_at(2), "message": {"role": "assistant", "content": [{"type": "text",
+                    "text": format!("Connecting with {} now.", s.password)}]}}))
+            .unwrap()
             + "\n"),
     );
     let tool = put(

@@ -429,10 +429,22 @@ pub(super) fn contexts(snippet: &str) -> Vec<(&'static str, String)> {
             "ansi",
             bash_result_line(&format!("\u{1b}[32m{snippet}\u{1b}[0m")),
         ),
-        ("yaml", bash_result_line(&format!("services:\n  api:\n    env: \"{snippet}\"\n"))),
-        ("markdown-table", assistant_text_line(&format!("| name | value |\n|---|---|\n| x | {snippet} |\n"))),
-        ("crlf", bash_result_line(&format!("C:\\app> type .env\r\n{snippet}\r\nDEBUG=1\r\n"))),
-        ("python", assistant_text_line(&format!("cfg = {{'conn': '{snippet}', 'retries': 3}}"))),
+        (
+            "yaml",
+            bash_result_line(&format!("services:\n  api:\n    env: \"{snippet}\"\n")),
+        ),
+        (
+            "markdown-table",
+            assistant_text_line(&format!("| name | value |\n|---|---|\n| x | {snippet} |\n")),
+        ),
+        (
+            "crlf",
+            bash_result_line(&format!("C:\\app> type .env\r\n{snippet}\r\nDEBUG=1\r\n")),
+        ),
+        (
+            "python",
+            assistant_text_line(&format!("cfg = {{'conn': '{snippet}', 'retries': 3}}")),
+        ),
         (
             "twice-escaped",
             bash_result_line(&bash_result_line(&format!("echo '{snippet}'"))),

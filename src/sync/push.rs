@@ -930,12 +930,22 @@ fn dry_run_secrets(
     let mut ignore = |_: &[u8]| -> Result<()> { Ok(()) };
     for w in work {
         let mut session_known = Known::default();
+        if !w.logs.iter().any(|i| i.rel == TRANSCRIPT_LOG)
+            && let Some(r) = index.logs.get(&engine.key(&w.entry.session.transcript))
+        {
+            session_known.extend(
+                &engine
+                    .restore_secrets(&w.entry.session.transcript, r)?
+                    .known,
+            );
+        }
         for l in &w.logs {
             let rec = index.logs.get(&l.key);
             let mut st = match rec {
                 Some(r) if r.local_len <= l.size => engine.restore_secrets(&l.path, r)?,
                 _ => super::FileSecrets::default(),
             };
+            st.known.extend(&session_known);
             let from = rec.map_or(0, |r| r.local_len).min(l.size);
             let mut line_no = rec.map_or(0, |r| r.local_lines) + 1;
             let mut f =
@@ -1107,6 +1117,16 @@ fn push_session(
     let mut drafts = Vec::new();
     let mut appended_lines = 0u64;
     let mut transcript_touched = false;
+    // What the session's logs gave: later logs (subagents after the transcript), its tool
+    // results and its title must not show it either. The transcript's, when it did not change,
+    // from the lines its record names.
+    let mut session_known = Known::default();
+    if engine.scanner.is_some() && !w.logs.iter().any(|i| i.rel == TRANSCRIPT_LOG) {
+        let key = engine.key(&e.session.transcript);
+        if let Some(r) = index.logs.get(&key) {
+            session_known.extend(&engine.restore_secrets(&e.session.transcript, r)?.known);
+        }
+    }
     for item in &w.logs {
         let stored = existing
             .and_then(|r| r.logs.get(&item.rel))
@@ -1128,7 +1148,9 @@ fn push_session(
             txn,
             reader,
             &mut secrets_found,
+            &session_known,
         )?;
+        session_known.extend(&out.secrets.known);
         if item.rel == TRANSCRIPT_LOG {
             appended_lines = out.lines;
             transcript_touched = !out.writer.is_empty();
@@ -1157,17 +1179,6 @@ fn push_session(
         .any(|(item, out)| item.rel == TRANSCRIPT_LOG && !out.writer.is_empty());
     if !transcript_stored && !transcript_sent {
         return Ok(());
-    }
-    // What the session's logs gave: its tool results and title must not show it either.
-    let mut session_known = Known::default();
-    for (_, out) in &drafts {
-        session_known.extend(&out.secrets.known);
-    }
-    if engine.scanner.is_some() && !drafts.iter().any(|(i, _)| i.rel == TRANSCRIPT_LOG) {
-        let key = engine.key(&e.session.transcript);
-        if let Some(r) = index.logs.get(&key) {
-            session_known.extend(&engine.restore_secrets(&e.session.transcript, r)?.known);
-        }
     }
     if engine.config.secret_scan == SecretMode::Block {
         for f in &w.files {
@@ -1409,6 +1420,7 @@ fn push_log(
     txn: &mut Txn,
     reader: &mut BlobReader,
     found: &mut Vec<SecretReport>,
+    session: &Known,
 ) -> Result<LogOut> {
     let mut f =
         File::open(&item.path).with_context(|| format!("cannot read {}", item.path.display()))?;
@@ -1439,6 +1451,7 @@ fn push_log(
         let extras = &stored.segs[r.segs.len()..];
         // What the lines already sent gave, so that their values stay redacted in new lines.
         let mut secrets = engine.restore_secrets(&item.path, r)?;
+        secrets.known.extend(session);
         let mut bag = IdentBag::default();
         if !extras.is_empty() {
             log::for_each_repo_line(reader, extras, |l| {
@@ -1548,6 +1561,7 @@ fn push_log(
     }
     let mut line_no = 1u64;
     let mut secrets = super::FileSecrets::default();
+    secrets.known.extend(session);
     let stored_ends_nl = stored_ends_with_newline(reader, &stored)?;
     let mut first = true;
     let path = &item.path;
