@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
         let mut want = Vec::with_capacity(data.len());
         let mut pos = 0;
         for f in &fs {
-            assert!(pos <= f.start && f.start < f.end && f.end <= data.len(), "{fs:?}");
+            assert!(
+                pos <= f.start && f.start < f.end && f.end <= data.len(),
+                "{fs:?}"
+            );
             want.extend_from_slice(&data[pos..f.start]);
             want.extend_from_slice(redaction_token(f.kind, &data[f.start..f.end]).as_bytes());
             pos = f.end;
