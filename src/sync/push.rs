@@ -631,10 +631,10 @@ fn push_once(
         let mut written_records = BTreeSet::new();
         for f in &loose_changed {
             // `secret_scan = block`: a file with a secret stays here (and is retried).
-            if f.exists
+            if cfg.secret_scan == SecretMode::Block
+                && f.exists
                 && let found = file_secrets(engine, &f.key, &f.path, &Known::default())
                 && !found.is_empty()
-                && cfg.secret_scan == SecretMode::Block
             {
                 staged.report.secrets.extend(found);
                 staged.report.blocked.push(f.key.clone());
@@ -886,12 +886,19 @@ fn outbound_file(
         crate::paths::Context::Json => sc.scan_jsonl(data),
         _ => sc.scan_text_known(data, &mut known),
     };
+    // Findings come sorted: count lines once.
+    let (mut pos, mut line) = (0usize, 1u64);
     let reports = fs
         .iter()
-        .map(|f| SecretReport {
-            kind: f.kind.to_string(),
-            file: key.to_string(),
-            line: 1 + memchr::memchr_iter(b'\n', &data[..f.start.min(data.len())]).count() as u64,
+        .map(|f| {
+            let to = f.start.min(data.len()).max(pos);
+            line += memchr::memchr_iter(b'\n', &data[pos..to]).count() as u64;
+            pos = to;
+            SecretReport {
+                kind: f.kind.to_string(),
+                file: key.to_string(),
+                line,
+            }
         })
         .collect();
     let redacted = (!fs.is_empty() && engine.config.secret_scan == SecretMode::Redact)
