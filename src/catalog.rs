@@ -85,10 +85,13 @@ pub fn load(claude: &ClaudeDir, cache: Option<&Path>) -> Result<Catalog> {
                 return (k, Ok(p.clone()), false);
             }
             let scanned = transcript::scan(&s.transcript, prev.map(|p| &p.meta))
-                .map(|meta| Cached {
-                    size: s.size,
-                    mtime_ns: s.mtime_ns,
-                    meta,
+                .map(|mut meta| {
+                    meta.redact_titles(redact_title);
+                    Cached {
+                        size: s.size,
+                        mtime_ns: s.mtime_ns,
+                        meta,
+                    }
                 })
                 .map_err(|e| e.to_string());
             (k, scanned, true)
@@ -127,6 +130,18 @@ pub fn load(claude: &ClaudeDir, cache: Option<&Path>) -> Result<Catalog> {
         }
     }
     Ok(catalog)
+}
+
+/// A title or prompt with its secrets replaced (`None`: it has none). Titles are cached in
+/// the tool home, printed by `list` and sent in session metadata: none of them shows a secret,
+/// whatever `secret_scan` says.
+pub fn redact_title(text: &str) -> Option<String> {
+    let sc = crate::secrets::Scanner::new();
+    let fs = sc.scan_text(text.as_bytes());
+    if fs.is_empty() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&sc.redact(text.as_bytes(), &fs)).into_owned())
 }
 
 /// The first `max` bytes of a file, cut at the last complete line.

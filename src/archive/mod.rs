@@ -350,12 +350,14 @@ impl<'a> Archive<'a> {
         let size = f.metadata().at("read the metadata of", &file)?.len();
         let scanner = redact.then_some(self.engine.scanner).flatten();
         let mut turns = Vec::new();
-        let take = |line: &[u8], turns: &mut Vec<Turn>| {
+        // Values found once are redacted wherever they come again, as push does.
+        let mut known = crate::secrets::Known::default();
+        let mut take = |line: &[u8], turns: &mut Vec<Turn>| {
             let line = crate::sync::log::strip_nl(line);
             let redacted;
             let line = match &scanner {
                 Some(sc) => {
-                    let hits = sc.scan_json_line(line);
+                    let hits = sc.scan_json_line_known(line, &mut known);
                     redacted = sc.redact(line, &hits);
                     &redacted[..]
                 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::jsonscan::{TopScanner, Want};
 
 /// Bump when the meaning of cached fields changes, so old caches are rescanned.
-pub const META_VERSION: u32 = 3;
+pub const META_VERSION: u32 = 4;
 
 /// How many bytes Claude Code's picker reads from the start and from the end of a transcript
 /// (`Bw=65536` in 2.1.197).
@@ -107,6 +107,25 @@ impl TranscriptMeta {
     /// picker would fall back to a placeholder (`(session)` or the id).
     pub fn title(&self) -> Option<&str> {
         self.title.as_deref()
+    }
+
+    /// Put each text that may name the session (title, prompts, summary) through `redact`,
+    /// which returns the text with its secrets replaced, or `None` when it has none: what is
+    /// cached and listed never shows a secret.
+    pub fn redact_titles(&mut self, redact: impl Fn(&str) -> Option<String>) {
+        for t in [
+            &mut self.title,
+            &mut self.first_prompt,
+            &mut self.last_prompt,
+            &mut self.custom_title,
+            &mut self.ai_title,
+            &mut self.summary,
+            &mut self.agent_name,
+        ] {
+            if let Some(r) = t.as_deref().and_then(&redact) {
+                *t = Some(r);
+            }
+        }
     }
 
     /// The directory the session belongs to: where `/cd` last moved it, else its cwd.

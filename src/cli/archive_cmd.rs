@@ -333,9 +333,15 @@ pub fn run_export(env: &Env, args: ExportArgs) -> Result<ExitCode> {
             let data =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let mut v = Vec::with_capacity(data.len());
-            archive
-                .engine
-                .outbound(&data, &mut v, &s.id, 1, &mut Vec::new());
+            archive.engine.outbound(
+                &data,
+                &mut v,
+                &s.id,
+                1,
+                &mut Vec::new(),
+                &mut crate::sync::FileSecrets::default(),
+                0,
+            );
             v
         }
         ExportFormat::Md => {

@@ -199,7 +199,7 @@ fn warn_lost(lost: &str, repair: Repair) {
 }
 
 fn push_code(r: &PushReport) -> ExitCode {
-    if r.blocked.is_empty() {
+    if r.blocked.is_empty() || r.dry_run {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -275,14 +275,26 @@ fn print_push(r: &PushReport) {
         );
     }
     if !r.secrets.is_empty() {
-        let what = if r.blocked.is_empty() {
-            "redacted in what was pushed (local files untouched)"
-        } else {
-            "found"
+        // Said as it is: what the push did (or would do) with them.
+        let what = match (r.secret_scan.as_str(), r.dry_run) {
+            ("warn", false) => {
+                "found and pushed as they are, NOT redacted (secret_scan = warn; `ccsync config set secret_scan redact` redacts them from the next push on)"
+            }
+            ("warn", true) => "a push would send as they are, NOT redacted (secret_scan = warn)",
+            ("block", false) => "found; what holds them was not pushed (secret_scan = block)",
+            ("block", true) => {
+                "found; a push would hold back what holds them (secret_scan = block)"
+            }
+            (_, true) => "a push would redact (local files stay untouched)",
+            _ => "redacted in what was pushed (local files untouched)",
         };
         println!("Secrets {what}:");
         for s in r.secrets.iter().take(20) {
-            println!("  {} in {} line {}", s.kind, s.file, s.line);
+            if s.line == 0 {
+                println!("  {} in {}", s.kind, s.file);
+            } else {
+                println!("  {} in {} line {}", s.kind, s.file, s.line);
+            }
         }
         if r.secrets.len() > 20 {
             println!("  … and {} more", r.secrets.len() - 20);
@@ -290,7 +302,12 @@ fn print_push(r: &PushReport) {
     }
     if !r.blocked.is_empty() {
         eprintln!(
-            "error: not pushed because they contain secrets (secret_scan = block): {}. Remove them, or `ccsync config set secret_scan redact`.",
+            "error: {} because they contain secrets (secret_scan = block): {}. Remove them, or `ccsync config set secret_scan redact`.",
+            if r.dry_run {
+                "a push would not send these"
+            } else {
+                "not pushed"
+            },
             r.blocked.join(", ")
         );
     }

@@ -14,18 +14,29 @@
 //! range, nothing more.
 //!
 //! **Never touched** in a JSON line, because Claude Code needs them to resume elsewhere: the string
-//! values of `signature`, of ids and uuids (`id`, `uuid`, any key ending in `Id`, `ID`, `_id`,
-//! `Uuid`, …), of hash keys (`…hash`, `…sha`, `…digest`), and the `data` of base64 media objects
-//! (`{"type":"base64","media_type":…,"data":…}`). Generic detection only fires on an assignment
-//! with a secret-looking key name (`password=…`, `"client_secret":"…"`), never on a bare base64
-//! blob or hex hash.
+//! values of `signature`, `id` and uuids (`uuid`, any key ending in `Uuid`, …), of hash keys
+//! (`…hash`, `…sha`, `…digest`), and the `data` of base64 media objects
+//! (`{"type":"base64","media_type":…,"data":…}`). Values of keys ending in `Id`, `ID`, `_id` are
+//! left alone too, except for tokens of a published shape in them (`"aws_access_key_id":"AKIA…"`).
+//! Generic detection only fires on an assignment with a secret-looking key name (`password=…`,
+//! `"client_secret":"…"`), never on a bare base64 blob or hex hash.
+//!
+//! **Found again:** a value found once (by its shape or by its name) is found wherever else it
+//! occurs: in the same line or text always, and across lines and files with a [`Known`] that
+//! the caller keeps per file or session (push keeps one per file across pushes, see
+//! `sync::FileSecrets`). A line too large to hold is read twice ([`Scanner::first_pass`], then
+//! [`Scanner::redact_stream`]), so its own values are found before their first naming too.
 //!
 //! **How it stays cheap:** one SIMD multi-literal search (Teddy, via `aho-corasick`'s packed
 //! searcher) over the line for trigger literals (`AKIA`, `ghp_`, `sk-`, `-----BEGIN`, `eyJ`,
-//! `token`, `SECRET`, …). A line without a hit costs that search and nothing else; each hit runs a
-//! small anchored check right there. The JSON structure is only walked (to find the protected
-//! values above) when a line has a candidate finding.
+//! `oken`, `ECRET`, …), given in an order that shares the searcher's buckets well
+//! (`rules::PREFILTER_ORDER`). A line without a hit costs that search and nothing else (and,
+//! when values are known, one more multi-literal search for them); each hit runs a small anchored
+//! check right there. The JSON structure is only walked (to find the protected values above) when
+//! a line has a candidate finding.
 
+#[cfg(test)]
+mod corpus;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -40,9 +51,10 @@ use regex::bytes::Regex;
 use sha2::{Digest, Sha256};
 
 use rules::{
-    BEARER_TRIGGERS, KEY_TRIGGERS, NEGATIVE_KEY_WORDS, PEM_FOOTER, PEM_HEADER, PEM_MAX_BODY,
-    PEM_TRIGGER, PLACEHOLDER_WORDS, PROTECTED_KEY_SUFFIXES, PROTECTED_KEYS, STRONG_KEY_WORDS,
-    TOKEN_RULES, URL_TRIGGER, WEAK_KEY_NEGATIVE, WEAK_KEY_SUFFIX,
+    BEARER_TRIGGERS, Check, ID_KEY_SUFFIXES, KEY_TRIGGERS, NEGATIVE_KEY_WORDS, PEM_FOOTER,
+    PEM_HEADER, PEM_MAX_BODY, PEM_TRIGGER, PLACEHOLDER_WORDS, PREFILTER_ORDER,
+    PROTECTED_KEY_SUFFIXES, PROTECTED_KEYS, STRONG_KEY_WORDS, TOKEN_RULES, URL_TRIGGERS,
+    WEAK_KEY_NEGATIVE, WEAK_KEY_SUFFIX,
 };
 
 /// Every kind a [`Finding`] can have (the stable short names used in reports and tokens).
@@ -63,6 +75,25 @@ pub const KINDS: &[&str] = &[
     "bearer-token",
     "password-in-url",
     "generic-secret",
+    "stripe-webhook-secret",
+    "google-oauth",
+    "gitlab-runner-token",
+    "huggingface-token",
+    "discord-webhook",
+    "telegram-bot-token",
+    "age-secret-key",
+    "sendgrid-key",
+    "shopify-token",
+    "pypi-token",
+    "digitalocean-token",
+    "databricks-token",
+    "postman-key",
+    "vault-token",
+    "dockerhub-token",
+    "azure-storage-key",
+    "curl-user-password",
+    "basic-auth",
+    "authorization-token",
 ];
 
 /// Domain separation for the redaction hash; changing it changes every token ever pushed.
@@ -122,23 +153,38 @@ impl Scanner {
 
     /// Scan one raw JSONL line (without its newline). Works on any bytes: a line that is not
     /// valid JSON or not UTF-8 is scanned as text, with whatever string values could be
-    /// delimited still protected.
+    /// delimited still protected. A value found once is found wherever else it occurs in the
+    /// line.
     pub fn scan_json_line(&self, line: &[u8]) -> Vec<Finding> {
-        self.c.scan(line, true)
+        self.c.scan(line, true, &mut Known::default())
     }
 
-    /// Scan Markdown or plain text (no JSON value is protected).
+    /// Scan Markdown or plain text (no JSON value is protected). A value found once is found
+    /// wherever else it occurs in the text.
     pub fn scan_text(&self, text: &[u8]) -> Vec<Finding> {
-        self.c.scan(text, false)
+        self.c.scan(text, false, &mut Known::default())
     }
 
-    /// Scan a whole JSONL file line by line; ranges are offsets into `data`.
+    /// [`Scanner::scan_json_line`] that also finds every value of `known` (what earlier lines
+    /// of the same file or session gave), and adds the values found here to it.
+    pub fn scan_json_line_known(&self, line: &[u8], known: &mut Known) -> Vec<Finding> {
+        self.c.scan(line, true, known)
+    }
+
+    /// [`Scanner::scan_text`] with the values of `known`, adding the values found here to it.
+    pub fn scan_text_known(&self, text: &[u8], known: &mut Known) -> Vec<Finding> {
+        self.c.scan(text, false, known)
+    }
+
+    /// Scan a whole JSONL file line by line, each line with the values the lines before it
+    /// gave; ranges are offsets into `data`.
     pub fn scan_jsonl(&self, data: &[u8]) -> Vec<Finding> {
+        let mut known = Known::default();
         let mut out = Vec::new();
         let mut start = 0;
         while start < data.len() {
             let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |p| start + p);
-            for f in self.c.scan(&data[start..end], true) {
+            for f in self.c.scan(&data[start..end], true, &mut known) {
                 out.push(Finding {
                     kind: f.kind,
                     start: f.start + start,
@@ -174,27 +220,184 @@ impl Scanner {
         out.extend_from_slice(&input[pos..]);
         Cow::Owned(out)
     }
+
+    /// Scan and redact a text file (Markdown, plain text) whole: its findings and its redacted
+    /// form (borrowed when nothing was found).
+    pub fn redact_text<'a>(
+        &self,
+        text: &'a [u8],
+        known: &mut Known,
+    ) -> (Vec<Finding>, Cow<'a, [u8]>) {
+        let fs = self.scan_text_known(text, known);
+        let red = self.redact(text, &fs);
+        (fs, red)
+    }
 }
 
 impl Scanner {
-    /// The ranges of a JSON line that are never redacted (see the module docs), for a line
-    /// too large to hold: feed it in pieces, then call `finish`. Ranges are offsets in the line.
-    pub fn protected_walker(&self) -> ProtectedWalker {
-        ProtectedWalker::default()
+    /// `stored` (a version of a file another machine redacted) with the redaction tokens of
+    /// the secrets `local` holds put back: a file edited elsewhere keeps this machine's own
+    /// secrets when it comes back. `json` scans `local` as one JSON value, else as text.
+    pub fn restore_own<'a>(&self, local: &[u8], stored: &'a [u8], json: bool) -> Cow<'a, [u8]> {
+        if memmem::find(stored, b"[REDACTED:").is_none() {
+            return Cow::Borrowed(stored);
+        }
+        let fs = if json {
+            self.scan_json_line(local)
+        } else {
+            self.scan_text(local)
+        };
+        let mut map: std::collections::HashMap<String, &[u8]> = std::collections::HashMap::new();
+        for f in &fs {
+            let secret = &local[f.start..f.end];
+            map.entry(redaction_token(f.kind, secret)).or_insert(secret);
+        }
+        if map.is_empty() {
+            return Cow::Borrowed(stored);
+        }
+        let mut out = Vec::with_capacity(stored.len());
+        let mut pos = 0;
+        for s in memmem::find_iter(stored, b"[REDACTED:") {
+            if s < pos {
+                continue;
+            }
+            let Some(len) = memchr::memchr(b']', &stored[s..s + (stored.len() - s).min(64)]) else {
+                continue;
+            };
+            let tok = &stored[s..=s + len];
+            if let Some(secret) = std::str::from_utf8(tok).ok().and_then(|t| map.get(t)) {
+                out.extend_from_slice(&stored[pos..s]);
+                out.extend_from_slice(secret);
+                pos = s + len + 1;
+            }
+        }
+        out.extend_from_slice(&stored[pos..]);
+        Cow::Owned(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values already found: every later occurrence is redacted too
+// ---------------------------------------------------------------------------------------------
+
+/// Shortest value whose other occurrences are looked for (shorter ones could be anything).
+pub const MIN_KNOWN_LEN: usize = 8;
+
+/// The secret values found so far in one file or session (a password recognised by its
+/// variable name, a token by its shape): wherever one occurs again, with or without its name,
+/// it is redacted with the same token. Kept in memory only; the values are never written.
+#[derive(Clone, Default)]
+pub struct Known {
+    values: Vec<(Vec<u8>, &'static str)>,
+    index: std::collections::HashSet<Vec<u8>>,
+    matcher: Option<AhoCorasick>,
+}
+
+impl std::fmt::Debug for Known {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values themselves.
+        f.debug_struct("Known")
+            .field("values", &self.values.len())
+            .finish()
+    }
+}
+
+impl Known {
+    pub fn len(&self) -> usize {
+        self.values.len()
     }
 
-    /// Scan (and redact) one JSON line too large to hold, fed in pieces. `protected` are the
-    /// line's protected ranges from a first pass with [`Scanner::protected_walker`]. Findings
-    /// are those scanning the whole line gives, except for a secret longer than
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Remember the value of a finding (also in its unescaped form when it holds JSON escapes).
+    /// Returns whether it was new. Private keys (whole blocks) and short values are not kept.
+    pub fn add(&mut self, kind: &'static str, value: &[u8]) -> bool {
+        if kind == "private-key" || value.len() < MIN_KNOWN_LEN || value.len() > MAX_KNOWN_LEN {
+            return false;
+        }
+        let mut added = false;
+        let canon = canonical(value);
+        for v in [value, canon.as_ref()] {
+            if v.len() >= MIN_KNOWN_LEN && self.index.insert(v.to_vec()) {
+                self.values.push((v.to_vec(), kind));
+                added = true;
+            }
+        }
+        if added {
+            self.matcher = None;
+        }
+        added
+    }
+
+    /// Everything `other` knows, known here too.
+    pub fn extend(&mut self, other: &Known) {
+        for (v, k) in &other.values {
+            self.add(k, v);
+        }
+    }
+
+    /// Every occurrence of a known value in `input` (not merged, may overlap).
+    fn occurrences(&mut self, input: &[u8]) -> Vec<Finding> {
+        if self.values.is_empty() {
+            return Vec::new();
+        }
+        if self.matcher.is_none() {
+            self.matcher = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(self.values.iter().map(|(v, _)| v))
+                .ok();
+        }
+        let Some(ac) = &self.matcher else {
+            return Vec::new();
+        };
+        ac.find_iter(input)
+            .map(|m| Finding {
+                kind: self.values[m.pattern().as_usize()].1,
+                start: m.start(),
+                end: m.end(),
+            })
+            .collect()
+    }
+}
+
+/// Longest value kept in [`Known`] (no assignment value is longer).
+const MAX_KNOWN_LEN: usize = 2048;
+
+impl Scanner {
+    /// The first pass over one JSON line too large to hold, fed in pieces: its protected ranges
+    /// and the values it holds (see [`Scanner::redact_stream`]).
+    pub fn first_pass(&self) -> FirstPass {
+        FirstPass {
+            walker: ProtectedWalker::default(),
+            stream: self.stream(Vec::new(), Known::default(), false, true),
+        }
+    }
+
+    /// Scan (and redact) one JSON line too large to hold, fed in pieces, after its
+    /// [`FirstPass`] was added to `known` (see [`FirstPass::finish`]). Findings are those scanning
+    /// the whole line with the same `known` gives, except for a secret longer than
     /// [`RedactStream::LOOKAHEAD`] or one whose rule looks further back than
     /// [`RedactStream::KEEP`] bytes.
-    pub fn redact_stream(&self, protected: Vec<(u64, u64)>, redact: bool) -> RedactStream {
-        let mut protected = protected;
+    pub fn redact_stream(&self, pass: Passed, known: &Known, redact: bool) -> RedactStream {
+        self.stream(pass.protected, known.clone(), redact, false)
+    }
+
+    fn stream(
+        &self,
+        mut protected: Vec<Protected>,
+        known: Known,
+        redact: bool,
+        collect: bool,
+    ) -> RedactStream {
         protected.sort_unstable();
         RedactStream {
             scanner: *self,
             protected,
+            known,
             redact,
+            collect: collect.then(Vec::new),
             buf: Vec::new(),
             buf_at: 0,
             from: 0,
@@ -206,12 +409,57 @@ impl Scanner {
     }
 }
 
+/// See [`Scanner::first_pass`].
+#[derive(Debug)]
+pub struct FirstPass {
+    walker: ProtectedWalker,
+    stream: RedactStream,
+}
+
+/// What the first pass over a huge line found: see [`FirstPass::finish`].
+#[derive(Debug)]
+pub struct Passed {
+    protected: Vec<Protected>,
+}
+
+impl FirstPass {
+    pub fn feed(&mut self, data: &[u8]) {
+        self.walker.feed(data);
+        self.stream.feed(data, &mut Vec::new());
+    }
+
+    /// The line ended: its protected ranges, and the values it holds (added to `known`).
+    pub fn finish(mut self, known: &mut Known) -> Passed {
+        self.stream.finish(&mut Vec::new());
+        let protected = self.walker.finish();
+        let mut cands = self.stream.collect.take().unwrap_or_default();
+        cands.sort_by_key(|c| c.0.start);
+        for (f, value) in cands {
+            if !blocked(&protected, f.start as u64, f.end as u64, f.kind) {
+                known.add(f.kind, &value);
+            }
+        }
+        Passed { protected }
+    }
+}
+
+#[cfg(test)]
+impl FirstPass {
+    pub(crate) fn with_sizes(mut self, step: usize, lookahead: usize, keep: usize) -> Self {
+        self.stream = self.stream.with_sizes(step, lookahead, keep);
+        self
+    }
+}
+
 /// See [`Scanner::redact_stream`].
 #[derive(Debug)]
 pub struct RedactStream {
     scanner: Scanner,
-    protected: Vec<(u64, u64)>,
+    protected: Vec<Protected>,
+    known: Known,
     redact: bool,
+    /// First pass: every candidate (offsets in the line) and its bytes, nothing written.
+    collect: Option<Vec<(Finding, Vec<u8>)>>,
     /// Bytes from some point before the output position: context, then unscanned input.
     buf: Vec<u8>,
     /// Offset in the line of `buf[0]`.
@@ -254,15 +502,38 @@ impl RedactStream {
         self.run(end, out);
     }
 
-    fn is_protected(&self, f: &Finding) -> bool {
-        let (s, e) = (self.buf_at + f.start as u64, self.buf_at + f.end as u64);
-        let i = self.protected.partition_point(|p| p.0 < e);
-        i > 0 && self.protected[i - 1].1 > s
-    }
-
     fn run(&mut self, until: usize, out: &mut Vec<u8>) {
         let mut cands = self.scanner.c.candidates(&self.buf);
-        cands.retain(|f| f.start >= self.from && !self.is_protected(f));
+        if self.collect.is_none() {
+            let mut reps = self.known.occurrences(&self.buf);
+            escape_safe(&self.buf, &mut reps);
+            cands.extend(reps);
+        }
+        let at = self.buf_at;
+        let from = self.from;
+        let protected = &self.protected;
+        cands.retain(|f| {
+            f.start >= from && !blocked(protected, at + f.start as u64, at + f.end as u64, f.kind)
+        });
+        if let Some(c) = self.collect.as_mut() {
+            // Candidates starting in this window, unmerged: the whole line's, piece by piece.
+            let mut stop = until;
+            for f in &cands {
+                if f.start < stop && f.end > stop {
+                    stop = f.end;
+                }
+            }
+            for f in cands.iter().filter(|f| f.start < stop) {
+                let line_f = Finding {
+                    kind: f.kind,
+                    start: (at + f.start as u64) as usize,
+                    end: (at + f.end as u64) as usize,
+                };
+                c.push((line_f, self.buf[f.start..f.end].to_vec()));
+            }
+            self.advance(stop);
+            return;
+        }
         let found = merge(cands);
         // Stop where no finding is cut in two.
         let mut stop = until;
@@ -282,6 +553,10 @@ impl RedactStream {
             }
         }
         out.extend_from_slice(&self.buf[pos..stop]);
+        self.advance(stop);
+    }
+
+    fn advance(&mut self, stop: usize) {
         let drop = stop.saturating_sub(self.keep);
         self.buf.drain(..drop);
         self.buf_at += drop as u64;
@@ -296,7 +571,12 @@ impl RedactStream {
 pub fn redaction_token(kind: &str, secret: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(TOKEN_DOMAIN);
-    h.update(canonical(secret));
+    let canon = canonical(secret);
+    if kind == "private-key" {
+        h.update(strip_line_numbers(&canon));
+    } else {
+        h.update(canon);
+    }
     let digest = h.finalize();
     let mut kind_clean: String = kind
         .bytes()
@@ -315,6 +595,36 @@ pub fn redaction_token(kind: &str, secret: &[u8]) -> String {
     }
     out.push(']');
     out
+}
+
+/// A block shown with line numbers (`     2→…`, `     2\t…`) without them, so that it gives the
+/// same token as the block itself.
+fn strip_line_numbers(block: &[u8]) -> Cow<'_, [u8]> {
+    let mut out = Vec::with_capacity(block.len());
+    for (i, line) in block.split(|&b| b == b'\n').enumerate() {
+        if i > 0 {
+            out.push(b'\n');
+        }
+        let blanks = line.iter().take_while(|b| is_blank(**b)).count();
+        let digits = line[blanks..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let rest = &line[blanks + digits..];
+        let text = if digits == 0 {
+            line
+        } else if let Some(r) = rest.strip_prefix(ARROW) {
+            r
+        } else if let Some(r) = rest.strip_prefix(b"\\u2192") {
+            r
+        } else if let Some(r) = rest.strip_prefix(b"\t") {
+            r
+        } else {
+            line
+        };
+        out.extend_from_slice(text);
+    }
+    Cow::Owned(out)
 }
 
 /// The secret as hashed: simple JSON escapes decoded, `\r` dropped.
@@ -436,8 +746,10 @@ impl Compiled {
         }
         lits.push(PEM_TRIGGER);
         triggers.push(Trigger::Pem);
-        lits.push(URL_TRIGGER);
-        triggers.push(Trigger::Url);
+        for &t in URL_TRIGGERS {
+            lits.push(t);
+            triggers.push(Trigger::Url);
+        }
         for &t in BEARER_TRIGGERS {
             lits.push(t);
             triggers.push(Trigger::Bearer);
@@ -446,6 +758,18 @@ impl Compiled {
             lits.push(t);
             triggers.push(Trigger::Key);
         }
+        // The searcher's buckets follow the literals' order (see `PREFILTER_ORDER`).
+        let rank = |l: &str| {
+            PREFILTER_ORDER
+                .iter()
+                .position(|&o| o == l)
+                .unwrap_or(usize::MAX)
+        };
+        let mut order: Vec<usize> = (0..lits.len()).collect();
+        order.sort_by_key(|&i| rank(lits[i]));
+        let lits: Vec<&'static str> = order.iter().map(|&i| lits[i]).collect();
+        let mut slots: Vec<Option<Trigger>> = triggers.into_iter().map(Some).collect();
+        let triggers: Vec<Trigger> = order.iter().filter_map(|&i| slots[i].take()).collect();
         let packed = if simd {
             packed::Config::new()
                 .match_kind(packed::MatchKind::LeftmostFirst)
@@ -474,16 +798,35 @@ impl Compiled {
         }
     }
 
-    fn scan(&self, input: &[u8], json: bool) -> Vec<Finding> {
+    /// The findings of `input`: every rule's, those in protected JSON values left out, then
+    /// every occurrence of a value found here or known before (`known` gains this input's
+    /// values), merged.
+    fn scan(&self, input: &[u8], json: bool, known: &mut Known) -> Vec<Finding> {
         let mut cands = self.candidates(input);
-        if cands.is_empty() {
+        if cands.is_empty() && known.is_empty() {
             return cands;
         }
-        if json {
-            let protected = protected_spans(input);
-            if !protected.is_empty() {
-                cands.retain(|f| !protected.iter().any(|&(ps, pe)| f.start < pe && ps < f.end));
+        let spans = || {
+            if json {
+                protected_spans(input)
+            } else {
+                Vec::new()
             }
+        };
+        let mut protected: Option<Vec<Protected>> = None;
+        if !cands.is_empty() {
+            let p = protected.insert(spans());
+            cands.retain(|f| !blocked(p, f.start as u64, f.end as u64, f.kind));
+            for f in &cands {
+                known.add(f.kind, &input[f.start..f.end]);
+            }
+        }
+        let mut reps = known.occurrences(input);
+        if !reps.is_empty() {
+            escape_safe(input, &mut reps);
+            let p = protected.get_or_insert_with(spans);
+            reps.retain(|f| !blocked(p, f.start as u64, f.end as u64, f.kind));
+            cands.extend(reps);
         }
         merge(cands)
     }
@@ -540,7 +883,7 @@ impl Compiled {
                     }
                     f
                 }
-                Trigger::Url => url_password(input, s),
+                Trigger::Url => url_password(input, s, e),
                 Trigger::Bearer => bearer(input, s, e),
                 Trigger::Key => {
                     if s < key_done_until {
@@ -557,52 +900,55 @@ impl Compiled {
         if cands.is_empty() {
             return cands;
         }
-        // Never start or end a span inside an escape sequence: the replacement must not leave a
-        // lone backslash behind (it would escape the `[` or swallow what follows).
-        for f in &mut cands {
-            if is_escaped(input, f.start) {
-                f.start -= 1;
-            }
-            f.end = safe_end(input, f.end);
-        }
-        cands.retain(|f| f.start < f.end);
+        escape_safe(input, &mut cands);
         cands
     }
 
-    /// Try `rules` at `s`. Also returns the end of the longest token-shaped match that was
-    /// rejected (placeholder, low entropy), so hits inside it are not tried again.
+    /// Try `rules` at the trigger hit `s`. Also returns the end of the longest token-shaped
+    /// match that was rejected (placeholder, low entropy), so hits inside it are not tried again.
     fn token(&self, input: &[u8], s: usize, rules: &[usize]) -> (Option<Finding>, usize) {
         let mut rejected_end = 0;
-        if !left_boundary(input, s) {
-            return (None, rejected_end);
-        }
         for &ri in rules {
             let rule = &TOKEN_RULES[ri];
-            let window = &input[s..input.len().min(s + rule.max_len + 1)];
-            let Some(m) = self.token_res[ri].find(window) else {
-                continue;
-            };
-            let e = s + m.end();
-            if input.get(e).is_some_and(|b| b.is_ascii_alphanumeric()) {
-                // Longer than the format allows: part of some other blob.
-                rejected_end = rejected_end.max(e);
-                continue;
+            // The token starts at the trigger, or up to `back` bytes before it (and covers it).
+            for start in s.saturating_sub(rule.back)..=s {
+                if !left_boundary(input, start) {
+                    continue;
+                }
+                let window = &input[start..input.len().min(start + rule.max_len + 1)];
+                let (end, vs, ve) = if rule.group == 0 {
+                    let Some(m) = self.token_res[ri].find(window) else {
+                        continue;
+                    };
+                    (start + m.end(), start, start + m.end())
+                } else {
+                    let Some(c) = self.token_res[ri].captures(window) else {
+                        continue;
+                    };
+                    let (Some(m), Some(g)) = (c.get(0), c.get(rule.group)) else {
+                        continue;
+                    };
+                    (start + m.end(), start + g.start(), start + g.end())
+                };
+                if end <= s {
+                    continue;
+                }
+                if input.get(end).is_some_and(|b| b.is_ascii_alphanumeric()) {
+                    // Longer than the format allows: part of some other blob.
+                    rejected_end = rejected_end.max(end);
+                    continue;
+                }
+                if !accepts(rule, &input[vs..ve]) {
+                    rejected_end = rejected_end.max(end);
+                    continue;
+                }
+                let f = Finding {
+                    kind: rule.kind,
+                    start: vs,
+                    end: ve,
+                };
+                return (Some(f), rejected_end);
             }
-            let tok = &input[s..e];
-            if entropy(tok) < rule.min_entropy
-                || (rule.needs_digit
-                    && !(has_digit(tok) && tok.iter().any(u8::is_ascii_alphabetic)))
-                || token_placeholder(tok)
-            {
-                rejected_end = rejected_end.max(e);
-                continue;
-            }
-            let f = Finding {
-                kind: rule.kind,
-                start: s,
-                end: e,
-            };
-            return (Some(f), rejected_end);
         }
         (None, rejected_end)
     }
@@ -623,6 +969,11 @@ impl Compiled {
                     .find(&input[run_end..input.len().min(run_end + 80)])
                     .map(|m| (run_end - body_start, run_end + m.end()));
                 break;
+            }
+            if input[run_end..].starts_with(ARROW) {
+                // The line-number prefix of the Read tool (`     2→`).
+                run_end += ARROW.len();
+                continue;
             }
             if !is_pem_body_byte(b) {
                 break;
@@ -655,6 +1006,92 @@ impl Compiled {
     }
 }
 
+/// `→`, which the Read tool puts between a line's number and its text.
+const ARROW: &[u8] = "\u{2192}".as_bytes();
+
+/// Whether a match of `rule` is a secret (`v` is its secret part, judged unescaped).
+fn accepts(rule: &rules::TokenRule, v: &[u8]) -> bool {
+    let v_cow = canonical(v);
+    let v: &[u8] = &v_cow;
+    match rule.check {
+        Check::Shape => {
+            entropy(v) >= rule.min_entropy
+                && (!rule.needs_digit || (has_digit(v) && v.iter().any(u8::is_ascii_alphabetic)))
+                && !token_placeholder(v)
+        }
+        Check::Password => {
+            random_looking(v, 6) || (v.len() >= 12 && !is_placeholder(v) && entropy(v) >= 3.0)
+        }
+        Check::BasicAuth => {
+            let Some(plain) = base64_decode(v) else {
+                return false;
+            };
+            let Some(colon) = plain.iter().position(|&b| b == b':') else {
+                return false;
+            };
+            let (user, pass) = (&plain[..colon], &plain[colon + 1..]);
+            !user.is_empty()
+                && plain.iter().all(|b| (0x20..0x7f).contains(b))
+                && (random_looking(pass, 6)
+                    || (pass.len() >= 12 && !is_placeholder(pass) && entropy(pass) >= 3.0))
+        }
+        Check::Opaque => has_digit(v) && random_looking(v, 16),
+    }
+}
+
+/// Standard base64 (padding optional); `None` if `v` is not.
+fn base64_decode(v: &[u8]) -> Option<Vec<u8>> {
+    let v = v.strip_suffix(b"==").or(v.strip_suffix(b"=")).unwrap_or(v);
+    let mut out = Vec::with_capacity(v.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &b in v {
+        let d = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(d);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Never start or end a span inside an escape sequence: the replacement must not leave a lone
+/// backslash behind (it would escape the `[` or swallow what follows).
+fn escape_safe(input: &[u8], spans: &mut Vec<Finding>) {
+    for f in spans.iter_mut() {
+        while f.start > 0 && is_escaped(input, f.start) {
+            f.start -= 1;
+        }
+        f.end = safe_end(input, f.end);
+    }
+    spans.retain(|f| f.start < f.end);
+}
+
+/// Whether a finding of `kind` over `[s, e)` falls in a protected range that keeps it.
+/// `protected` is sorted and its ranges disjoint (each the content of another string).
+fn blocked(protected: &[Protected], s: u64, e: u64, kind: &str) -> bool {
+    let i = protected.partition_point(|p| p.start < e);
+    protected[..i]
+        .iter()
+        .rev()
+        .take_while(|p| p.end > s)
+        .any(|p| !p.id || !is_shape_kind(kind))
+}
+
+/// Kinds of a published token shape (found even in id values).
+fn is_shape_kind(kind: &str) -> bool {
+    kind == "private-key" || TOKEN_RULES.iter().any(|r| r.kind == kind && r.is_shape())
+}
+
 /// Sort, and merge overlapping findings into one (kind of the more specific rule).
 fn merge(mut cands: Vec<Finding>) -> Vec<Finding> {
     cands.sort_by_key(|f| (f.start, Reverse(f.end)));
@@ -678,7 +1115,7 @@ fn priority(kind: &str) -> u8 {
     match kind {
         "private-key" => 4,
         "generic-secret" | "bearer-token" | "password-in-url" => 1,
-        "aws-secret-key" => 2,
+        "aws-secret-key" | "curl-user-password" | "basic-auth" | "authorization-token" => 2,
         _ => 3,
     }
 }
@@ -706,7 +1143,65 @@ fn left_boundary(input: &[u8], s: usize) -> bool {
         return true;
     }
     let b = input[s - 1];
-    !(b.is_ascii_alphanumeric() || b == b'_') || is_escaped(input, s - 1)
+    !(b.is_ascii_alphanumeric() || b == b'_')
+        || is_escaped(input, s - 1)
+        || after_unicode_escape(input, s)
+        || after_terminal_escape(input, s)
+}
+
+/// Whether a terminal control sequence (`ESC [ 0 ; 32 m`, the ESC raw or as JSON's `\u001b`)
+/// ends right before `s`: coloured output puts them right before tokens.
+fn after_terminal_escape(input: &[u8], s: usize) -> bool {
+    if s < 3 || !(b'@'..=b'~').contains(&input[s - 1]) {
+        return false;
+    }
+    let mut j = s - 1;
+    while j > 0 && s - j < 16 && matches!(input[j - 1], b'0'..=b'9' | b';' | b'?') {
+        j -= 1;
+    }
+    if j < 2 || input[j - 1] != b'[' {
+        return false;
+    }
+    let esc = j - 1;
+    input[esc - 1] == 0x1b
+        || (esc >= 6
+            && (input[esc - 6..esc].eq_ignore_ascii_case(b"\\u001b"))
+            && !is_escaped(input, esc - 6))
+}
+
+/// Whether a `\uXXXX` escape ends right before `s` (its last hex digit is not part of a word:
+/// `\u001b[0m` and `\u0027` come before tokens in terminal output and quoted text).
+fn after_unicode_escape(input: &[u8], s: usize) -> bool {
+    s >= 6
+        && input[s - 6] == b'\\'
+        && input[s - 5] == b'u'
+        && input[s - 4..s].iter().all(u8::is_ascii_hexdigit)
+        && !is_escaped(input, s - 6)
+}
+
+/// Where a value that started at `vs` ends (at most `limit`): bytes `ok` accepts, and escaped
+/// slashes (`\/`, or `\\\/` escaped twice), which JSON writers may put for `/`.
+fn value_end(input: &[u8], vs: usize, limit: usize, ok: impl Fn(u8) -> bool) -> usize {
+    let mut ve = vs;
+    while ve < limit {
+        let b = input[ve];
+        if b == b'\\' {
+            let mut k = ve;
+            while k < input.len() && input[k] == b'\\' {
+                k += 1;
+            }
+            if k < limit && input[k] == b'/' && (k - ve) % 2 == 1 {
+                ve = k + 1;
+                continue;
+            }
+            break;
+        }
+        if !ok(b) {
+            break;
+        }
+        ve += 1;
+    }
+    ve
 }
 
 /// Pull `end` back so a span never ends between a backslash and the character it escapes.
@@ -830,7 +1325,8 @@ fn is_placeholder(v: &[u8]) -> bool {
 ///
 /// The value is cut into letter runs at separators, digits and camel-case humps. Names are made
 /// of real-ish words: runs average three letters or more and long runs contain a vowel. Random
-/// strings break into short runs (`x7Kq9PzLm2` → x, Kq, Pz, Lm) or vowel-less ones (`kqjxmpzr`).
+/// strings break into short runs (`x7Kq9PzLm2` → x, Kq, Pz, Lm) or vowel-less ones (`kqjxmpzr`),
+/// and long ones hold digits in several places and several vowel-less runs (`p2frsb0DNAmgr3F1`).
 fn looks_like_code(v: &[u8]) -> bool {
     let start = v
         .iter()
@@ -849,7 +1345,7 @@ fn looks_like_code(v: &[u8]) -> bool {
     {
         return false;
     }
-    let (mut letters, mut runs) = (0usize, 0usize);
+    let (mut letters, mut runs, mut bare) = (0usize, 0usize, 0usize);
     let mut i = 0;
     while i < v.len() {
         if !v[i].is_ascii_alphabetic() {
@@ -875,10 +1371,16 @@ fn looks_like_code(v: &[u8]) -> bool {
         if run.len() >= 5 && !vowel {
             return false;
         }
+        bare += usize::from(run.len() >= 3 && !vowel);
         runs += 1;
         letters += run.len();
     }
-    runs > 0 && letters >= 3 * runs
+    let digit_groups = v
+        .windows(2)
+        .filter(|w| !w[0].is_ascii_digit() && w[1].is_ascii_digit())
+        .count()
+        + usize::from(v[0].is_ascii_digit());
+    runs > 0 && letters >= 3 * runs && digit_groups < 3 && bare < 2
 }
 
 /// The character classes (lower, upper, digit, other) present in `v`.
@@ -992,10 +1494,7 @@ fn parse_assignment(input: &[u8], mut i: usize, cli_flag: bool) -> Option<(usize
     };
     let vs = if quote.is_some() { j + 1 } else { i };
     let limit = len.min(vs + MAX_VALUE + 1);
-    let mut ve = vs;
-    while ve < limit && is_value_byte(input[ve], quote.is_some()) {
-        ve += 1;
-    }
+    let ve = value_end(input, vs, limit, |b| is_value_byte(b, quote.is_some()));
     match (quote, input.get(ve)) {
         // A quoted value must end at its quote: one token, no spaces.
         (Some(q), Some(&b)) if b == q || b == b'\\' => {}
@@ -1045,11 +1544,14 @@ fn key_assignment(input: &[u8], hs: usize, he: usize) -> (Option<Finding>, usize
     let Some((vs, ve)) = parse_assignment(input, ke, dashes >= 2) else {
         return (None, key_end);
     };
-    let value = &input[vs..ve];
-    if value.len() > MAX_VALUE {
+    let raw = &input[vs..ve];
+    if raw.len() > MAX_VALUE {
         // A blob, not a secret value; triggers inside it are not keys either.
         return (None, ve);
     }
+    // Judged as it reads, escaped slashes decoded.
+    let value_cow = canonical(raw);
+    let value: &[u8] = &value_cow;
     if value.len() < 8 {
         return (None, key_end);
     }
@@ -1086,21 +1588,23 @@ fn key_assignment(input: &[u8], hs: usize, he: usize) -> (Option<Finding>, usize
     (Some(f), key_end)
 }
 
-/// `Bearer <token>` (e.g. in an `Authorization:` header of a curl command).
+/// `Bearer <token>` (e.g. in an `Authorization:` header of a curl command); the trigger is
+/// `earer` or `EARER` at `hs..he`.
 fn bearer(input: &[u8], hs: usize, he: usize) -> Option<Finding> {
-    if !left_boundary(input, hs) || input.get(he) != Some(&b' ') {
+    if hs == 0
+        || !matches!(input[hs - 1], b'b' | b'B')
+        || !left_boundary(input, hs - 1)
+        || input.get(he) != Some(&b' ')
+    {
         return None;
     }
     let vs = skip_blanks(input, he);
     let limit = input.len().min(vs + MAX_VALUE + 1);
-    let mut ve = vs;
-    while ve < limit
-        && (input[ve].is_ascii_alphanumeric()
-            || matches!(input[ve], b'.' | b'_' | b'~' | b'+' | b'/' | b'=' | b'-'))
-    {
-        ve += 1;
-    }
-    let v = &input[vs..ve];
+    let ve = value_end(input, vs, limit, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'+' | b'/' | b'=' | b'-')
+    });
+    let v_cow = canonical(&input[vs..ve]);
+    let v: &[u8] = &v_cow;
     (has_digit(v) && random_looking(v, 16)).then_some(Finding {
         kind: "bearer-token",
         start: vs,
@@ -1108,17 +1612,22 @@ fn bearer(input: &[u8], hs: usize, he: usize) -> Option<Finding> {
     })
 }
 
-/// `scheme://user:password@host`: the password part.
-fn url_password(input: &[u8], s: usize) -> Option<Finding> {
+/// `scheme://user:password@host` (or `scheme:\/\/…`, JSON-escaped, trigger at `s..e`): the
+/// password part.
+fn url_password(input: &[u8], s: usize, e: usize) -> Option<Finding> {
     // A scheme of at least two letters right before `://`.
     let mut b = s;
     while b > 0 && s - b < 32 && (input[b - 1].is_ascii_alphanumeric() || input[b - 1] == b'+') {
         b -= 1;
     }
-    if s - b < 2 || !input[b].is_ascii_alphabetic() {
+    // Digits before the scheme (`\u001b[32mhttps://…`) are not part of it.
+    while b < s && !input[b].is_ascii_alphabetic() {
+        b += 1;
+    }
+    if s - b < 2 {
         return None;
     }
-    let auth_start = s + 3;
+    let auth_start = e;
     let limit = input.len().min(auth_start + 256);
     let mut j = auth_start;
     while j < limit
@@ -1148,22 +1657,35 @@ fn url_password(input: &[u8], s: usize) -> Option<Finding> {
 // JSON structure: which string values are off limits
 // ---------------------------------------------------------------------------------------------
 
-fn is_protected_key(k: &[u8]) -> bool {
-    PROTECTED_KEYS.iter().any(|p| k == p.as_bytes())
-        || PROTECTED_KEY_SUFFIXES
-            .iter()
-            .any(|p| k.ends_with(p.as_bytes()))
+/// How the value of a key is protected: `Some(false)` never touched, `Some(true)` an id (only
+/// tokens of a published shape in it are redacted), `None` not at all. `whole` is false when
+/// only the end of a long key is known.
+fn key_protection(k: &[u8], whole: bool) -> Option<bool> {
+    let ends = |list: &[&str]| list.iter().any(|p| k.ends_with(p.as_bytes()));
+    if (whole && PROTECTED_KEYS.iter().any(|p| k == p.as_bytes())) || ends(PROTECTED_KEY_SUFFIXES) {
+        Some(false)
+    } else if ends(ID_KEY_SUFFIXES) {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// A range of a JSON line (the content of a string value) that redaction leaves alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Protected {
+    pub start: u64,
+    pub end: u64,
+    /// The value of an id key: a token of a published shape in it is still redacted.
+    pub id: bool,
 }
 
 /// Content ranges of the string values that must not be touched (see the module docs). Walks
 /// the raw line without validating it; stops quietly where the structure breaks.
-fn protected_spans(line: &[u8]) -> Vec<(usize, usize)> {
+fn protected_spans(line: &[u8]) -> Vec<Protected> {
     let mut w = ProtectedWalker::default();
     w.feed(line);
     w.finish()
-        .into_iter()
-        .map(|(s, e)| (s as usize, e as usize))
-        .collect()
 }
 
 /// The longest key or value compared whole; longer ones keep only their end (for suffixes).
@@ -1187,7 +1709,7 @@ pub struct ProtectedWalker {
     escape: bool,
     /// A string just ended that may be a key (if a `:` follows).
     maybe_key: Option<(Vec<u8>, bool)>,
-    out: Vec<(u64, u64)>,
+    out: Vec<Protected>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -1280,9 +1802,13 @@ impl ProtectedWalker {
                         b'}' | b']' => {
                             if let Some(f) = self.frames.pop()
                                 && f.base64
-                                && let Some(d) = f.data
+                                && let Some((start, end)) = f.data
                             {
-                                self.out.push(d);
+                                self.out.push(Protected {
+                                    start,
+                                    end,
+                                    id: false,
+                                });
                             }
                             self.expect_value = false;
                         }
@@ -1316,15 +1842,8 @@ impl ProtectedWalker {
             return;
         }
         if let Some((k, key_long)) = &self.key {
-            let protected = if *key_long {
-                PROTECTED_KEY_SUFFIXES
-                    .iter()
-                    .any(|p| k.ends_with(p.as_bytes()))
-            } else {
-                is_protected_key(k)
-            };
-            if protected {
-                self.out.push((s, end));
+            if let Some(id) = key_protection(k, !*key_long) {
+                self.out.push(Protected { start: s, end, id });
             }
             if let Some(f) = self.frames.last_mut().filter(|_| !*key_long) {
                 match k.as_slice() {
@@ -1340,16 +1859,22 @@ impl ProtectedWalker {
         self.content.clear();
     }
 
-    /// The line ended; the protected ranges, in the order found.
-    pub fn finish(mut self) -> Vec<(u64, u64)> {
+    /// The line ended; the protected ranges, sorted.
+    pub fn finish(mut self) -> Vec<Protected> {
         // An unterminated line: objects still open keep their media protected.
         for f in std::mem::take(&mut self.frames) {
             if f.base64
-                && let Some(d) = f.data
+                && let Some((start, end)) = f.data
             {
-                self.out.push(d);
+                self.out.push(Protected {
+                    start,
+                    end,
+                    id: false,
+                });
             }
         }
+        self.out.sort_unstable();
+        self.out.dedup();
         self.out
     }
 }

@@ -5,14 +5,15 @@ use super::*;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-const UPPER_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URLSAFE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-const HEX: &[u8] = b"0123456789abcdef";
+pub(super) const UPPER_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+pub(super) const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+pub(super) const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+pub(super) const URLSAFE: &[u8] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+pub(super) const HEX: &[u8] = b"0123456789abcdef";
 
 /// Deterministic pseudo-random string (xorshift64*).
-fn rnd(seed: u64, n: usize, charset: &[u8]) -> String {
+pub(super) fn rnd(seed: u64, n: usize, charset: &[u8]) -> String {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
@@ -25,7 +26,7 @@ fn rnd(seed: u64, n: usize, charset: &[u8]) -> String {
         .collect()
 }
 
-fn b64url(data: &[u8]) -> String {
+pub(super) fn b64url(data: &[u8]) -> String {
     let mut out = String::new();
     for chunk in data.chunks(3) {
         let n = chunk.len();
@@ -39,7 +40,7 @@ fn b64url(data: &[u8]) -> String {
     out
 }
 
-fn uuid(seed: u64) -> String {
+pub(super) fn uuid(seed: u64) -> String {
     let h = rnd(seed, 32, HEX);
     format!(
         "{}-{}-4{}-a{}-{}",
@@ -138,10 +139,10 @@ fn fakes(seed: u64) -> Fakes {
     }
 }
 
-const CWD: &str = "/home/alice/projects/my_app";
+pub(super) const CWD: &str = "/home/alice/projects/my_app";
 
 /// A Bash `tool_result` transcript line whose output is `stdout`.
-fn bash_result_line(stdout: &str) -> String {
+pub(super) fn bash_result_line(stdout: &str) -> String {
     json!({
         "parentUuid": uuid(1),
         "isSidechain": false,
@@ -163,7 +164,7 @@ fn bash_result_line(stdout: &str) -> String {
 }
 
 /// An assistant text line.
-fn assistant_text_line(text: &str) -> String {
+pub(super) fn assistant_text_line(text: &str) -> String {
     json!({
         "parentUuid": uuid(5),
         "type": "assistant",
@@ -176,13 +177,13 @@ fn assistant_text_line(text: &str) -> String {
     .to_string()
 }
 
-fn kinds(fs: &[Finding]) -> Vec<&'static str> {
+pub(super) fn kinds(fs: &[Finding]) -> Vec<&'static str> {
     fs.iter().map(|f| f.kind).collect()
 }
 
 /// Redact `line`, check it is still JSON, that no secret survived, that the structure is
 /// unchanged apart from the redacted strings, and that a rescan finds nothing.
-fn redact_checked(line: &str, secrets: &[&str]) -> String {
+pub(super) fn redact_checked(line: &str, secrets: &[&str]) -> String {
     let sc = Scanner::new();
     let fs = sc.scan_json_line(line.as_bytes());
     assert!(!fs.is_empty(), "expected findings in {line}");
@@ -1110,8 +1111,8 @@ fn pathological_inputs_stay_fast() {
 // Lines too large to hold: streamed through small windows, the same result as whole
 // ---------------------------------------------------------------------------------------------
 
-/// Scan `line` as [`RedactStream`] does for a huge line (a first pass for the protected ranges,
-/// then windows of a few bytes), fed in pieces of the given sizes.
+/// Scan `line` as [`RedactStream`] does for a huge line (a first pass for the protected ranges
+/// and the values, then windows of a few bytes), fed in pieces of the given sizes.
 fn streamed(line: &[u8], cuts: &[usize], redact: bool) -> (Vec<u8>, Vec<&'static str>) {
     let sc = Scanner::new();
     let pieces = |f: &mut dyn FnMut(&[u8])| {
@@ -1125,10 +1126,12 @@ fn streamed(line: &[u8], cuts: &[usize], redact: bool) -> (Vec<u8>, Vec<&'static
             rest = b;
         }
     };
-    let mut w = sc.protected_walker();
-    pieces(&mut |p| w.feed(p));
+    let mut pass = sc.first_pass().with_sizes(7, 1200, 600);
+    pieces(&mut |p| pass.feed(p));
+    let mut known = Known::default();
+    let passed = pass.finish(&mut known);
     let mut s = sc
-        .redact_stream(w.finish(), redact)
+        .redact_stream(passed, &known, redact)
         .with_sizes(7, 1200, 600);
     let mut out = Vec::new();
     pieces(&mut |p| s.feed(p, &mut out));
@@ -1205,4 +1208,359 @@ proptest! {
         }
         prop_assert_eq!(whole.finish(), pieces.finish());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ids, line numbers, escapes, and values found again
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn id_keys_hide_ids_but_not_tokens_of_a_published_shape() {
+    let sc = Scanner::new();
+    let f = fakes(20);
+    let line = json!({"type": "user", "uuid": uuid(1), "sessionId": uuid(2),
+        "toolUseResult": {"stdout": "", "config": {"aws_access_key_id": f.aws_id, "client_id": f.opaque,
+            "githubTokenId": f.ghp, "requestId": "req_011CWxYzAbCdEfGh"}}})
+    .to_string();
+    let fs = sc.scan_json_line(line.as_bytes());
+    assert_eq!(kinds(&fs), ["aws-access-key", "github-token"], "{line}");
+    let red = redact_checked(&line, &[&f.aws_id, &f.ghp]);
+    assert!(red.contains(&f.opaque), "an opaque id stays");
+    assert!(red.contains(&uuid(2)) && red.contains("req_011CWxYzAbCdEfGh"));
+    // Exact `id`, uuids, signatures and hashes stay whatever they hold.
+    let line = json!({"id": f.aws_id, "leafUuid": f.ghp, "signature": f.jwt, "contentHash": f.npm})
+        .to_string();
+    assert!(sc.scan_json_line(line.as_bytes()).is_empty(), "{line}");
+}
+
+#[test]
+fn a_key_shown_with_line_numbers_is_redacted_whole() {
+    let sc = Scanner::new();
+    let f = fakes(21);
+    // The Read tool's form (`     2→…`) and `cat -n`'s (`     2\t…`).
+    for sep in ["\u{2192}", "\t"] {
+        let numbered: String = format!("# deploy key\n{}\n", f.pem)
+            .lines()
+            .enumerate()
+            .map(|(i, l)| format!("{:>6}{sep}{l}\n", i + 1))
+            .collect();
+        let line = bash_result_line(&numbered);
+        let fs = sc.scan_json_line(line.as_bytes());
+        assert_eq!(kinds(&fs), ["private-key", "private-key"], "{line}");
+        let red = redact_checked(&line, &[]);
+        let body_line = f.pem.lines().nth(3).unwrap_or_default();
+        assert!(!red.contains(body_line), "{red}");
+        assert!(red.contains("# deploy key"));
+        // The same token as the key without its numbers.
+        let plain = sc.scan_text(f.pem.as_bytes());
+        let want = redaction_token("private-key", f.pem.as_bytes());
+        assert_eq!(plain.len(), 1);
+        assert!(red.contains(&want), "{red} lacks {want}");
+    }
+}
+
+#[test]
+fn secrets_next_to_escapes_are_found() {
+    let sc = Scanner::new();
+    let f = fakes(22);
+    let with_slash = format!("{}/{}", rnd(5, 20, ALNUM), rnd(6, 19, ALNUM));
+    let cases: Vec<(String, String)> = vec![
+        // After a \uXXXX escape (a quote as Go writes it, a colour code).
+        (
+            format!("{{\"t\":\"\\u0027{}\\u0027\"}}", f.ghp),
+            f.ghp.clone(),
+        ),
+        (
+            format!("{{\"t\":\"\\u001b[1;31m{}\\u001b[0m\"}}", f.npm),
+            f.npm.clone(),
+        ),
+        (
+            format!(
+                "{{\"t\":\"\\u001b[32mDB_PASSWORD={}\\u001b[0m\"}}",
+                f.generic
+            ),
+            f.generic.clone(),
+        ),
+        // Next to escaped backslashes.
+        (
+            format!("{{\"t\":\"C:\\\\keys\\\\{}\\\\\"}}", f.aws_id),
+            f.aws_id.clone(),
+        ),
+        // Escaped slashes inside a value, and a URL written with them.
+        (
+            format!(
+                "{{\"t\":\"aws_secret_access_key={}\"}}",
+                format!("{with_slash}x").replace('/', "\\/")
+            ),
+            format!("{with_slash}x").replace('/', "\\/"),
+        ),
+        (
+            format!(
+                "{{\"t\":\"https:\\/\\/deploy:{}@git.internal\\/repo\"}}",
+                f.url_password
+            ),
+            f.url_password.clone(),
+        ),
+        (
+            format!("{{\"t\":\"{}\"}}", f.slack_webhook.replace('/', "\\/")),
+            f.slack_webhook.replace('/', "\\/")["https:\\/\\/".len()..].to_string(),
+        ),
+    ];
+    for (line, secret) in cases {
+        serde_json::from_str::<Value>(&line).expect("test line is JSON");
+        let fs = sc.scan_json_line(line.as_bytes());
+        assert_eq!(fs.len(), 1, "{line}: {fs:?}");
+        assert_eq!(&line[fs[0].start..fs[0].end], secret, "{line}");
+        let red = sc.redact(line.as_bytes(), &fs);
+        serde_json::from_slice::<Value>(&red).expect("still JSON");
+    }
+}
+
+#[test]
+fn a_value_found_once_is_redacted_wherever_it_occurs_again() {
+    let sc = Scanner::new();
+    let f = fakes(23);
+    let pw = &f.generic;
+    // Within a line: named once, then bare (before and after the naming).
+    let text = format!("try {pw} first; DB_PASSWORD={pw}; then `psql -W {pw}`");
+    let fs = sc.scan_text(text.as_bytes());
+    assert_eq!(kinds(&fs), ["generic-secret"; 3]);
+    let red = String::from_utf8_lossy(&sc.redact(text.as_bytes(), &fs)).into_owned();
+    assert!(!red.contains(pw.as_str()), "{red}");
+    let token = redaction_token("generic-secret", pw.as_bytes());
+    assert_eq!(
+        red.matches(&token).count(),
+        3,
+        "the same token each time: {red}"
+    );
+
+    // Across lines of a file: the later line does not name it.
+    let file = format!(
+        "{}\n{}\n{}\n",
+        assistant_text_line("hello"),
+        bash_result_line(&format!("$ cat .env\nSESSION_SECRET={pw}\n")),
+        assistant_text_line(&format!("The session secret is {pw}, keep it."))
+    );
+    let fs = sc.scan_jsonl(file.as_bytes());
+    let red = String::from_utf8_lossy(&sc.redact(file.as_bytes(), &fs)).into_owned();
+    assert!(!red.contains(pw.as_str()), "{red}");
+    assert!(red.lines().nth(2).is_some_and(|l| l.contains(&token)));
+
+    // Known from elsewhere (the session's transcript) in a text file, and never in protected
+    // values.
+    let mut known = Known::default();
+    let _ = sc.scan_json_line_known(
+        bash_result_line(&format!("API_TOKEN={pw}")).as_bytes(),
+        &mut known,
+    );
+    assert_eq!(known.len(), 1);
+    let md = format!("# Notes\nthe staging token is {pw}\n");
+    let (fs, red) = sc.redact_text(md.as_bytes(), &mut known.clone());
+    assert_eq!(kinds(&fs), ["generic-secret"]);
+    assert!(!String::from_utf8_lossy(&red).contains(pw.as_str()));
+    let line =
+        json!({"uuid": uuid(3), "signature": format!("{pw}{pw}"), "message": {"content": "ok"}})
+            .to_string();
+    assert!(
+        sc.scan_json_line_known(line.as_bytes(), &mut known.clone())
+            .is_empty()
+    );
+    // Short values are not remembered (they could be anything).
+    assert!(!known.clone().add("generic-secret", b"abc123"));
+    assert!(
+        format!("{known:?}").find(pw.as_str()).is_none(),
+        "Debug never shows a value"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
+
+    /// Any JSON value with secrets (and near-secrets) in its strings and keys: the redacted line
+    /// is JSON again, and it is the input with each finding (and only it) replaced by its token.
+    #[test]
+    fn redaction_keeps_json_and_touches_only_findings(
+        seed in 0u64..40,
+        parts in proptest::collection::vec(0usize..14, 1..10),
+        keys in proptest::collection::vec("[a-zA-Z_]{1,12}", 1..6),
+        wrap in 0usize..4,
+    ) {
+        let f = fakes(seed);
+        let pieces: Vec<String> = parts.iter().map(|&k| match k {
+            0 => format!("AWS_ACCESS_KEY_ID={} ", f.aws_id),
+            1 => format!("password: \"{}\"\n", f.generic),
+            2 => format!("Bearer {} ", f.opaque),
+            3 => f.pem.clone(),
+            4 => format!("\u{1b}[31m{}\u{1b}[0m", f.npm),
+            5 => format!("https://u:{}@h/x ", f.url_password),
+            6 => format!("{}\\{}/", f.ghp, f.anthropic),
+            7 => format!("{{\"token\":\"{}\"}}", f.generic),
+            8 => "é日😀 \"quoted\" \\ tab\t".to_string(),
+            9 => format!("{} again {} ", f.generic, f.slack_bot),
+            10 => format!("Authorization: Basic {}", b64url(format!("me:{}", f.opaque).as_bytes())),
+            11 => format!("{:>6}\u{2192}{}", 3, f.jwt),
+            12 => format!("curl -u ci:{} x", f.url_password),
+            _ => rnd(seed, 30, B64),
+        }).collect();
+        let text = pieces.concat();
+        let mut obj = serde_json::Map::new();
+        for (i, k) in keys.iter().enumerate() {
+            let v = if i % 2 == 0 { Value::String(text.clone()) } else { json!({"id": f.aws_id, k.clone(): text.clone()}) };
+            obj.insert(k.clone(), v);
+        }
+        let v = match wrap {
+            0 => Value::Object(obj),
+            1 => json!([Value::Object(obj), text.clone()]),
+            2 => json!({"nested": Value::String(Value::Object(obj).to_string())}),
+            _ => json!({"uuid": uuid(seed), "message": {"content": [{"type": "tool_result", "content": Value::Object(obj)}]}}),
+        };
+        let line = v.to_string();
+        let sc = Scanner::new();
+        let fs = sc.scan_json_line(line.as_bytes());
+        for w in fs.windows(2) {
+            prop_assert!(w[0].end <= w[1].start, "sorted, disjoint");
+        }
+        let red = sc.redact(line.as_bytes(), &fs);
+        prop_assert!(serde_json::from_slice::<Value>(&red).is_ok(), "not JSON: {}", String::from_utf8_lossy(&red));
+        // Rebuild: the bytes between findings, each finding's token.
+        let mut want = Vec::new();
+        let mut pos = 0;
+        for x in &fs {
+            want.extend_from_slice(&line.as_bytes()[pos..x.start]);
+            want.extend_from_slice(redaction_token(x.kind, &line.as_bytes()[x.start..x.end]).as_bytes());
+            pos = x.end;
+        }
+        want.extend_from_slice(&line.as_bytes()[pos..]);
+        prop_assert_eq!(&red[..], &want[..]);
+        // Nothing a finding covers is structure: no quote, and a span never splits an escape.
+        for x in &fs {
+            let covered = &line.as_bytes()[x.start..x.end];
+            prop_assert!(!covered.contains(&b'"') || covered.windows(2).all(|w| w[1] != b'"' || w[0] == b'\\'));
+        }
+        // The ids and uuid stay.
+        prop_assert!(String::from_utf8_lossy(&red).contains(&uuid(seed)) || wrap != 3);
+    }
+}
+
+#[test]
+fn every_trigger_has_its_place_in_the_prefilter_order() {
+    let sc = Scanner::new();
+    assert!(
+        sc.c.triggers.len() <= 64,
+        "the SIMD searcher takes 64 literals at most"
+    );
+    let mut lits: Vec<&str> = TOKEN_RULES
+        .iter()
+        .flat_map(|r| r.triggers.iter().copied())
+        .collect();
+    lits.extend([PEM_TRIGGER]);
+    lits.extend(URL_TRIGGERS);
+    lits.extend(BEARER_TRIGGERS);
+    lits.extend(KEY_TRIGGERS);
+    for l in &lits {
+        assert!(
+            rules::PREFILTER_ORDER.contains(l),
+            "{l:?} is not in PREFILTER_ORDER"
+        );
+        assert!(
+            l.len() >= 3,
+            "{l:?}: literals of 3 bytes or more keep the searcher fast"
+        );
+    }
+    for o in rules::PREFILTER_ORDER {
+        assert!(lits.contains(o), "{o:?} in PREFILTER_ORDER is no trigger");
+    }
+    // No literal can match where another starts, so their order changes no result.
+    for a in &lits {
+        for b in &lits {
+            assert!(a == b || !b.starts_with(a), "{a:?} is a prefix of {b:?}");
+        }
+    }
+}
+
+/// Search for a better `PREFILTER_ORDER` (after adding a rule): a hill climb over orders on a
+/// simulation of the SIMD searcher (Teddy, 16 buckets, 3-byte masks: how often it stops) over
+/// the generated corpus. Prints the order found.
+/// `CCSYNC_SECRETS_CORPUS=/tmp/secrets-corpus cargo test --release --lib prefilter_order_search -- --ignored --nocapture`
+#[test]
+#[ignore = "needs a generated corpus and a release build"]
+fn prefilter_order_search() {
+    fn walk(d: &std::path::Path, out: &mut Vec<u8>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "jsonl" || x == "md") {
+                out.extend(std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    /// Where the searcher stops, and how many literals it then checks (as Teddy buckets them).
+    fn cost(lits: &[&str], data: &[u8]) -> f64 {
+        let m = lits.iter().map(|l| l.len()).min().unwrap_or(1).min(3);
+        let mut buckets: Vec<Vec<usize>> = vec![vec![]; 16];
+        let mut by_prefix: std::collections::BTreeMap<Vec<u8>, usize> = Default::default();
+        for (id, l) in lits.iter().enumerate() {
+            let lo: Vec<u8> = l.as_bytes()[..m].iter().map(|b| b & 15).collect();
+            let b = *by_prefix.entry(lo).or_insert(15 - id % 16);
+            buckets[b].push(id);
+        }
+        let mut pass = vec![[0u16; 256]; m];
+        for (k, p) in pass.iter_mut().enumerate() {
+            let (mut lo, mut hi) = ([0u16; 16], [0u16; 16]);
+            for (b, ids) in buckets.iter().enumerate() {
+                for &id in ids {
+                    let c = lits[id].as_bytes()[k];
+                    lo[(c & 15) as usize] |= 1 << b;
+                    hi[(c >> 4) as usize] |= 1 << b;
+                }
+            }
+            for (c, slot) in p.iter_mut().enumerate() {
+                *slot = lo[c & 15] & hi[c >> 4];
+            }
+        }
+        let (mut stops, mut checks) = (0u64, 0u64);
+        for i in 0..data.len().saturating_sub(m) {
+            let mut x = pass[0][data[i] as usize];
+            for (k, p) in pass.iter().enumerate().skip(1) {
+                x &= p[data[i + k] as usize];
+            }
+            if x != 0 {
+                stops += 1;
+                while x != 0 {
+                    checks += buckets[x.trailing_zeros() as usize].len() as u64;
+                    x &= x - 1;
+                }
+            }
+        }
+        stops as f64 + 0.5 * checks as f64
+    }
+    let root =
+        std::env::var("CCSYNC_SECRETS_CORPUS").unwrap_or_else(|_| "/tmp/secrets-corpus".into());
+    let mut data = Vec::new();
+    walk(std::path::Path::new(&root), &mut data);
+    assert!(!data.is_empty(), "no corpus at {root}");
+    let sample: Vec<u8> = data.chunks(1 << 16).step_by(8).flatten().copied().collect();
+    let mut cur: Vec<&str> = rules::PREFILTER_ORDER.to_vec();
+    let mut best = cost(&cur, &sample);
+    println!("current order: {best:.0}");
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut pick = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    for _ in 0..3000 {
+        let (a, b) = (pick(cur.len()), pick(cur.len()));
+        cur.swap(a, b);
+        let c = cost(&cur, &sample);
+        if c < best {
+            best = c;
+        } else {
+            cur.swap(a, b);
+        }
+    }
+    println!("found: {best:.0}\n{cur:?}");
 }

@@ -1350,6 +1350,11 @@ impl Txn {
     pub fn commit(mut self, parent: Option<&Oid>, author: &str, message: &str) -> Result<Oid> {
         // This machine's clock (moved in tests, so that history has distinct dates).
         let now = crate::clock::now().timestamp();
+        // Commit messages leave the machine too: never with a secret in them (a session id or
+        // machine name is never one, but a message is built from whatever it is given).
+        let sc = crate::secrets::Scanner::new();
+        let found = sc.scan_text(message.as_bytes());
+        let message = String::from_utf8_lossy(&sc.redact(message.as_bytes(), &found)).into_owned();
         let ops = std::mem::take(&mut self.ops);
         let written = (|| -> std::io::Result<()> {
             let w = self

@@ -967,6 +967,32 @@ mod tests {
     }
 
     #[test]
+    fn commit_messages_never_carry_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Git::init_bare(&dir.path().join("remote.git")).unwrap();
+        let r = remote.dir.to_string_lossy().into_owned();
+        let home = Home::new(dir.path().join("a"));
+        let t = Duration::from_secs(30);
+        let s = Store::open(&home, &r, "main", "a").unwrap();
+        // Built at run time: no secret-shaped literal in the source.
+        let token = ["gh", "p_", "Zq7Xw2Lm9Kp4Rt6Vy8Bn3Cd5Fg1Hj0As2Qe4"].concat();
+        let c = s
+            .commit_and_push(&format!("a: push with {token}"), false, t, |_, txn| {
+                let m = txn.blob(b"x")?;
+                txn.put("files/x", m);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        let raw = remote.run(["cat-file", "commit", &c.0]).unwrap();
+        assert!(!raw.contains(&token), "{raw}");
+        assert!(
+            raw.contains("a: push with [REDACTED:github-token:"),
+            "{raw}"
+        );
+    }
+
+    #[test]
     fn broken_clone_is_replaced_and_concurrent_commits_both_land() {
         let dir = tempfile::tempdir().unwrap();
         let remote = Git::init_bare(&dir.path().join("remote.git")).unwrap();

@@ -240,8 +240,12 @@ fn file_name_of(path: &Path) -> String {
 }
 
 /// Reconcile one plain file. Local writes happen here (atomically) unless `dry_run`; repository
-/// changes are returned for the caller's commit.
-/// `machine` (this machine's id) goes into the names of conflict copies.
+/// changes are returned for the caller's commit (push redacts them).
+/// `machine` (this machine's id) goes into the names of conflict copies. With a `scanner`, a
+/// stored version comes back with this machine's own secrets in place of their redaction
+/// tokens (see [`crate::secrets::Scanner::restore_own`]), so that a file changed elsewhere
+/// never loses them here.
+#[allow(clippy::too_many_arguments)]
 pub fn reconcile(
     sides: FileSides<'_>,
     dir: Direction,
@@ -249,6 +253,7 @@ pub fn reconcile(
     machine: &str,
     reader: &mut BlobReader,
     dry_run: bool,
+    scanner: Option<crate::secrets::Scanner>,
 ) -> Result<Reconciled> {
     let FileSides {
         local_key,
@@ -279,10 +284,14 @@ pub fn reconcile(
         mapper.to_portable(data, ctx, &mut v);
         v
     };
+    let json_file = repo_path.ends_with(".json");
     let localize = |data: &[u8]| {
         let mut v = Vec::with_capacity(data.len());
         mapper.to_local(data, ctx, &mut v);
-        v
+        match (scanner, &local) {
+            (Some(sc), Some(l)) => sc.restore_own(l, &v, json_file).into_owned(),
+            _ => v,
+        }
     };
     let draft = |base: Base, hash: Option<String>| RecordDraft {
         local_key: local_key.clone(),

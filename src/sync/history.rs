@@ -8,33 +8,46 @@ use std::io::Write;
 
 use anyhow::{Context as _, Result};
 
-use super::Engine;
 use super::log::{self, IdentBag, SegmentWriter};
 use super::push::{LogDraft, PushReport, split_lines};
 use super::snapshot::Snapshot;
 use super::state::LogRecord;
+use super::{Engine, FileSecrets};
 use crate::claude::jsonscan::{TopScanner, Want};
+use crate::config::SecretMode;
 use crate::os::IoAt;
 use crate::store::{BlobReader, Txn};
 
 /// The key of `history.jsonl` in the state index.
 pub const KEY: &str = "history.jsonl";
 
-static PROJECT_WANT: &[Want] = &[Want {
-    key: "project",
-    cap: 8192,
-}];
+static LINE_WANT: &[Want] = &[
+    Want {
+        key: "project",
+        cap: 8192,
+    },
+    Want {
+        key: "sessionId",
+        cap: 256,
+    },
+];
 
 /// Whether a local history line belongs to a synced project.
-fn is_synced(engine: &Engine, line: &[u8], all: bool) -> bool {
-    let mut s = TopScanner::new(PROJECT_WANT);
+pub(crate) fn synced_line(engine: &Engine, line: &[u8], all: bool) -> bool {
+    synced(engine, line, all).0
+}
+
+/// Whether a local history line belongs to a synced project, and its session.
+fn synced(engine: &Engine, line: &[u8], all: bool) -> (bool, Option<String>) {
+    let mut s = TopScanner::new(LINE_WANT);
     s.feed(log::strip_nl(line));
     if !s.done() || !s.valid() {
-        return false;
+        return (false, None);
     }
+    let sid = s.get_str("sessionId");
     match s.get_str("project") {
-        Some(p) => all || engine.config.in_sync_dirs(&p),
-        None => false,
+        Some(p) => (all || engine.config.in_sync_dirs(&p), sid),
+        None => (false, sid),
     }
 }
 
@@ -60,13 +73,34 @@ pub(crate) fn push(
     })?;
     let mut writer = SegmentWriter::new(snap.history.clone());
     let mut n = 0u64;
+    // Entries of sessions held back for their secrets (`secret_scan = block`) stay here too.
+    let blocked: std::collections::BTreeSet<String> = report.blocked.iter().cloned().collect();
+    let block = engine.config.secret_scan == SecretMode::Block;
+    let mut secrets = FileSecrets::default();
     for (i, line) in split_lines(&data[..complete]).enumerate() {
-        if !is_synced(engine, line, all) {
+        // Every line teaches the file's secret state, synced or not, as pull reads them.
+        let mut out = Vec::with_capacity(line.len());
+        let mut found = Vec::new();
+        engine.outbound(
+            line,
+            &mut out,
+            KEY,
+            i as u64 + 1,
+            &mut found,
+            &mut secrets,
+            0,
+        );
+        let (is_synced, sid) = synced(engine, line, all);
+        if !is_synced || sid.is_some_and(|s| blocked.contains(&s)) {
             continue;
         }
-        let mut out = Vec::with_capacity(line.len());
-        engine.outbound(line, &mut out, KEY, i as u64 + 1, &mut report.secrets);
         if bag.take(&log::identity(&out)) {
+            continue;
+        }
+        let has_secrets = !found.is_empty();
+        report.secrets.extend(found);
+        if block && has_secrets {
+            report.blocked.push(format!("{KEY} line {}", i + 1));
             continue;
         }
         writer.push(&out, txn)?;
@@ -93,6 +127,7 @@ pub(crate) fn push(
         equal: false,
         size,
         mtime_ns,
+        secret_lines: None,
     }))
 }
 
@@ -124,9 +159,10 @@ pub fn pull(
     };
     let mut have = IdentBag::default();
     let mut ignored = Vec::new();
+    let mut secrets = FileSecrets::default();
     for line in split_lines(&local) {
         let mut out = Vec::with_capacity(line.len());
-        engine.outbound(line, &mut out, KEY, 0, &mut ignored);
+        engine.outbound(line, &mut out, KEY, 0, &mut ignored, &mut secrets, 0);
         have.add(log::identity(&out));
     }
     let mut add: Vec<u8> = Vec::new();
@@ -181,6 +217,7 @@ pub fn pull(
         equal: false,
         size,
         mtime_ns,
+        secret_lines: None,
     };
     Ok((n, Some(rec)))
 }

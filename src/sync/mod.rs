@@ -27,7 +27,7 @@ pub mod state;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context as _, Result, anyhow};
 use serde::Serialize;
 
 use crate::catalog::Entry;
@@ -41,6 +41,16 @@ pub use forget::forget;
 pub use lines::{Chunk, complete_end, for_each_chunk};
 pub use pull::{PullOptions, PullReport, pull};
 pub use push::{PushOptions, PushReport, push};
+
+/// The secret state of one file being sent: the values its lines gave so far (each later
+/// occurrence is redacted too, see [`secrets::Known`]), and where in the local file the lines
+/// that gave them are (offset and length), so that the next push learns them again by reading
+/// those lines only. Never written anywhere with the values.
+#[derive(Debug, Default, Clone)]
+pub struct FileSecrets {
+    pub known: secrets::Known,
+    pub lines: Vec<(u64, u64)>,
+}
 
 /// A secret found in what push sends (never the secret itself).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -120,7 +130,10 @@ impl<'a> Engine<'a> {
     }
 
     /// Local JSONL bytes (whole lines) → what is stored: paths mapped, secrets handled.
-    /// `line_no` is the number of the first line, for reports.
+    /// `line_no` is the number of the first line, for reports; `at` is the offset of `chunk`
+    /// in the local file, and `st` the file's secret state (the values its earlier lines gave,
+    /// found again wherever they occur; it learns this chunk's).
+    #[allow(clippy::too_many_arguments)]
     pub fn outbound(
         &self,
         chunk: &[u8],
@@ -128,6 +141,8 @@ impl<'a> Engine<'a> {
         file: &str,
         line_no: u64,
         found: &mut Vec<SecretReport>,
+        st: &mut FileSecrets,
+        at: u64,
     ) {
         let mut mapped = Vec::with_capacity(chunk.len() + 64);
         self.mapper.to_portable(chunk, Context::Json, &mut mapped);
@@ -137,11 +152,21 @@ impl<'a> Engine<'a> {
         };
         let mut start = 0;
         let mut n = line_no;
+        // The same line in the local chunk (mapping changes no line breaks).
+        let mut local = at;
+        let mut local_rest = chunk;
         while start < mapped.len() {
             let end =
                 memchr::memchr(b'\n', &mapped[start..]).map_or(mapped.len(), |i| start + i + 1);
             let line = &mapped[start..end];
-            let hits = scanner.scan_json_line(line);
+            let local_len = memchr::memchr(b'\n', local_rest).map_or(local_rest.len(), |i| i + 1);
+            local_rest = &local_rest[local_len..];
+            let before = st.known.len();
+            let hits = scanner.scan_json_line_known(line, &mut st.known);
+            if st.known.len() > before {
+                st.lines.push((local, local_len as u64));
+            }
+            local += local_len as u64;
             if hits.is_empty() {
                 out.extend_from_slice(line);
             } else {
@@ -168,9 +193,13 @@ impl<'a> Engine<'a> {
         self.mapper.to_local(data, Context::Json, out);
     }
 
-    /// [`Engine::outbound`] of one line too large to hold (see [`lines`]): `replay` streams the
-    /// local line (it is called twice when secrets are scanned), `sink` takes the stored form
-    /// in pieces.
+    /// [`Engine::outbound`] of one line too large to hold (see [`lines`]), at `at` (its start
+    /// and end) in the local file: `replay` streams the local line (it is called twice when
+    /// secrets are scanned), `sink` takes the stored form in pieces. The first pass finds the
+    /// line's protected ranges and its values, so a value is redacted wherever it occurs in the
+    /// line, before its first naming as after; the values of earlier lines of the file are
+    /// redacted in it too.
+    #[allow(clippy::too_many_arguments)]
     pub fn outbound_huge(
         &self,
         replay: &mut lines::Replay<'_>,
@@ -178,25 +207,32 @@ impl<'a> Engine<'a> {
         line_no: u64,
         found: &mut Vec<SecretReport>,
         sink: &mut lines::Sink<'_>,
+        st: &mut FileSecrets,
+        at: (u64, u64),
     ) -> Result<()> {
         let mut redact = match &self.scanner {
             None => None,
             Some(scanner) => {
-                // First pass: the ranges the JSON protects, in the mapped line.
-                let mut walker = scanner.protected_walker();
+                // First pass: the ranges the JSON protects and the values, in the mapped line.
+                let mut pass = scanner.first_pass();
                 let mut map = MapStream::new(&self.mapper, Direction::ToPortable, Context::Json);
                 let mut mapped = Vec::new();
                 replay(&mut |piece| {
                     mapped.clear();
                     map.feed(piece, &mut mapped);
-                    walker.feed(&mapped);
+                    pass.feed(&mapped);
                     Ok(())
                 })?;
                 mapped.clear();
                 map.finish(&mut mapped);
-                walker.feed(&mapped);
+                pass.feed(&mapped);
+                let before = st.known.len();
+                let passed = pass.finish(&mut st.known);
+                if st.known.len() > before {
+                    st.lines.push((at.0, at.1 - at.0));
+                }
                 let redact = self.config.secret_scan == SecretMode::Redact;
-                Some(scanner.redact_stream(walker.finish(), redact))
+                Some(scanner.redact_stream(passed, &st.known, redact))
             }
         };
         let mut map = MapStream::new(&self.mapper, Direction::ToPortable, Context::Json);
@@ -228,6 +264,93 @@ impl<'a> Engine<'a> {
             });
         }
         Ok(())
+    }
+
+    /// The secret state of a local log at the end of its first `rec.local_len` bytes: its
+    /// lines that gave values, read again (or, when the record does not tell, every line).
+    pub fn restore_secrets(&self, path: &Path, rec: &state::LogRecord) -> Result<FileSecrets> {
+        let mut st = FileSecrets::default();
+        if self.scanner.is_none() || rec.local_len == 0 {
+            return Ok(st);
+        }
+        let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut ignore = |_: &[u8]| -> Result<()> { Ok(()) };
+        match &rec.secret_lines {
+            Some(list) => {
+                for &(start, len) in list {
+                    let end = start.saturating_add(len).min(rec.local_len);
+                    if start >= end {
+                        continue;
+                    }
+                    if end - start > lines::HUGE_LINE as u64 {
+                        let mut replay =
+                            |sink: &mut lines::Sink<'_>| lines::replay_file(path, start, end, sink);
+                        self.outbound_huge(
+                            &mut replay,
+                            "",
+                            0,
+                            &mut Vec::new(),
+                            &mut ignore,
+                            &mut st,
+                            (start, end),
+                        )?;
+                    } else {
+                        use std::io::{Read, Seek, SeekFrom};
+                        let mut buf = vec![0u8; (end - start) as usize];
+                        f.seek(SeekFrom::Start(start)).at("read", path)?;
+                        f.read_exact(&mut buf).at("read", path)?;
+                        self.outbound(
+                            &buf,
+                            &mut Vec::new(),
+                            "",
+                            0,
+                            &mut Vec::new(),
+                            &mut st,
+                            start,
+                        );
+                    }
+                }
+            }
+            None => {
+                for_each_chunk(
+                    &mut f,
+                    path,
+                    0,
+                    rec.local_len,
+                    4 << 20,
+                    lines::HUGE_LINE,
+                    |c| match c {
+                        Chunk::Lines(chunk, at) => {
+                            self.outbound(
+                                chunk,
+                                &mut Vec::new(),
+                                "",
+                                0,
+                                &mut Vec::new(),
+                                &mut st,
+                                at,
+                            );
+                            Ok(())
+                        }
+                        Chunk::Huge { start, end } => {
+                            let mut replay = |sink: &mut lines::Sink<'_>| {
+                                lines::replay_file(path, start, end, sink)
+                            };
+                            self.outbound_huge(
+                                &mut replay,
+                                "",
+                                0,
+                                &mut Vec::new(),
+                                &mut ignore,
+                                &mut st,
+                                (start, end),
+                            )
+                        }
+                    },
+                )?;
+            }
+        }
+        Ok(st)
     }
 
     /// [`Engine::inbound`] of one stored line too large to hold.

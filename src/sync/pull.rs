@@ -497,6 +497,7 @@ fn pull_session(
             &engine.config.machine_id,
             reader,
             false,
+            engine.scanner,
         )?;
         changed |= r.pulled;
         apply_records(engine, d, r);
@@ -765,6 +766,7 @@ fn merge_log(
                     engine,
                     key: String::new(),
                     watch: Some(w),
+                    secrets: Default::default(),
                 };
                 added = log::append_to_local(path, reader, extras, ends_nl, &mut codec)?;
             }
@@ -779,6 +781,7 @@ fn merge_log(
         engine,
         key: engine.key(path),
         watch: None,
+        secrets: Default::default(),
     };
     let had_lines = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
     let res = log::merge_into_local(path, reader, &stored.segs, &mut codec)?;
@@ -801,14 +804,24 @@ struct EngineCodec<'e, 'w> {
     engine: &'e Engine<'e>,
     /// The local file's index key (for secret reports).
     key: String,
+    /// The secret state of the local lines seen so far (they are seen in order, from the
+    /// first, as push sends them), so that a local line's stored form is the one push gives.
+    secrets: super::FileSecrets,
     watch: Option<&'w mut branches::AppendWatch>,
 }
 
 impl log::Codec for EngineCodec<'_, '_> {
     fn outbound(&mut self, line: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(line.len());
-        self.engine
-            .outbound(line, &mut out, &self.key, 0, &mut Vec::new());
+        self.engine.outbound(
+            line,
+            &mut out,
+            &self.key,
+            0,
+            &mut Vec::new(),
+            &mut self.secrets,
+            0,
+        );
         out
     }
 
@@ -820,8 +833,15 @@ impl log::Codec for EngineCodec<'_, '_> {
     }
 
     fn outbound_huge(&mut self, replay: &mut Replay<'_>, sink: &mut Sink<'_>) -> Result<()> {
-        self.engine
-            .outbound_huge(replay, &self.key, 0, &mut Vec::new(), sink)
+        self.engine.outbound_huge(
+            replay,
+            &self.key,
+            0,
+            &mut Vec::new(),
+            sink,
+            &mut self.secrets,
+            (0, 0),
+        )
     }
 
     fn inbound_huge(&mut self, replay: &mut Replay<'_>, sink: &mut Sink<'_>) -> Result<()> {
@@ -866,6 +886,8 @@ fn after_write(path: &Path, stored: &StoredLog, all_pushed: bool) -> Result<LogR
         equal: true,
         size,
         mtime_ns,
+        // The file was written anew: the next push learns its values again.
+        secret_lines: None,
     })
 }
 
@@ -1067,6 +1089,7 @@ fn pull_file(
         &engine.config.machine_id,
         reader,
         opts.dry_run,
+        engine.scanner,
     )?;
     if !opts.dry_run {
         apply_records(engine, d, r);

@@ -27,6 +27,7 @@ use crate::catalog::{self, Entry};
 use crate::claude::discover::{Attachment, SkipReason, link_below, walk};
 use crate::config::SecretMode;
 use crate::os::IoAt;
+use crate::secrets::Known;
 use crate::store::layout::{
     self, META_FILE, PROJECT_FILE, ProjectRecord, SessionMeta, TRANSCRIPT_LOG,
 };
@@ -92,7 +93,12 @@ pub struct PushReport {
     pub history_lines: u64,
     pub lines: u64,
     pub bytes: u64,
+    /// Secrets found in what was sent (or, in a dry run, in what would be), never the secrets.
     pub secrets: Vec<SecretReport>,
+    /// What was done with them: `redact` (replaced in what was stored), `warn` (sent as they
+    /// are), `block` (what holds them was not sent), `off` (not looked for).
+    pub secret_scan: String,
+    /// Sessions (and files, history lines) not sent because they hold secrets (`block`).
     pub blocked: Vec<String>,
     pub skipped: Vec<Skipped>,
     pub conflicts: Vec<String>,
@@ -165,6 +171,7 @@ pub(crate) struct LogDraft {
     pub equal: bool,
     pub size: u64,
     pub mtime_ns: i128,
+    pub secret_lines: Option<Vec<(u64, u64)>>,
 }
 
 impl LogDraft {
@@ -178,6 +185,7 @@ impl LogDraft {
             equal: self.equal,
             size: self.size,
             mtime_ns: self.mtime_ns,
+            secret_lines: self.secret_lines.clone(),
         }
     }
 }
@@ -307,6 +315,7 @@ fn push_once(
     let mut report = PushReport {
         dry_run: opts.dry_run,
         remote_lost: remote_lost.clone(),
+        secret_scan: cfg.secret_scan.to_string(),
         ..PushReport::default()
     };
     for (path, why) in &cat.unreadable {
@@ -541,6 +550,36 @@ fn push_once(
             report.files += w.files.len();
         }
         report.files += loose_changed.len();
+        // What the push would find in what it sends, and so do with it.
+        let history_from = history_changed.then(|| {
+            index
+                .logs
+                .get(super::history::KEY)
+                .map_or(0, |r| r.local_len)
+        });
+        report.secrets = dry_run_secrets(
+            engine,
+            &work,
+            &loose_changed,
+            &index,
+            history_from,
+            opts.all,
+        )?;
+        if cfg.secret_scan == SecretMode::Block {
+            let mut blocked: BTreeSet<String> = BTreeSet::new();
+            for s in &report.secrets {
+                let session = work.iter().find(|w| {
+                    w.logs.iter().any(|l| l.key == s.file)
+                        || w.files.iter().any(|f| f.key == s.file)
+                });
+                blocked.insert(match session {
+                    Some(w) => w.entry.session.id.clone(),
+                    None if s.file == super::history::KEY => format!("{} line {}", s.file, s.line),
+                    None => s.file.clone(),
+                });
+            }
+            report.blocked = blocked.into_iter().collect();
+        }
         report.seconds = started.elapsed().as_secs_f64();
         return Ok((report, Vec::new()));
     }
@@ -591,6 +630,16 @@ fn push_once(
         }
         let mut written_records = BTreeSet::new();
         for f in &loose_changed {
+            // `secret_scan = block`: a file with a secret stays here (and is retried).
+            if cfg.secret_scan == SecretMode::Block
+                && f.exists
+                && let found = file_secrets(engine, &f.key, &f.path, &Known::default())
+                && !found.is_empty()
+            {
+                staged.report.secrets.extend(found);
+                staged.report.blocked.push(f.key.clone());
+                continue;
+            }
             let stored = stored_loose(&snap, &f.repo_path);
             // In a folder that lost its files and sessions, what is here was made anew: it is
             // merged with the stored version as a new file, never replacing it.
@@ -613,8 +662,16 @@ fn push_once(
                 &cfg.machine_id,
                 &mut reader,
                 false,
+                engine.scanner,
             )?;
-            apply_reconciled(r, txn, &mut staged, f.size, f.mtime_ns)?;
+            apply_reconciled(
+                engine,
+                r,
+                txn,
+                &mut staged,
+                (f.size, f.mtime_ns),
+                &Known::default(),
+            )?;
             // A project that only has memory (no session stored yet) still records its
             // directory, so that every machine knows where the memory goes.
             if let Some(cwd) = &f.project {
@@ -798,6 +855,7 @@ fn push_once(
         status.last_error = None;
         State::save_status(engine.home, &status)?;
     }
+    report.secret_scan = before.secret_scan;
     report.memory_unplaced = before.memory_unplaced;
     report.withheld = before.withheld;
     report.remote_lost = before.remote_lost;
@@ -805,6 +863,171 @@ fn push_once(
     report.skipped.splice(0..0, before.skipped);
     report.seconds = started.elapsed().as_secs_f64();
     Ok((report, settle))
+}
+
+/// The secrets of a plain file's content as stored at `repo_path` (JSON files scanned as JSON,
+/// the rest as text, with `known` values), and the redacted content when `secret_scan` is
+/// `redact` and it had any.
+fn outbound_file(
+    engine: &Engine,
+    key: &str,
+    repo_path: &str,
+    data: &[u8],
+    known: &Known,
+) -> (Vec<SecretReport>, Option<Vec<u8>>) {
+    let Some(sc) = &engine.scanner else {
+        return (Vec::new(), None);
+    };
+    let mut known = known.clone();
+    let fs = match files::context_for(repo_path) {
+        crate::paths::Context::Json if !repo_path.ends_with(".jsonl") => {
+            sc.scan_json_line_known(data, &mut known)
+        }
+        crate::paths::Context::Json => sc.scan_jsonl(data),
+        _ => sc.scan_text_known(data, &mut known),
+    };
+    // Findings come sorted: count lines once.
+    let (mut pos, mut line) = (0usize, 1u64);
+    let reports = fs
+        .iter()
+        .map(|f| {
+            let to = f.start.min(data.len()).max(pos);
+            line += memchr::memchr_iter(b'\n', &data[pos..to]).count() as u64;
+            pos = to;
+            SecretReport {
+                kind: f.kind.to_string(),
+                file: key.to_string(),
+                line,
+            }
+        })
+        .collect();
+    let redacted = (!fs.is_empty() && engine.config.secret_scan == SecretMode::Redact)
+        .then(|| sc.redact(data, &fs).into_owned());
+    (reports, redacted)
+}
+
+/// The secrets of a local plain file as it would be stored (unreadable: none, push reports it).
+fn file_secrets(engine: &Engine, key: &str, path: &Path, known: &Known) -> Vec<SecretReport> {
+    let Ok(data) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let name = path.to_string_lossy();
+    let mut mapped = Vec::with_capacity(data.len());
+    engine
+        .mapper
+        .to_portable(&data, files::context_for(&name), &mut mapped);
+    outbound_file(engine, key, &name, &mapped, known).0
+}
+
+/// The secrets a push would find in what it sends: the new lines of changed logs (read from
+/// where the last push stopped, with what the lines before gave), changed plain files, and new
+/// history lines (from `history_from`) of synced projects.
+fn dry_run_secrets(
+    engine: &Engine,
+    work: &[SessionWork],
+    loose: &[&LooseFile],
+    index: &Index,
+    history_from: Option<u64>,
+    all: bool,
+) -> Result<Vec<SecretReport>> {
+    let mut found = Vec::new();
+    if engine.scanner.is_none() {
+        return Ok(found);
+    }
+    let mut ignore = |_: &[u8]| -> Result<()> { Ok(()) };
+    for w in work {
+        let mut session_known = Known::default();
+        if !w.logs.iter().any(|i| i.rel == TRANSCRIPT_LOG)
+            && let Some(r) = index.logs.get(&engine.key(&w.entry.session.transcript))
+        {
+            session_known.extend(
+                &engine
+                    .restore_secrets(&w.entry.session.transcript, r)?
+                    .known,
+            );
+        }
+        for l in &w.logs {
+            let rec = index.logs.get(&l.key);
+            let mut st = match rec {
+                Some(r) if r.local_len <= l.size => engine.restore_secrets(&l.path, r)?,
+                _ => super::FileSecrets::default(),
+            };
+            st.known.extend(&session_known);
+            let from = rec.map_or(0, |r| r.local_len).min(l.size);
+            let mut line_no = rec.map_or(0, |r| r.local_lines) + 1;
+            let mut f =
+                File::open(&l.path).with_context(|| format!("cannot read {}", l.path.display()))?;
+            for_each_chunk(
+                &mut f,
+                &l.path,
+                from,
+                l.size,
+                CHUNK,
+                HUGE_LINE,
+                |c| match c {
+                    Chunk::Lines(chunk, at) => {
+                        engine.outbound(
+                            chunk,
+                            &mut Vec::new(),
+                            &l.key,
+                            line_no,
+                            &mut found,
+                            &mut st,
+                            at,
+                        );
+                        line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
+                        Ok(())
+                    }
+                    Chunk::Huge { start, end } => {
+                        let mut replay =
+                            |sink: &mut Sink<'_>| replay_file(&l.path, start, end, sink);
+                        let no = line_no;
+                        line_no += 1;
+                        engine.outbound_huge(
+                            &mut replay,
+                            &l.key,
+                            no,
+                            &mut found,
+                            &mut ignore,
+                            &mut st,
+                            (start, end),
+                        )
+                    }
+                },
+            )?;
+            session_known.extend(&st.known);
+        }
+        for f in &w.files {
+            found.extend(file_secrets(engine, &f.key, &f.path, &session_known));
+        }
+    }
+    for f in loose.iter().filter(|f| f.exists) {
+        found.extend(file_secrets(engine, &f.key, &f.path, &Known::default()));
+    }
+    if let Some(from) = history_from {
+        let path = engine.claude.history();
+        let data =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut st = super::FileSecrets::default();
+        let mut at = 0u64;
+        for (i, line) in split_lines(&data).enumerate() {
+            let mut hits = Vec::new();
+            engine.outbound(
+                line,
+                &mut Vec::new(),
+                super::history::KEY,
+                i as u64 + 1,
+                &mut hits,
+                &mut st,
+                at,
+            );
+            if at >= from && super::history::synced_line(engine, line, all) {
+                found.extend(hits);
+            }
+            at += line.len() as u64;
+        }
+    }
+    Ok(found)
 }
 
 /// Object ids of paths in a commit.
@@ -838,13 +1061,18 @@ pub fn resolve_paths(
 }
 
 fn apply_reconciled(
+    engine: &Engine,
     r: files::Reconciled,
     txn: &mut Txn,
     staged: &mut Staged,
-    size: u64,
-    mtime_ns: i128,
+    (size, mtime_ns): (u64, i128),
+    known: &Known,
 ) -> Result<()> {
     for (path, data) in &r.repo_put {
+        // Secrets handled in what is stored (the local file is untouched).
+        let (found, redacted) = outbound_file(engine, &r.local_key, path, data, known);
+        staged.report.secrets.extend(found);
+        let data = redacted.as_deref().unwrap_or(data);
         let m = txn.blob(data)?;
         txn.put(path, m);
         staged.report.bytes += data.len() as u64;
@@ -896,6 +1124,16 @@ fn push_session(
     let mut drafts = Vec::new();
     let mut appended_lines = 0u64;
     let mut transcript_touched = false;
+    // What the session's logs gave: later logs (subagents after the transcript), its tool
+    // results and its title must not show it either. The transcript's, when it did not change,
+    // from the lines its record names.
+    let mut session_known = Known::default();
+    if engine.scanner.is_some() && !w.logs.iter().any(|i| i.rel == TRANSCRIPT_LOG) {
+        let key = engine.key(&e.session.transcript);
+        if let Some(r) = index.logs.get(&key) {
+            session_known.extend(&engine.restore_secrets(&e.session.transcript, r)?.known);
+        }
+    }
     for item in &w.logs {
         let stored = existing
             .and_then(|r| r.logs.get(&item.rel))
@@ -917,7 +1155,9 @@ fn push_session(
             txn,
             reader,
             &mut secrets_found,
+            &session_known,
         )?;
+        session_known.extend(&out.secrets.known);
         if item.rel == TRANSCRIPT_LOG {
             appended_lines = out.lines;
             transcript_touched = !out.writer.is_empty();
@@ -947,6 +1187,11 @@ fn push_session(
     if !transcript_stored && !transcript_sent {
         return Ok(());
     }
+    if engine.config.secret_scan == SecretMode::Block {
+        for f in &w.files {
+            secrets_found.extend(file_secrets(engine, &f.key, &f.path, &session_known));
+        }
+    }
     let blocked = engine.config.secret_scan == SecretMode::Block && !secrets_found.is_empty();
     staged.report.secrets.extend(secrets_found);
     if blocked {
@@ -964,6 +1209,7 @@ fn push_session(
             local_lines,
             equal,
             lines,
+            secrets,
             ..
         } = out;
         let repo_dir = stored.dir.clone();
@@ -994,6 +1240,7 @@ fn push_session(
             equal,
             size: item.size,
             mtime_ns: item.mtime_ns,
+            secret_lines: Some(secrets.lines),
         });
     }
     for f in &w.files {
@@ -1016,9 +1263,10 @@ fn push_session(
             &engine.config.machine_id,
             reader,
             false,
+            engine.scanner,
         )?;
         changed |= r.pushed;
-        apply_reconciled(r, txn, staged, f.size, f.mtime_ns)?;
+        apply_reconciled(engine, r, txn, staged, (f.size, f.mtime_ns), &session_known)?;
     }
     let meta_missing = existing.is_none_or(|r| r.meta.is_none());
     if changed || meta_missing {
@@ -1032,7 +1280,7 @@ fn push_session(
                 .and_then(|r| r.transcript())
                 .map_or(0, |t| t.size()),
         };
-        let meta = merged_meta(
+        let mut meta = merged_meta(
             engine,
             old,
             e,
@@ -1041,6 +1289,21 @@ fn push_session(
             appended_lines,
             transcript_touched,
         );
+        // The title (a prompt, a summary) with what the session's logs gave too.
+        if let (Some(sc), Some(t)) = (&engine.scanner, meta.title.clone()) {
+            let fs = sc.scan_text_known(t.as_bytes(), &mut session_known.clone());
+            for f in &fs {
+                staged.report.secrets.push(SecretReport {
+                    kind: f.kind.to_string(),
+                    file: format!("the title of {}", engine.key(&e.session.transcript)),
+                    line: 0,
+                });
+            }
+            if !fs.is_empty() && engine.config.secret_scan == SecretMode::Redact {
+                meta.title =
+                    Some(String::from_utf8_lossy(&sc.redact(t.as_bytes(), &fs)).into_owned());
+            }
+        }
         let bytes = crate::store::format::to_json_bytes(&meta)?;
         let m = txn.blob(&bytes)?;
         txn.put(&format!("{dir}/{META_FILE}"), m);
@@ -1149,6 +1412,8 @@ struct LogOut {
     equal: bool,
     /// The local lines sent may have started a second branch of the conversation.
     may_branch: bool,
+    /// The file's secret state after its first `local_len` bytes.
+    secrets: super::FileSecrets,
 }
 
 /// Work out what of one local log the stored log lacks, into a segment writer.
@@ -1162,6 +1427,7 @@ fn push_log(
     txn: &mut Txn,
     reader: &mut BlobReader,
     found: &mut Vec<SecretReport>,
+    session: &Known,
 ) -> Result<LogOut> {
     let mut f =
         File::open(&item.path).with_context(|| format!("cannot read {}", item.path.display()))?;
@@ -1190,6 +1456,9 @@ fn push_log(
         && log::is_prefix(&r.segs, &stored.segs)
     {
         let extras = &stored.segs[r.segs.len()..];
+        // What the lines already sent gave, so that their values stay redacted in new lines.
+        let mut secrets = engine.restore_secrets(&item.path, r)?;
+        secrets.known.extend(session);
         let mut bag = IdentBag::default();
         if !extras.is_empty() {
             log::for_each_repo_line(reader, extras, |l| {
@@ -1212,7 +1481,7 @@ fn push_log(
             CHUNK,
             HUGE_LINE,
             |chunk| match chunk {
-                Chunk::Lines(chunk, _) => {
+                Chunk::Lines(chunk, at) => {
                     engine.progress_advance(chunk.len() as u64);
                     if let Some(w) = watch.as_mut() {
                         for line in split_lines(chunk) {
@@ -1220,7 +1489,7 @@ fn push_log(
                         }
                     }
                     let mut out = Vec::with_capacity(chunk.len());
-                    engine.outbound(chunk, &mut out, key, line_no, found);
+                    engine.outbound(chunk, &mut out, key, line_no, found, &mut secrets, at);
                     line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
                     if dedupe {
                         for line in split_lines(&out) {
@@ -1248,13 +1517,28 @@ fn push_log(
                     let no = line_no;
                     // Lines are counted by their newlines (a last one without is not, yet).
                     line_no += u64::from(ends_with_newline(path, end)?);
-                    if dedupe && bag.take(&huge_identity(engine, &mut replay, key, no)?) {
+                    if dedupe
+                        && bag.take(&huge_identity(
+                            engine,
+                            &mut replay,
+                            key,
+                            no,
+                            &mut secrets,
+                            (start, end),
+                        )?)
+                    {
                         dropped = true;
                         return Ok(());
                     }
-                    engine.outbound_huge(&mut replay, key, no, found, &mut |piece| {
-                        writer.push(piece, txn)
-                    })?;
+                    engine.outbound_huge(
+                        &mut replay,
+                        key,
+                        no,
+                        found,
+                        &mut |piece| writer.push(piece, txn),
+                        &mut secrets,
+                        (start, end),
+                    )?;
                     lines_out += 1;
                     writer.maybe_cut(txn)
                 }
@@ -1271,6 +1555,7 @@ fn push_log(
             local_lines,
             equal,
             may_branch: watch.is_some_and(|w| w.may_branch()),
+            secrets,
         });
     }
 
@@ -1283,6 +1568,8 @@ fn push_log(
         })?;
     }
     let mut line_no = 1u64;
+    let mut secrets = super::FileSecrets::default();
+    secrets.known.extend(session);
     let stored_ends_nl = stored_ends_with_newline(reader, &stored)?;
     let mut first = true;
     let path = &item.path;
@@ -1294,10 +1581,10 @@ fn push_log(
         CHUNK,
         HUGE_LINE,
         |chunk| match chunk {
-            Chunk::Lines(chunk, _) => {
+            Chunk::Lines(chunk, at) => {
                 engine.progress_advance(chunk.len() as u64);
                 let mut out = Vec::with_capacity(chunk.len());
-                engine.outbound(chunk, &mut out, key, line_no, found);
+                engine.outbound(chunk, &mut out, key, line_no, found, &mut secrets, at);
                 line_no += memchr::memchr_iter(b'\n', chunk).count() as u64;
                 for line in split_lines(&out) {
                     if !stored.segs.is_empty() && bag.take(&log::identity(line)) {
@@ -1319,7 +1606,14 @@ fn push_log(
                 let no = line_no;
                 line_no += u64::from(ends_with_newline(path, end)?);
                 if !stored.segs.is_empty()
-                    && bag.take(&huge_identity(engine, &mut replay, key, no)?)
+                    && bag.take(&huge_identity(
+                        engine,
+                        &mut replay,
+                        key,
+                        no,
+                        &mut secrets,
+                        (start, end),
+                    )?)
                 {
                     return Ok(());
                 }
@@ -1327,9 +1621,15 @@ fn push_log(
                     writer.push(b"\n", txn)?;
                 }
                 first = false;
-                engine.outbound_huge(&mut replay, key, no, found, &mut |piece| {
-                    writer.push(piece, txn)
-                })?;
+                engine.outbound_huge(
+                    &mut replay,
+                    key,
+                    no,
+                    found,
+                    &mut |piece| writer.push(piece, txn),
+                    &mut secrets,
+                    (start, end),
+                )?;
                 lines_out += 1;
                 writer.maybe_cut(txn)
             }
@@ -1348,6 +1648,7 @@ fn push_log(
         local_lines,
         equal,
         may_branch,
+        secrets,
     })
 }
 
@@ -1363,12 +1664,22 @@ fn huge_identity(
     replay: &mut Replay<'_>,
     key: &str,
     line_no: u64,
+    secrets: &mut super::FileSecrets,
+    at: (u64, u64),
 ) -> Result<log::Ident> {
     let mut id = log::IdentityBuilder::default();
-    engine.outbound_huge(replay, key, line_no, &mut Vec::new(), &mut |piece| {
-        id.feed(piece);
-        Ok(())
-    })?;
+    engine.outbound_huge(
+        replay,
+        key,
+        line_no,
+        &mut Vec::new(),
+        &mut |piece| {
+            id.feed(piece);
+            Ok(())
+        },
+        secrets,
+        at,
+    )?;
     Ok(id.finish())
 }
 

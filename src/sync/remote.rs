@@ -32,9 +32,17 @@ struct Cache {
 }
 
 fn load_cache(path: Option<&Path>) -> Cache {
-    path.and_then(|p| std::fs::read(p).ok())
+    let mut c: Cache = path
+        .and_then(|p| std::fs::read(p).ok())
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // Written by an older version: its titles may hold secrets.
+    for (_, meta) in c.metas.values_mut() {
+        if let Some(t) = meta.title.as_deref().and_then(crate::catalog::redact_title) {
+            meta.title = Some(t);
+        }
+    }
+    c
 }
 
 /// Every session of the repository at `head` that has a readable `meta.json`, newest first.
@@ -71,7 +79,16 @@ pub fn sessions_at(
                 }
                 let Some(r) = reader.as_mut() else { continue };
                 match serde_json::from_slice::<SessionMeta>(&r.read(&m.oid)?) {
-                    Ok(meta) if meta.session_id == *sid => meta,
+                    Ok(mut meta) if meta.session_id == *sid => {
+                        // A title pushed by an older version may hold a secret: never cached
+                        // or shown here.
+                        if let Some(t) =
+                            meta.title.as_deref().and_then(crate::catalog::redact_title)
+                        {
+                            meta.title = Some(t);
+                        }
+                        meta
+                    }
                     _ => continue,
                 }
             }

@@ -100,6 +100,11 @@ pub struct LogRecord {
     /// `stat` of the local file when recorded.
     pub size: u64,
     pub mtime_ns: i128,
+    /// The lines of the first `local_len` bytes whose secret values later lines must not show
+    /// (offset and length in the local file): read again by the next push (see
+    /// [`crate::sync::FileSecrets`]). `None`: not known, every line is read again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_lines: Option<Vec<(u64, u64)>>,
 }
 
 /// What one plain file (memory, CLAUDE.md, plans, subagent meta, tool-results) looked like
