@@ -128,14 +128,8 @@ pub fn run(env: &Env) -> Result<ExitCode> {
     let disc = crate::claude::discover::discover(&env.claude)
         .with_context(|| format!("cannot list {}", env.claude.projects().display()))?;
     let index = crate::sync::state::Index::load(&env.home, &config.remote);
-    let moves = crate::sync::pull::plan_moves(
-        &engine,
-        &snap,
-        &disc,
-        &index,
-        true,
-        &mut store.git.reader()?,
-    )?;
+    let moves =
+        crate::sync::pull::plan_moves(&engine, &snap, &disc, &index, true, &mut store.reader()?)?;
     if moves.is_empty() {
         r.ok("every synced session is in the folder Claude Code looks in");
     } else {

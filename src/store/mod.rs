@@ -20,10 +20,13 @@ pub mod git;
 pub mod github;
 pub mod history;
 pub mod layout;
+pub mod objects;
+pub mod seal;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -31,7 +34,9 @@ use serde::de::DeserializeOwned;
 
 use crate::config::Home;
 use format::{FORMAT_FILE, FormatMarker, MachineRecord, SHARED_PLACEHOLDERS, SharedPlaceholders};
-pub use git::{BlobReader, CloneDamaged, Git, Oid, PushOutcome, TreeEntry, Txn, is_clone_damage};
+pub use git::{CloneDamaged, Git, Oid, PushOutcome, TreeEntry, is_clone_damage};
+pub use objects::{BlobReader, StoreError, Txn, store_error};
+use seal::Seal;
 
 /// The file in the clone naming its generation: a new one for every clone made, so that what
 /// was recorded against an older clone can be checked again.
@@ -74,6 +79,13 @@ pub struct Store {
     skeleton: Option<Skeleton>,
     /// The clone was made by this open: a failure now cannot be an old clone's damage.
     fresh: bool,
+    /// The seal of an encrypted repository (`None`: a plain one).
+    seal: Mutex<Option<Arc<Seal>>>,
+    /// The last listing read (encrypted repositories).
+    listings: objects::ListingCache,
+    /// The stored paths of the files the last commit this store made set (encrypted
+    /// repositories).
+    written: Mutex<Option<(Oid, std::collections::HashMap<String, String>)>>,
     /// Held for the life of the store: one process at a time works on the clone.
     _lock: File,
 }
@@ -97,6 +109,7 @@ pub const OWN_ROOT_NAMES: &[&str] = &[
     format::PROJECTS_DIR,
     format::GLOBAL_DIR,
     format::HISTORY_DIR,
+    objects::KEYS_DIR,
 ];
 
 impl Store {
@@ -181,6 +194,9 @@ impl Store {
             author: format!("ccsync <{machine}@ccsync>"),
             skeleton: None,
             fresh,
+            seal: Mutex::new(None),
+            listings: Arc::default(),
+            written: Mutex::new(None),
             _lock: lock,
         };
         store.configure()?;
@@ -300,23 +316,107 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// The seal of an encrypted repository, `None` for a plain one.
+    pub fn seal(&self) -> Option<Arc<Seal>> {
+        self.seal.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Whether the repository is encrypted.
+    pub fn sealed(&self) -> bool {
+        self.seal().is_some()
+    }
+
+    /// A reader of stored files (their plaintext).
+    pub fn reader(&self) -> Result<BlobReader> {
+        Ok(BlobReader::new(self.git.reader()?, self.seal()))
+    }
+
+    /// A transaction building on `base`.
+    pub fn transaction(&self, base: Option<&Oid>) -> Result<Txn> {
+        Txn::new(&self.git, self.seal(), base, self.listings.clone())
+    }
+
     /// All files of a commit.
     pub fn tree(&self, commit: &Oid) -> Result<Vec<TreeEntry>> {
-        self.git.ls_tree(commit, None)
+        self.ls_tree(commit, None)
+    }
+
+    /// The files of a commit under `prefix` (a folder, or one file), with their repository
+    /// paths and plaintext sizes.
+    pub fn ls_tree(&self, commit: &Oid, prefix: Option<&str>) -> Result<Vec<TreeEntry>> {
+        objects::ls_tree(
+            &self.git,
+            self.seal().as_deref(),
+            commit,
+            prefix,
+            &self.listings,
+        )
+    }
+
+    /// The names at the root of a commit.
+    pub fn top_names(&self, commit: &Oid) -> Result<Vec<String>> {
+        objects::top_names(&self.git, self.seal().as_deref(), commit)
+    }
+
+    /// The files that changed between two commits (`A`, `M`, `D` and the path).
+    pub fn diff_names(&self, a: &Oid, b: &Oid) -> Result<Vec<(char, String)>> {
+        objects::diff_names(&self.git, self.seal().as_deref(), a, b)
+    }
+
+    /// The changes of the first-parent commits of `head` to files matching `patterns`.
+    pub fn changes(
+        &self,
+        head: &Oid,
+        patterns: &[&str],
+    ) -> Result<Vec<(Oid, Vec<history::RawChange>)>> {
+        objects::changes(&self.git, self.seal().as_deref(), head, patterns)
+    }
+
+    /// The plaintext sizes of stored files.
+    pub fn blob_sizes(&self, oids: &[Oid]) -> Result<std::collections::HashMap<Oid, u64>> {
+        objects::blob_sizes(&self.git, self.seal().as_ref(), oids)
+    }
+
+    /// The blobs at `paths` of `commit`.
+    pub fn resolve_paths(
+        &self,
+        commit: &Oid,
+        paths: &[String],
+    ) -> Result<std::collections::HashMap<String, Oid>> {
+        let written = self.written.lock().ok().and_then(|w| w.clone());
+        let written = written
+            .as_ref()
+            .filter(|(c, _)| c == commit)
+            .map(|(_, m)| m);
+        objects::resolve_paths(
+            &self.git,
+            self.seal().as_deref(),
+            commit,
+            paths,
+            written,
+            &self.listings,
+        )
+    }
+
+    /// Which of `oids` the clone lacks.
+    pub fn missing_objects(&self, oids: &[Oid]) -> Result<std::collections::HashSet<Oid>> {
+        self.git.missing_objects(oids)
+    }
+
+    /// The commits of `head` along the first parent, newest first.
+    pub fn commits(&self, head: &Oid) -> Result<Vec<history::Commit>> {
+        history::commits(&self.git, head)
     }
 
     /// One file of a commit, if present.
     pub fn read_file(&self, commit: &Oid, path: &str) -> Result<Option<Vec<u8>>> {
-        let out = self
-            .git
-            .cmd()
-            .args(["cat-file", "blob", &format!("{}:{path}", commit.0)])
-            .output()
-            .map_err(|e| anyhow!("cannot run git: {e}"))?;
-        if !out.status.success() {
-            return Ok(None);
-        }
-        Ok(Some(out.stdout))
+        objects::read_file(
+            &self.git,
+            self.seal().as_ref(),
+            commit,
+            path,
+            &self.listings,
+        )
     }
 
     /// One JSON file of a commit, parsed; a file that does not parse is an error naming it.
@@ -351,7 +451,7 @@ impl Store {
         let started = Instant::now();
         for attempt in 0..MAX_PUSH_ATTEMPTS {
             let t0 = Instant::now();
-            let mut txn = self.git.transaction()?;
+            let mut txn = self.transaction(head.as_ref())?;
             build(head.as_ref(), &mut txn)?;
             if let Some(sk) = &self.skeleton {
                 self.repair_skeleton(sk, head.as_ref(), &mut txn)?;
@@ -359,7 +459,10 @@ impl Store {
             if !txn.has_changes() {
                 return Ok(None);
             }
-            let commit = txn.commit(head.as_ref(), &self.author, message)?;
+            let (commit, written) = txn.commit_mapped(head.as_ref(), &self.author, message)?;
+            if let Ok(mut w) = self.written.lock() {
+                *w = Some((commit.clone(), written));
+            }
             let t1 = Instant::now();
             let pushed = self
                 .git
@@ -402,19 +505,19 @@ impl Store {
         let mut names: BTreeSet<String> = BTreeSet::new();
         let mut present: BTreeSet<String> = BTreeSet::new();
         if let Some(h) = head {
-            let listing = self.git.run([
-                "ls-tree",
-                "--name-only",
-                "-z",
-                "--full-tree",
-                &h.0,
-                "--",
-                ".",
-                &rec_path,
-            ])?;
-            for p in listing.split('\0').filter(|p| !p.is_empty()) {
-                names.insert(p.split('/').next().unwrap_or(p).to_string());
-                present.insert(p.to_string());
+            for n in self.top_names(h)? {
+                if n == FORMAT_FILE || n == SHARED_PLACEHOLDERS {
+                    present.insert(n.clone());
+                }
+                names.insert(n);
+            }
+            if names.contains(format::MACHINES_DIR)
+                && self
+                    .ls_tree(h, Some(&rec_path))?
+                    .iter()
+                    .any(|e| e.path_str() == Some(rec_path.as_str()))
+            {
+                present.insert(rec_path.clone());
             }
         }
         if !present.contains(FORMAT_FILE)
@@ -445,11 +548,11 @@ impl Store {
             let m = txn.blob(&format::to_json_bytes(&FormatMarker::new(
                 &sk.me.machine_id,
             ))?)?;
-            txn.put(FORMAT_FILE, m);
+            txn.put(FORMAT_FILE, m)?;
         }
         if record_missing {
             let m = txn.blob(&format::to_json_bytes(&sk.me)?)?;
-            txn.put(&rec_path, m);
+            txn.put(&rec_path, m)?;
         }
         if !txn.touches(SHARED_PLACEHOLDERS) {
             let old: Option<SharedPlaceholders> = match head {
@@ -473,7 +576,7 @@ impl Store {
             }
             if changed || missing {
                 let m = txn.blob(&format::to_json_bytes(&sp)?)?;
-                txn.put(SHARED_PLACEHOLDERS, m);
+                txn.put(SHARED_PLACEHOLDERS, m)?;
             }
         }
         Ok(())
@@ -878,7 +981,7 @@ mod tests {
         let put = |s: &Store, path: &str| {
             s.commit_and_push("t", true, t, |_, txn| {
                 let m = txn.blob(b"x")?;
-                txn.put(path, m);
+                txn.put(path, m)?;
                 Ok(())
             })
             .unwrap()
@@ -962,7 +1065,7 @@ mod tests {
         let put = |s: &Store, name: &str| {
             s.commit_and_push("test", false, t, |head, txn| {
                 let m = txn.blob(name.as_bytes())?;
-                txn.put(&format!("files/{name}"), m);
+                txn.put(&format!("files/{name}"), m)?;
                 let _ = head;
                 Ok(())
             })

@@ -223,7 +223,7 @@ impl Index {
         let at = match common {
             Some(c) => {
                 let paths: Vec<String> = self.files.values().map(|r| r.repo_path.clone()).collect();
-                super::push::resolve_paths(store, c, &paths)?
+                store.resolve_paths(c, &paths)?
             }
             None => Default::default(),
         };
@@ -260,7 +260,7 @@ impl Index {
         oids.extend(self.files.values().filter_map(|r| r.base.clone()));
         oids.sort();
         oids.dedup();
-        let missing = store.git.missing_objects(&oids)?;
+        let missing = store.missing_objects(&oids)?;
         if missing.is_empty() {
             return Ok(0);
         }
@@ -411,21 +411,13 @@ struct Deleted {
 /// Compare the trees of `seen` and `head` (one `git diff-tree`, proportional to what changed).
 fn deleted_since(store: &Store, seen: &Oid, head: &Oid) -> Result<Deleted> {
     use crate::store::format::{FORGOTTEN_FILE, FORMAT_FILE, SHARED_PLACEHOLDERS};
-    let text = store.git.run([
-        "diff-tree",
-        "-r",
-        "-z",
-        "--no-renames",
-        "--name-status",
-        &seen.0,
-        &head.0,
-    ])?;
+    let changes = store.diff_names(seen, head)?;
     let me = store.machine_record_path();
     let mut out = Deleted::default();
     let mut gone = std::collections::BTreeSet::new();
     let mut kept = std::collections::BTreeSet::new();
-    let mut fields = text.split('\0').filter(|f| !f.is_empty());
-    while let (Some(status), Some(path)) = (fields.next(), fields.next()) {
+    for (status, path) in &changes {
+        let (status, path) = (*status, path.as_str());
         let session = {
             let parts: Vec<&str> = path.splitn(5, '/').collect();
             match parts.as_slice() {
@@ -435,7 +427,7 @@ fn deleted_since(store: &Store, seen: &Oid, head: &Oid) -> Result<Deleted> {
                 _ => None,
             }
         };
-        if status == "D" {
+        if status == 'D' {
             if path == FORMAT_FILE || path == SHARED_PLACEHOLDERS || path == me {
                 out.skeleton.push(path.to_string());
             }
