@@ -114,8 +114,7 @@ pub fn put_json_if_changed<T: serde::Serialize>(
 ) -> Result<()> {
     let bytes = format::to_json_bytes(value)?;
     if old != Some(bytes.as_slice()) {
-        let m = txn.blob(&bytes)?;
-        txn.put(path, m)?;
+        txn.put_bytes(path, &bytes)?;
     }
     Ok(())
 }
@@ -146,7 +145,7 @@ where
         }
         let marker_old = head.map(|h| store.read_file(h, FORMAT_FILE)).transpose()?.flatten();
         if marker_old.is_none() && (write_marker || head.is_some()) {
-            put_json_if_changed(txn, FORMAT_FILE, &FormatMarker::new(&me.machine_id), None)?;
+            put_json_if_changed(txn, FORMAT_FILE, &store.new_marker(&me.machine_id)?, None)?;
         }
         let old_sp = head.map(|h| store.read_file(h, SHARED_PLACEHOLDERS)).transpose()?.flatten();
         let mut sp: SharedPlaceholders = match &old_sp {

@@ -131,6 +131,8 @@ pub struct Txn {
     set: HashMap<String, Option<Stored>>,
     /// Logical paths set or removed so far.
     touched: HashSet<String>,
+    /// Blobs written in the clear.
+    clear: HashSet<Mark>,
 }
 
 impl Txn {
@@ -155,6 +157,7 @@ impl Txn {
             sizes: HashMap::new(),
             set: HashMap::new(),
             touched: HashSet::new(),
+            clear: HashSet::new(),
         })
     }
 
@@ -185,12 +188,45 @@ impl Txn {
     pub fn clear_blob(&mut self, data: &[u8]) -> Result<Mark> {
         let mark = self.raw.blob(data)?;
         self.sizes.insert(mark, data.len() as u64);
+        self.clear.insert(mark);
         Ok(mark)
+    }
+
+    /// Write bytes sealed already (a file of `keys/` sealed to the repository key).
+    pub fn blob_sealed_raw(&mut self, data: Vec<u8>) -> Result<Mark> {
+        let mark = self.raw.blob(&data)?;
+        self.sizes.insert(mark, data.len() as u64);
+        Ok(mark)
+    }
+
+    /// Write `data` at `path`: in the clear at a clear path ([`clear_path`]), else sealed.
+    pub fn put_bytes(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        let m = if clear_path(path) {
+            self.clear_blob(data)?
+        } else {
+            self.blob(data)?
+        };
+        self.put(path, m)
     }
 
     /// Set `path` to a blob written in this transaction.
     pub fn put(&mut self, path: &str, mark: Mark) -> Result<()> {
         self.touched.insert(path.to_string());
+        // The marker is always in the clear; `keys/` holds age files of either kind; every
+        // other file is sealed.
+        let must_be_clear = path == super::format::FORMAT_FILE;
+        let may_be_clear = clear_path(path);
+        let is_clear = self.clear.contains(&mark);
+        if self.seal.is_some() && ((must_be_clear && !is_clear) || (!may_be_clear && is_clear)) {
+            anyhow::bail!(
+                "{path} would be stored {} in an encrypted repository",
+                if clear_path(path) {
+                    "encrypted where it must be in the clear"
+                } else {
+                    "in the clear"
+                }
+            );
+        }
         if self.seal.is_none() || clear_path(path) {
             self.raw.put(path, mark);
             return Ok(());
@@ -218,6 +254,11 @@ impl Txn {
         self.set
             .insert(path.to_string(), Some(Stored { path: stored }));
         Ok(())
+    }
+
+    /// Remove a stored path as it is (converting a plain repository in place).
+    pub fn delete_stored(&mut self, stored: &str) {
+        self.raw.delete(stored);
     }
 
     /// Remove `path` (a file or a whole folder).

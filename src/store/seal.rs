@@ -111,10 +111,7 @@ impl Seal {
 
     /// Compress and encrypt a stored file.
     pub fn seal(&self, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let packed = zstd::bulk::compress(plain, ZSTD_LEVEL)
-            .map_err(|e| anyhow::anyhow!("cannot compress a file to store: {e}"))?;
-        age::encrypt(&self.recipient, &packed)
-            .map_err(|e| anyhow::anyhow!("cannot encrypt a file to store: {e}"))
+        seal_to(&self.recipient, plain)
     }
 
     /// Decrypt and decompress a stored file.
@@ -215,6 +212,15 @@ impl Seal {
         }
         Ok((name, size))
     }
+}
+
+/// Compress and encrypt to a recipient (what [`Seal::seal`] does; a machine without the key can
+/// encrypt to the repository's public recipient this way).
+pub fn seal_to(recipient: &age::x25519::Recipient, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let packed = zstd::bulk::compress(plain, ZSTD_LEVEL)
+        .map_err(|e| anyhow::anyhow!("cannot compress a file to store: {e}"))?;
+    age::encrypt(recipient, &packed)
+        .map_err(|e| anyhow::anyhow!("cannot encrypt a file to store: {e}"))
 }
 
 /// Decrypt age bytes with any of `identities`.

@@ -399,6 +399,23 @@ pub fn check_history(store: &Store, head: Option<&Oid>, index: &mut Index) -> Re
     Ok(out)
 }
 
+/// After this machine encrypted its repository: every object id it recorded names a plain
+/// blob that the encrypted tree no longer has. The next push compares every log with what is
+/// stored (and sends nothing twice), the next pull merges everything once.
+pub fn reset_after_encryption(home: &Home, remote: &str) -> Result<()> {
+    let mut index = Index::load(home, remote);
+    index.logs.clear();
+    index.pulled = None;
+    index.seen = None;
+    for r in index.files.values_mut() {
+        r.base = None;
+        r.local_hash = None;
+        r.size = 0;
+        r.mtime_ns = 0;
+    }
+    index.save(home)
+}
+
 /// What commits after `seen` deleted that ccsync never deletes.
 #[derive(Debug, Default)]
 struct Deleted {
