@@ -389,3 +389,30 @@ fn a_plain_repository_is_converted_and_says_what_its_history_keeps() {
     c.ok(&["pull"]);
     assert!(pulled(&c, SID).is_some());
 }
+
+#[test]
+fn restore_and_locks_work_on_an_encrypted_repository() {
+    let w = World::new();
+    let remote = w.path().join("remote.git");
+    let pass = pass_file(&w, "history too");
+    let a = w.machine("alpha");
+    a.init(&remote, &["--encrypt", "--passphrase-file", &pass]);
+    session(&a, SID);
+    std::fs::write(a.claude.join("CLAUDE.md"), "one\n").unwrap();
+    a.ok(&["push"]);
+    std::fs::write(a.claude.join("CLAUDE.md"), "one\ntwo, a longer version\n").unwrap();
+    a.ok(&["push"]);
+    a.ok(&["forget", SID]);
+    let listed = a.ok(&["restore", "list"]);
+    assert!(listed.contains(&SID[..8]), "{listed}");
+    assert!(listed.contains("CLAUDE.md"), "{listed}");
+    let shown = a.ok(&["restore", "show", SID]);
+    assert!(shown.contains(SECRET_TEXT), "{shown}");
+    a.ok(&["restore", SID]);
+    let b = w.machine("bravo");
+    b.init(&remote, &["--passphrase-file", &pass]);
+    b.ok(&["pull"]);
+    assert!(pulled(&b, SID).unwrap().contains(SECRET_TEXT));
+    let locks = b.ok(&["lock", "show"]);
+    let _ = locks;
+}

@@ -331,11 +331,10 @@ impl Store {
         }
         let msg = git::first_error_line(&stderr)
             .unwrap_or_else(|| format!("git fetch failed ({})", out.status));
-        Err(anyhow!(
+        Err(anyhow::Error::new(StoreError::Unreachable(format!(
             "cannot reach the sync remote {}: {}",
-            self.remote,
-            msg
-        ))
+            self.remote, msg
+        ))))
     }
 
     /// The generation of a clone (see `GENERATION_FILE`; empty for a clone made before
@@ -703,10 +702,10 @@ impl Store {
                 }
             }
         }
-        bail!(
+        Err(anyhow::Error::new(StoreError::Rejected(format!(
             "the sync remote kept changing during {:.0} s ({MAX_PUSH_ATTEMPTS} attempts): try again in a moment",
             started.elapsed().as_secs_f64()
-        )
+        ))))
     }
 }
 
