@@ -388,6 +388,34 @@ fn a_plain_repository_is_converted_and_says_what_its_history_keeps() {
     c.ok(&["push"]);
     c.ok(&["pull"]);
     assert!(pulled(&c, SID).is_some());
+    // Into another repository: nothing in the clear there; this machine moves to it.
+    let d = w.machine("delta");
+    let remote3 = w.path().join("remote3.git");
+    let fresh = w.path().join("fresh.git");
+    d.init(&remote3, &[]);
+    session(&d, SID);
+    d.ok(&["push"]);
+    let out = d.ok(&[
+        "encrypt",
+        "--remote",
+        fresh.to_str().unwrap(),
+        "--passphrase-file",
+        &pass,
+    ]);
+    assert!(out.contains("still holds everything in the clear"), "{out}");
+    assert_eq!(d.config()["remote"], fresh.to_str().unwrap());
+    let bytes = remote_bytes(&fresh);
+    for needle in [SECRET_TEXT, TITLE, "zebra", "projects"] {
+        assert!(
+            !contains(&bytes, needle),
+            "the new repository holds {needle:?}"
+        );
+    }
+    d.ok(&["push"]);
+    let e = w.machine("echo");
+    e.init(&fresh, &["--passphrase-file", &pass]);
+    e.ok(&["pull"]);
+    assert!(pulled(&e, SID).is_some());
 }
 
 #[test]

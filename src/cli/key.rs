@@ -268,37 +268,49 @@ pub fn encrypt(env: &Env, args: EncryptArgs) -> Result<ExitCode> {
             config.branch
         );
     }
-    if let Some(r) = &args.remote {
-        bail!(
-            "encrypting into another repository is not supported yet: run `ccsync config set-remote {r}` first (it copies everything there), then `ccsync encrypt --in-place` there"
+    if args.remote.is_some() && config.github_repo.is_some() {
+        tracing::info!(
+            "the new repository replaces the GitHub repository in this machine's configuration"
         );
-    }
-    if let Some(b) = &args.branch
-        && (b.is_empty() || b.starts_with('-') || b.contains(['/', ' ', ':', '~', '^', '\\']))
-    {
-        bail!("{b:?} is not a usable branch name");
     }
     let pass = new_passphrase(&args.pass)?;
     let mut store = Store::of(&env.home, &config)?;
-    let n = members::convert(
-        &mut store,
-        args.branch.as_deref(),
-        &config.machine_id,
-        &pass,
-    )?;
-    drop(store);
+    let plan = members::plan_conversion(&store)?;
+    let n = if args.in_place {
+        let n = members::convert(&store, &plan, true, &config.machine_id, &pass)?;
+        drop(store);
+        n
+    } else if let Some(b) = &args.branch {
+        store.branch = b.clone();
+        let n = members::convert(&store, &plan, false, &config.machine_id, &pass)?;
+        drop(store);
+        n
+    } else {
+        // Another repository: the same local clone (it holds the blobs) pointed at it.
+        let url = crate::config::setup::prepare_remote(args.remote.as_deref().unwrap_or_default())?;
+        drop(store);
+        let target = Store::open(&env.home, &url, &config.branch, &config.machine_id)?;
+        let n = members::convert(&target, &plan, false, &config.machine_id, &pass)?;
+        config.remote = url;
+        config.github_repo = None;
+        n
+    };
     let old_branch = config.branch.clone();
     if let Some(b) = &args.branch {
         config.branch = b.clone();
-        env.home.save_config(&config)?;
     }
+    env.home.save_config(&config)?;
     crate::sync::state::reset_after_encryption(&env.home, &config.remote)?;
-    match &args.branch {
-        None => println!(
+    match (&args.branch, &args.remote) {
+        (None, Some(old)) => println!(
+            "Encrypted {n} files into {}, whose history holds nothing in the clear; this machine syncs there now. The old repository {old} still holds everything in the clear: delete it on the host once every machine moved.",
+            config.remote
+        ),
+        (None, None) => println!(
             "Encrypted {n} files of {} in place. Its git history still holds them in the clear: anyone who can read the repository can read them there. To be rid of them, encrypt into a new branch (`--branch NAME`) and delete this one on the host.",
             config.remote
         ),
-        Some(b) => println!(
+        (Some(b), _) => println!(
             "Encrypted {n} files of {} into the new branch {b}, whose history holds nothing in the clear; this machine syncs there now. The branch {old_branch} still holds everything in the clear: delete it on the host (`git push {} --delete {old_branch}`) once every machine moved.",
             config.remote, config.remote
         ),

@@ -413,17 +413,19 @@ pub fn set_passphrase(store: &Store, me: &str, passphrase: &str) -> Result<()> {
     Ok(())
 }
 
-/// Encrypt what a plain repository holds: on its own branch (`to_branch: None`), or on a new
-/// branch of the same remote that must not exist yet (its history then starts clean). Returns
-/// the number of files.
-pub fn convert(
-    source: &mut Store,
-    to_branch: Option<&str>,
-    machine_id: &str,
-    passphrase: &str,
-) -> Result<usize> {
+/// What a plain repository holds, to be encrypted ([`convert`]).
+pub struct Conversion {
+    head: Oid,
+    /// Every file (path, blob) but the marker.
+    contents: Vec<(String, Oid)>,
+    /// The names at its root.
+    top: Vec<String>,
+}
+
+/// Read what a plain repository holds at its head.
+pub fn plan_conversion(source: &Store) -> Result<Conversion> {
     let head = source.fetch(TIMEOUT)?;
-    let Some(h) = head.clone() else {
+    let Some(h) = head else {
         bail!(
             "the sync repository {} is empty: use `ccsync init --encrypt`",
             source.remote
@@ -432,10 +434,8 @@ pub fn convert(
     if source.sealed()? {
         bail!("the sync repository {} is encrypted already", source.remote);
     }
-    let files = source.tree(&h)?;
-    let mut reader = source.reader()?;
-    let mut contents = Vec::with_capacity(files.len());
-    for e in files.iter().filter(|e| e.is_regular_file()) {
+    let mut contents = Vec::new();
+    for e in source.tree(&h)?.iter().filter(|e| e.is_regular_file()) {
         let Some(p) = e.path_str() else { continue };
         if p == FORMAT_FILE || super::objects::clear_path(p) {
             continue;
@@ -443,11 +443,26 @@ pub fn convert(
         contents.push((p.to_string(), e.oid.clone()));
     }
     let top = source.top_names(&h)?;
-    let in_place = to_branch.is_none();
-    if let Some(b) = to_branch {
-        source.branch = b.to_string();
-    }
-    let target: &Store = source;
+    Ok(Conversion {
+        head: h,
+        contents,
+        top,
+    })
+}
+
+/// Encrypt what [`plan_conversion`] read into `target`: the same branch (`in_place`, the
+/// plaintext then stays in its history), or a new branch or repository that must be empty
+/// (the same local clone holds the blobs). Returns the number of files.
+pub fn convert(
+    target: &Store,
+    plan: &Conversion,
+    in_place: bool,
+    machine_id: &str,
+    passphrase: &str,
+) -> Result<usize> {
+    let (contents, top) = (&plan.contents, &plan.top);
+    let head = Some(plan.head.clone());
+    let mut reader = target.reader()?;
     let target_head = if in_place {
         head.clone()
     } else {
@@ -455,7 +470,7 @@ pub fn convert(
     };
     if !in_place && target_head.is_some() {
         bail!(
-            "the branch {} of {} exists already: choose a new branch name",
+            "the branch {} of {} is not empty: choose a new branch or an empty repository",
             target.branch,
             target.remote
         );
@@ -476,12 +491,12 @@ pub fn convert(
                 bail!("the sync repository changed while it was being encrypted: run `ccsync encrypt` again");
             }
             if in_place {
-                for name in &top {
+                for name in top {
                     txn.delete_stored(name);
                 }
             }
             n = 0;
-            for (path, oid) in &contents {
+            for (path, oid) in contents {
                 let data = reader.read(oid).with_context(|| format!("cannot read {path}"))?;
                 txn.put_bytes(path, &data)?;
                 n += 1;
