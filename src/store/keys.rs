@@ -217,21 +217,22 @@ pub fn unwrap(data: &[u8], id: &age::x25519::Identity) -> Result<Keyring, SealEr
     serde_json::from_slice(&plain).map_err(|e| SealError::Corrupt(format!("keyring: {e}")))
 }
 
-/// The scrypt work factor: age's own (about a second) unless `CCSYNC_SCRYPT_LOG_N` sets one
-/// (tests).
-fn scrypt_work() -> Option<u8> {
+/// The scrypt work factor of a new passphrase: N = 2^16 (64 MiB of memory and about a quarter
+/// of a second here), unless `CCSYNC_SCRYPT_LOG_N` sets another (tests). age's own choice,
+/// "about a second on this machine", reached 2^20 — a gigabyte of memory — on a busy machine,
+/// far over the memory any ccsync command may take.
+fn scrypt_work() -> u8 {
     std::env::var("CCSYNC_SCRYPT_LOG_N")
         .ok()
         .and_then(|v| v.parse().ok())
-        .filter(|n| (1..=30).contains(n))
+        .filter(|n| (1..=22).contains(n))
+        .unwrap_or(16)
 }
 
 /// Wrap the recovery identity with a passphrase.
 pub fn wrap_passphrase(recovery: &age::x25519::Identity, passphrase: &str) -> Result<Vec<u8>> {
     let mut r = age::scrypt::Recipient::new(SecretString::from(passphrase.to_string()));
-    if let Some(n) = scrypt_work() {
-        r.set_work_factor(n);
-    }
+    r.set_work_factor(scrypt_work());
     age::encrypt(&r, secret_of(recovery).as_bytes())
         .map_err(|e| anyhow!("cannot wrap the key with the passphrase: {e}"))
 }
@@ -241,7 +242,9 @@ pub fn unwrap_passphrase(
     data: &[u8],
     passphrase: &str,
 ) -> Result<age::x25519::Identity, SealError> {
-    let id = age::scrypt::Identity::new(SecretString::from(passphrase.to_string()));
+    let mut id = age::scrypt::Identity::new(SecretString::from(passphrase.to_string()));
+    // Never more than 256 MiB of memory for a passphrase file someone else wrote.
+    id.set_max_work_factor(18);
     let dec = age::Decryptor::new_buffered(data).map_err(super::seal::classify)?;
     let mut r = dec
         .decrypt(std::iter::once(&id as &dyn age::Identity))
