@@ -443,4 +443,11 @@ fn restore_and_locks_work_on_an_encrypted_repository() {
     assert!(pulled(&b, SID).unwrap().contains(SECRET_TEXT));
     let locks = b.ok(&["lock", "show"]);
     let _ = locks;
+    let doctor = stdout(&b.run(&["doctor"]));
+    assert!(
+        doctor.contains("encrypted (key generation 1) and this machine holds its key"),
+        "{doctor}"
+    );
+    let status = b.ok(&["key", "status"]);
+    assert!(status.contains("holds the key"), "{status}");
 }
