@@ -451,3 +451,69 @@ fn restore_and_locks_work_on_an_encrypted_repository() {
     let status = b.ok(&["key", "status"]);
     assert!(status.contains("holds the key"), "{status}");
 }
+
+#[test]
+fn a_recovery_key_and_the_environment_open_the_repository_and_no_passphrase_is_an_argument() {
+    let w = World::new();
+    let remote = w.path().join("remote.git");
+    let a = w.machine("alpha");
+    // No passphrase and no terminal: refused, nothing created.
+    let out = a.run(&[
+        "init",
+        "--yes",
+        "--machine-id",
+        "alpha",
+        "--remote",
+        remote.to_str().unwrap(),
+        "--encrypt",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--passphrase-file FILE or CCSYNC_PASSPHRASE"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!a.tool.join("config.json").exists());
+    // A passphrase is never a command-line argument.
+    let out = a.run(&["init", "--encrypt", "--passphrase", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = a.init(&remote, &["--encrypt", "--recovery-key"]);
+    let key = out
+        .lines()
+        .find_map(|l| l.split("shown only now): ").nth(1))
+        .unwrap_or_else(|| panic!("no recovery key printed: {out}"))
+        .trim()
+        .to_string();
+    session(&a, SID);
+    a.ok(&["push"]);
+    let b = w.machine("bravo");
+    let out = b
+        .cmd()
+        .env("CCSYNC_PASSPHRASE", &key)
+        .args([
+            "init",
+            "--yes",
+            "--machine-id",
+            "bravo",
+            "--remote",
+            remote.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    b.ok(&["pull"]);
+    assert!(pulled(&b, SID).unwrap().contains(SECRET_TEXT));
+    // The machine keys are private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["keys/machine.key", "keys/keyring.json"] {
+            let mode = std::fs::metadata(b.tool.join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{f} is {mode:o}");
+        }
+    }
+}

@@ -264,6 +264,34 @@ mod tests {
     }
 
     #[test]
+    fn markers_say_what_a_reader_can_read() {
+        let enc: FormatMarker = serde_json::from_str(
+            r#"{"format":"ccsync","version":2,"encryption":{"scheme":"s","repository":"r","generation":1,"recipient":"age1x"}}"#,
+        )
+        .unwrap();
+        assert!(enc.check().is_ok());
+        // What a reader of version 1 (ccsync 0.1) does with it: `version > 1` is refused.
+        assert!(enc.version > FORMAT_VERSION);
+        let damaged: FormatMarker =
+            serde_json::from_str(r#"{"format":"ccsync","version":2}"#).unwrap();
+        assert!(damaged.check().unwrap_err().to_string().contains("damaged"));
+        let newer: FormatMarker =
+            serde_json::from_str(r#"{"format":"ccsync","version":3}"#).unwrap();
+        assert!(
+            newer
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("upgrade ccsync")
+        );
+        let plain = serde_json::to_value(FormatMarker::new("a")).unwrap();
+        assert!(
+            plain.get("encryption").is_none(),
+            "plain markers stay as 0.1 wrote them"
+        );
+    }
+
+    #[test]
     fn machine_ids() {
         assert!(valid_machine_id("linux-a") && valid_machine_id("mac_b.local"));
         for bad in ["", "a b", "a/b", "-x", ".x", &"x".repeat(65)] {
