@@ -22,6 +22,8 @@ struct Opts {
     runs: usize,
     big: bool,
     only_huge: bool,
+    /// Also run the 150 MB rows on an encrypted repository.
+    encrypt: bool,
     data: PathBuf,
 }
 
@@ -30,6 +32,7 @@ fn main() {
         runs: 3,
         big: false,
         only_huge: false,
+        encrypt: false,
         data: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"),
     };
     let mut args = std::env::args().skip(1);
@@ -37,6 +40,7 @@ fn main() {
         match a.as_str() {
             "--big" => opts.big = true,
             "--huge" => opts.only_huge = true,
+            "--encrypt" => opts.encrypt = true,
             "--runs" => opts.runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(3),
             "--data" => opts.data = PathBuf::from(args.next().unwrap_or_default()),
             "--bench" => {}
@@ -58,7 +62,10 @@ fn main() {
         return;
     }
     let small = corpus(&opts, 300, 150.0);
-    small_cases(&opts, &small);
+    small_cases(&opts, &small, false);
+    if opts.encrypt {
+        small_cases(&opts, &small, true);
+    }
     if opts.big {
         let big = corpus(&opts, 3000, 1500.0);
         big_cases(&opts, &big);
@@ -370,8 +377,20 @@ fn init(m: &Machine, remote: &str, id: &str, projects: &str) {
     ]);
 }
 
-fn small_cases(opts: &Opts, c: &Corpus) {
-    let base = opts.data.join("run-small");
+fn small_cases(opts: &Opts, c: &Corpus, encrypt: bool) {
+    let base = opts.data.join(if encrypt {
+        "run-small-enc"
+    } else {
+        "run-small"
+    });
+    let _ = std::fs::create_dir_all(&base);
+    let pass = base.join("passphrase.txt");
+    std::fs::write(&pass, "benchmark passphrase\n").unwrap();
+    let pass = pass.to_string_lossy().into_owned();
+    let mut joined = vec![];
+    if encrypt {
+        println!("-- encrypted repository (init --encrypt) --");
+    }
     let (mut first, mut append, mut nothing, mut pull_init, mut pull, mut list) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut search_none, mut search_common) = (vec![], vec![]);
@@ -380,7 +399,25 @@ fn small_cases(opts: &Opts, c: &Corpus) {
         let remote = fresh_remote(&base.join("remote.git"));
         let a = Machine::new(&base.join("a"));
         install(c, &a);
-        init(&a, &remote, "a", &c.root);
+        if encrypt {
+            a.ok(&[
+                "init",
+                "--yes",
+                "--machine-id",
+                "a",
+                "--remote",
+                &remote,
+                "--add-placeholder",
+                &format!("PROJECTS={}", c.root),
+                "--sync-dir",
+                "/",
+                "--encrypt",
+                "--passphrase-file",
+                &pass,
+            ]);
+        } else {
+            init(&a, &remote, "a", &c.root);
+        }
         first.push(a.timed(&["push"]));
         remote_size = du(&base.join("remote.git"));
         let t = writable_transcript(&a, 7_000_000);
@@ -392,7 +429,7 @@ fn small_cases(opts: &Opts, c: &Corpus) {
         search_common.push(a.searched(&["search", "flaky parser", "-n", "20"]));
         let b = Machine::new(&base.join("b"));
         let start = Instant::now();
-        let (_, mi) = b.timed(&[
+        let mut args = vec![
             "init",
             "--yes",
             "--machine-id",
@@ -403,7 +440,12 @@ fn small_cases(opts: &Opts, c: &Corpus) {
             "PROJECTS=/home/bob/code",
             "--sync-dir",
             "/",
-        ]);
+        ];
+        if encrypt {
+            args.extend(["--passphrase-file", pass.as_str()]);
+        }
+        let (ti, mi) = b.timed(&args);
+        joined.push((ti, mi));
         let (tp, mp) = b.timed(&["pull"]);
         pull_init.push((start.elapsed().as_secs_f64(), mi.max(mp)));
         pull.push((tp, mp));
@@ -420,6 +462,10 @@ fn small_cases(opts: &Opts, c: &Corpus) {
         median(pull_init),
     );
     row("  of which pull", median(pull));
+    row(
+        "  of which init (with the passphrase: scrypt)",
+        median(joined),
+    );
     row(&format!("list, {n} sessions, warm"), median(list));
     row(
         "search, no match (every session read), warm",

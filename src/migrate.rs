@@ -785,7 +785,7 @@ fn convert_tree(
         .filter(|e| e.is_regular_file())
         .filter_map(|e| e.path_str().map(|p| (p.to_string(), e)))
         .collect();
-    let mut reader = store.git.reader()?;
+    let mut reader = store.reader()?;
     let shared_raw: BTreeMap<String, BTreeMap<String, serde_json::Value>> =
         blob_json::<serde_json::Value>(&mut reader, by_path.get(SHARED_PLACEHOLDERS).copied())
             .get("placeholders")
@@ -998,7 +998,7 @@ fn convert_tree(
             *needed.entry(n).or_default() += 1;
         }
         let m = txn.blob(&format::to_json_bytes(&meta)?)?;
-        txn.put(&format!("{dir}/{}", layout::META_FILE), m);
+        txn.put(&format!("{dir}/{}", layout::META_FILE), m)?;
         if snap.projects.get(&slug).is_none_or(|p| p.record.is_none())
             && touched_projects.insert(slug.clone())
         {
@@ -1006,7 +1006,7 @@ fn convert_tree(
             txn.put(
                 &format!("{}/{}", layout::project_dir(&slug), layout::PROJECT_FILE),
                 m,
-            );
+            )?;
         }
         for (_, c, _) in &portable_copies {
             dir_cwd.entry(c.dir.clone()).or_insert_with(|| cwd.clone());
@@ -1057,7 +1057,7 @@ fn convert_tree(
                 txn.put(
                     &format!("{}/{}", layout::project_dir(&slug), layout::PROJECT_FILE),
                     m,
-                );
+                )?;
             }
             report.memory_files += 1;
             format!("{}/{rel}", layout::memory_dir(&slug))
@@ -1086,7 +1086,7 @@ fn convert_tree(
             target
         };
         let m = txn.blob(&conv)?;
-        txn.put(&target, m);
+        txn.put(&target, m)?;
     }
 
     // Placeholders: the table's, machines' config.json ones, names sessions need.
@@ -1100,7 +1100,7 @@ fn convert_tree(
     };
     if old_bytes.as_deref() != Some(new_bytes.as_slice()) {
         let m = txn.blob(&new_bytes)?;
-        txn.put(SHARED_PLACEHOLDERS, m);
+        txn.put(SHARED_PLACEHOLDERS, m)?;
     }
     for (key, n) in &legacy.names {
         if n.new != *key {
@@ -1147,7 +1147,7 @@ fn convert_tree(
             install_id: String::new(),
         };
         let m = txn.blob(&format::to_json_bytes(&rec)?)?;
-        txn.put(&format!("machines/{id}.json"), m);
+        txn.put(&format!("machines/{id}.json"), m)?;
     }
     for p in by_path.keys().filter(|p| {
         ["sessions/", "session_meta/", "shared_config/"]
@@ -1155,7 +1155,7 @@ fn convert_tree(
             .any(|d| p.starts_with(d))
     }) {
         if !kept.contains(p) {
-            txn.delete(p);
+            txn.delete(p)?;
         }
     }
     report.kept = kept
@@ -1166,11 +1166,11 @@ fn convert_tree(
         .keys()
         .filter(|p| p.starts_with("locks/") && p.ends_with(".lock.json"))
     {
-        txn.delete(p);
+        txn.delete(p)?;
     }
     if !by_path.contains_key(FORMAT_FILE) {
         let m = txn.blob(&format::to_json_bytes(&FormatMarker::new(me.id))?)?;
-        txn.put(FORMAT_FILE, m);
+        txn.put(FORMAT_FILE, m)?;
     }
     Ok(())
 }

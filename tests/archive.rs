@@ -281,3 +281,58 @@ fn check_in_chromium(page: &Path) {
     // A blank page compresses to a few hundred bytes; text and colour bars do not.
     assert!(png.len() > 20_000, "screenshot of {} bytes", png.len());
 }
+
+/// On an encrypted repository the archive reads the same: B finds, shows and exports A's
+/// session, which it never pulled, through the seal.
+#[test]
+fn search_show_and_export_work_the_same_on_an_encrypted_repository() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let pass = w.path().join("pass.txt");
+    std::fs::write(&pass, "correct horse battery staple\n").unwrap();
+    let pass = pass.to_string_lossy().into_owned();
+    let a = w.machine("a");
+    let b = w.machine("b");
+    let projects = |m: &Machine| format!("{}/projects", m.home.display());
+    a.init(
+        &remote,
+        &[
+            "--encrypt",
+            "--passphrase-file",
+            &pass,
+            "--add-placeholder",
+            &format!("PROJECTS={}", projects(&a)),
+            "--sync-dir",
+            "~",
+        ],
+    );
+    b.init(
+        &remote,
+        &[
+            "--passphrase-file",
+            &pass,
+            "--add-placeholder",
+            &format!("PROJECTS={}", projects(&b)),
+            "--sync-dir",
+            "~",
+        ],
+    );
+    let a_cwd = format!("{}/app", projects(&a));
+    a.write_transcript(&a_cwd, SA, session_a(&a_cwd).as_bytes());
+    a.ok(&["push"]);
+    let hits: Value = b.json(&["search", "tokenizer bug", "--fetch"]);
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 2, "{hits:#?}");
+    assert!(
+        hits.iter()
+            .all(|h| h["session_id"] == SA && h["machine"] == "a")
+    );
+    assert_eq!(
+        hits[0]["project"].as_str().unwrap(),
+        format!("{}/app", projects(&b))
+    );
+    let shown = b.ok(&["show", SA, "--no-pager"]);
+    assert!(shown.contains("off-by-one in lex()"));
+    let md = b.ok(&["export", SA, "--format", "md"]);
+    assert!(md.contains("off-by-one in lex()") && !md.contains(TOKEN));
+}

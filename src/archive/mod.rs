@@ -310,7 +310,7 @@ impl<'a> Archive<'a> {
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
         {
             let mut out = std::io::BufWriter::new(tmp.as_file_mut());
-            let mut reader = store.git.reader()?;
+            let mut reader = store.reader()?;
             let mut mapped = Vec::new();
             log::for_each_repo_item(&mut reader, &stored.segs, |item, reader| match item {
                 log::RepoItem::Line(l) => {

@@ -92,6 +92,17 @@ pub fn run(env: &Env) -> Result<ExitCode> {
             store.known_head()?
         }
     };
+    match crate::store::members::marker_encryption(&store, head.as_ref()) {
+        Ok(Some(e)) => match store.resolve_seal(head.as_ref()) {
+            Ok(()) => r.ok(&format!(
+                "the repository is encrypted (key generation {}) and this machine holds its key",
+                e.generation
+            )),
+            Err(err) => r.fail(&super::output::error_line(&err)),
+        },
+        Ok(None) => r.ok("the repository is not encrypted (`ccsync encrypt` encrypts it)"),
+        Err(err) => r.fail(&super::output::error_line(&err)),
+    }
     let state = shared::read_shared(&store, head.as_ref()).unwrap_or_default();
     let missing = state.placeholders.missing_for(&config.machine_id);
     let missing_here: Vec<&String> = missing
@@ -128,14 +139,8 @@ pub fn run(env: &Env) -> Result<ExitCode> {
     let disc = crate::claude::discover::discover(&env.claude)
         .with_context(|| format!("cannot list {}", env.claude.projects().display()))?;
     let index = crate::sync::state::Index::load(&env.home, &config.remote);
-    let moves = crate::sync::pull::plan_moves(
-        &engine,
-        &snap,
-        &disc,
-        &index,
-        true,
-        &mut store.git.reader()?,
-    )?;
+    let moves =
+        crate::sync::pull::plan_moves(&engine, &snap, &disc, &index, true, &mut store.reader()?)?;
     if moves.is_empty() {
         r.ok("every synced session is in the folder Claude Code looks in");
     } else {

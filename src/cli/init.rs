@@ -38,6 +38,14 @@ pub struct InitArgs {
     /// Ask nothing; placeholders without a path here are reported.
     #[arg(long, short = 'y')]
     yes: bool,
+    /// Encrypt the repository end to end (a new, empty one; `ccsync encrypt` converts one that
+    /// holds data). Needs a passphrase or `--recovery-key`.
+    #[arg(long)]
+    encrypt: bool,
+    /// The passphrase: with --encrypt the new one; for an encrypted repository, the way to
+    /// join it without another machine's approval.
+    #[command(flatten)]
+    pass: super::key::NewPassphraseArgs,
 }
 
 /// Questions on the terminal; end of input cancels.
@@ -83,6 +91,16 @@ pub fn run(env: &Env, args: InitArgs) -> Result<ExitCode> {
         sync_dirs: args.sync_dir,
         path_style: args.path_style,
         reclaim: args.reclaim,
+        encrypt: if args.encrypt {
+            Some(super::key::new_passphrase(&args.pass)?)
+        } else {
+            None
+        },
+        passphrase: if args.encrypt {
+            None
+        } else {
+            crate::store::keys::passphrase_from(args.pass.from.passphrase_file.as_deref())?
+        },
     };
     let report = if !args.yes && crate::os::stdin_is_tty() {
         setup::init(&env.home, opts, &mut TtyPrompt)?
@@ -90,6 +108,17 @@ pub fn run(env: &Env, args: InitArgs) -> Result<ExitCode> {
         setup::init(&env.home, opts, &mut NoPrompt)?
     };
     let c = &report.config;
+    if let Some(code) = &report.pending {
+        println!(
+            "The sync repository {} is encrypted and this machine has no key for it, so it asked to join.",
+            setup::describe_remote(&c.remote)
+        );
+        println!(
+            "On a machine that has the key run `ccsync key approve {}` and check that it shows the code {code}; then run `ccsync init` here again (it registers this machine and asks for the placeholders the others share), or just `ccsync pull`. (Or join at once with the passphrase: `ccsync key unlock`.)",
+            c.machine_id
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if report.reinit {
         if report.changes.is_empty() {
             println!(

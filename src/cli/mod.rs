@@ -8,6 +8,7 @@ mod doctor;
 mod forget;
 mod hooks_cmd;
 mod init;
+mod key;
 mod list;
 mod lock_cmd;
 pub(crate) mod output;
@@ -84,6 +85,10 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Register this machine and connect it to a sync repository.
     Init(init::InitArgs),
+    /// The keys of an encrypted sync repository: status, unlock, request, approve, remove.
+    Key(key::KeyArgs),
+    /// Encrypt a plain sync repository (it says what stays in the git history).
+    Encrypt(key::EncryptArgs),
     /// Show or edit the configuration.
     Config(config_cmd::ConfigArgs),
     /// Check git, the remote, gh, claude and placeholder coverage.
@@ -233,6 +238,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Mcp(args) => archive_cmd::run_mcp(&env, args),
         Command::SetupMcp(args) => archive_cmd::run_setup_mcp(&env, args),
         Command::Init(args) => init::run(&env, args),
+        Command::Key(args) => key::run(&env, args),
+        Command::Encrypt(args) => key::encrypt(&env, args),
         Command::List(args) => list::run(&env, args),
         Command::Status(args) => status::run(&env, args),
         Command::Config(args) => config_cmd::run(&env, args),

@@ -48,6 +48,10 @@ pub struct InitOptions {
     pub path_style: Option<PathStyle>,
     /// Take over a machine id registered by another installation (this machine set up again).
     pub reclaim: bool,
+    /// Encrypt the (new, empty) repository with this passphrase (or recovery key).
+    pub encrypt: Option<String>,
+    /// The passphrase of an encrypted repository, to join it without an approval.
+    pub passphrase: Option<String>,
 }
 
 /// What `init` did.
@@ -58,6 +62,9 @@ pub struct InitReport {
     pub reinit: bool,
     /// Human sentences, one per change.
     pub changes: Vec<String>,
+    /// The repository is encrypted and this machine asked to join: the check code an
+    /// approving machine shows. Nothing else was done yet.
+    pub pending: Option<String>,
     /// Placeholders other machines define that this machine has no path for.
     pub missing: Vec<String>,
     /// Set when the remote was converted from the Python tool's layout.
@@ -232,7 +239,55 @@ pub fn init(home: &Home, opts: InitOptions, prompter: &mut dyn Prompter) -> Resu
     }
 
     let store = Store::open(home, &remote, &config.branch, &machine_id)?;
-    let head = store.fetch(NET_TIMEOUT)?;
+    let mut head = store.fetch(NET_TIMEOUT)?;
+    // An encrypted repository: this machine needs its key before it reads or writes anything
+    // else (the passphrase, else a request for a member to approve).
+    if store::members::marker_encryption(&store, head.as_ref())?.is_some() {
+        if let Err(e) = store.resolve_seal(head.as_ref()) {
+            let keyless = matches!(
+                store::store_error(&e),
+                Some(store::StoreError::NoKey(_) | store::StoreError::WrongKey(_))
+            );
+            if !keyless {
+                return Err(e);
+            }
+            match &opts.passphrase {
+                Some(p) => {
+                    store::members::unlock(&store, &machine_id, p)?;
+                    changes.push("joined the encrypted repository with its passphrase".into());
+                    head = store.known_head()?;
+                }
+                None => {
+                    let code = store::members::request(&store, &machine_id)?;
+                    // Enough to sync once approved; `init` again adopts what other machines
+                    // share (it can read it then).
+                    config.placeholders = preview_placeholders(&config, &opts, style);
+                    if !reinit {
+                        config.sync_directories = default_sync_dirs(&config.placeholders);
+                    }
+                    home.save_config(&config)?;
+                    return Ok(InitReport {
+                        config,
+                        first_machine: false,
+                        reinit,
+                        changes,
+                        missing: Vec::new(),
+                        migrated: None,
+                        pending: Some(code),
+                    });
+                }
+            }
+        }
+    } else if let Some(pass) = &opts.encrypt {
+        if shared::classify(&store, head.as_ref())? != RepoKind::Empty {
+            bail!(
+                "the sync repository {remote} already holds data in the clear: run `ccsync encrypt` (it says what stays in the git history)"
+            );
+        }
+        store::members::create(&store, &machine_id, pass)?;
+        changes.push("encrypted the new repository".into());
+        head = None;
+    }
     let mut migrated = None;
     let first_machine = match shared::classify(&store, head.as_ref())? {
         RepoKind::Empty => true,
@@ -399,6 +454,7 @@ pub fn init(home: &Home, opts: InitOptions, prompter: &mut dyn Prompter) -> Resu
         changes,
         missing,
         migrated,
+        pending: None,
     })
 }
 

@@ -41,8 +41,8 @@ pub fn inspect(store: &Store, head: Option<&Oid>) -> Result<(RepoKind, bool)> {
     let Some(head) = head else {
         return Ok((RepoKind::Empty, false));
     };
-    let top = store.git.run(["ls-tree", "--name-only", "-z", &head.0])?;
-    let names: Vec<&str> = top.split('\0').filter(|s| !s.is_empty()).collect();
+    let top = store.top_names(head)?;
+    let names: Vec<&str> = top.iter().map(String::as_str).collect();
     if names.is_empty() {
         return Ok((RepoKind::Empty, false));
     }
@@ -80,7 +80,7 @@ pub fn read_shared(store: &Store, head: Option<&Oid>) -> Result<Shared> {
         .read_json(head, SHARED_PLACEHOLDERS)?
         .unwrap_or_default();
     let mut machines = BTreeMap::new();
-    for e in store.git.ls_tree(head, Some(MACHINES_DIR))? {
+    for e in store.ls_tree(head, Some(MACHINES_DIR))? {
         let Some(path) = e.path_str() else { continue };
         let Some(id) = path
             .strip_prefix("machines/")
@@ -114,8 +114,7 @@ pub fn put_json_if_changed<T: serde::Serialize>(
 ) -> Result<()> {
     let bytes = format::to_json_bytes(value)?;
     if old != Some(bytes.as_slice()) {
-        let m = txn.blob(&bytes)?;
-        txn.put(path, m);
+        txn.put_bytes(path, &bytes)?;
     }
     Ok(())
 }
@@ -146,7 +145,7 @@ where
         }
         let marker_old = head.map(|h| store.read_file(h, FORMAT_FILE)).transpose()?.flatten();
         if marker_old.is_none() && (write_marker || head.is_some()) {
-            put_json_if_changed(txn, FORMAT_FILE, &FormatMarker::new(&me.machine_id), None)?;
+            put_json_if_changed(txn, FORMAT_FILE, &store.new_marker(&me.machine_id)?, None)?;
         }
         let old_sp = head.map(|h| store.read_file(h, SHARED_PLACEHOLDERS)).transpose()?.flatten();
         let mut sp: SharedPlaceholders = match &old_sp {
@@ -207,10 +206,10 @@ mod tests {
         )
         .unwrap();
         let commit = |paths: &[&str]| {
-            let mut txn = store.git.transaction().unwrap();
+            let mut txn = store.transaction(None).unwrap();
             for p in paths {
                 let m = txn.blob(b"{}").unwrap();
-                txn.put(p, m);
+                txn.put(p, m).unwrap();
             }
             txn.commit(None, "t <t@t>", "t").unwrap()
         };
@@ -221,11 +220,11 @@ mod tests {
         let (k, damaged) = kind(&["machines/a.json", "projects/x/project.json", "locks/s.json"]);
         assert!(matches!(k, RepoKind::Ccsync(_)) && damaged);
         let marker = r#"{"format": "ccsync", "version": 1}"#;
-        let mut txn = store.git.transaction().unwrap();
+        let mut txn = store.transaction(None).unwrap();
         let m = txn.blob(marker.as_bytes()).unwrap();
-        txn.put(FORMAT_FILE, m);
+        txn.put(FORMAT_FILE, m).unwrap();
         let m = txn.blob(b"x").unwrap();
-        txn.put("README.md", m);
+        txn.put("README.md", m).unwrap();
         let with_marker = txn.commit(None, "t <t@t>", "t").unwrap();
         let (k, damaged) = inspect(&store, Some(&with_marker)).unwrap();
         assert!(matches!(k, RepoKind::Ccsync(_)) && !damaged);

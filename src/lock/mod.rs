@@ -180,7 +180,7 @@ fn read_lock(store: &Store, head: Option<&Oid>, session_id: &str) -> Result<Opti
 
 fn write_lock(txn: &mut crate::store::Txn, lock: &Lock) -> Result<()> {
     let m = txn.blob(&format::to_json_bytes(lock)?)?;
-    txn.put(&lock_path(&lock.session_id), m);
+    txn.put(&lock_path(&lock.session_id), m)?;
     Ok(())
 }
 
@@ -314,14 +314,14 @@ pub fn release(
                             .is_some()
                     }) {
                         // An unreadable lock file: remove it.
-                        txn.delete(&lock_path(session_id));
+                        txn.delete(&lock_path(session_id))?;
                         Released::Yes
                     } else {
                         Released::NotLocked
                     }
                 }
                 Some(l) if l.machine_id == machine_id || force || observer.see(&l).expired => {
-                    txn.delete(&lock_path(session_id));
+                    txn.delete(&lock_path(session_id))?;
                     Released::Yes
                 }
                 Some(l) => Released::HeldBy(l),
@@ -338,11 +338,11 @@ pub fn release(
 pub fn list(store: &Store, head: Option<&Oid>) -> Result<Vec<Lock>> {
     let Some(h) = head else { return Ok(Vec::new()) };
     let mut out = Vec::new();
-    let entries = store.git.ls_tree(h, Some(LOCKS_DIR))?;
+    let entries = store.ls_tree(h, Some(LOCKS_DIR))?;
     if entries.is_empty() {
         return Ok(out);
     }
-    let mut reader = store.git.reader()?;
+    let mut reader = store.reader()?;
     for e in entries {
         if !e.is_regular_file() {
             continue;
@@ -389,7 +389,7 @@ pub fn cleanup_with(
             let locks = list(store, head)?;
             for (l, v) in locks.iter().zip(observer.see_all(&locks)) {
                 if v.expired {
-                    txn.delete(&lock_path(&l.session_id));
+                    txn.delete(&lock_path(&l.session_id))?;
                     removed.push(l.session_id.clone());
                 }
             }
@@ -410,7 +410,7 @@ pub fn release_all(store: &Store, machine_id: &str, timeout: Duration) -> Result
             removed.clear();
             for l in list(store, head)? {
                 if l.machine_id == machine_id {
-                    txn.delete(&lock_path(&l.session_id));
+                    txn.delete(&lock_path(&l.session_id))?;
                     removed.push(l.session_id);
                 }
             }

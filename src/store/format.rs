@@ -14,8 +14,11 @@ use crate::paths::PathStyle;
 
 /// The format marker at the root of the repository.
 pub const FORMAT_FILE: &str = "ccsync.json";
-/// The version this build writes. Repositories with a higher version are refused.
+/// The version this build writes for a plain repository. Repositories with a higher version
+/// than this build reads are refused.
 pub const FORMAT_VERSION: u32 = 1;
+/// The version of an encrypted repository (a ccsync that reads only version 1 refuses it).
+pub const ENCRYPTED_VERSION: u32 = 2;
 pub const SHARED_PLACEHOLDERS: &str = "shared_placeholders.json";
 pub const MACHINES_DIR: &str = "machines";
 pub const LOCKS_DIR: &str = "locks";
@@ -35,6 +38,9 @@ pub struct FormatMarker {
     pub created_by: String,
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
+    /// How the repository is encrypted (absent: it is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<super::keys::Encryption>,
 }
 
 impl FormatMarker {
@@ -44,6 +50,18 @@ impl FormatMarker {
             version: FORMAT_VERSION,
             created_by: machine.to_string(),
             created_at: Some(Utc::now()),
+            encryption: None,
+        }
+    }
+
+    /// The marker of an encrypted repository (it names no machine).
+    pub fn encrypted(enc: super::keys::Encryption) -> Self {
+        FormatMarker {
+            format: "ccsync".to_string(),
+            version: ENCRYPTED_VERSION,
+            created_by: String::new(),
+            created_at: Some(Utc::now()),
+            encryption: Some(enc),
         }
     }
 
@@ -55,10 +73,15 @@ impl FormatMarker {
                 self.format
             ));
         }
-        if self.version > FORMAT_VERSION {
+        if self.version > ENCRYPTED_VERSION {
             return Err(anyhow!(
-                "the sync repository uses format version {} and this ccsync reads up to {FORMAT_VERSION}: upgrade ccsync",
+                "the sync repository uses format version {} and this ccsync reads up to {ENCRYPTED_VERSION}: upgrade ccsync",
                 self.version
+            ));
+        }
+        if self.version == ENCRYPTED_VERSION && self.encryption.is_none() {
+            return Err(anyhow!(
+                "{FORMAT_FILE} says the sync repository is encrypted but not how: it is damaged"
             ));
         }
         Ok(())
@@ -238,6 +261,34 @@ mod tests {
             assert!(check_rel_path(bad).is_err(), "{bad:?}");
         }
         assert!(check_rel_path("a/console").is_ok());
+    }
+
+    #[test]
+    fn markers_say_what_a_reader_can_read() {
+        let enc: FormatMarker = serde_json::from_str(
+            r#"{"format":"ccsync","version":2,"encryption":{"scheme":"s","repository":"r","generation":1,"recipient":"age1x"}}"#,
+        )
+        .unwrap();
+        assert!(enc.check().is_ok());
+        // What a reader of version 1 (ccsync 0.1) does with it: `version > 1` is refused.
+        assert!(enc.version > FORMAT_VERSION);
+        let damaged: FormatMarker =
+            serde_json::from_str(r#"{"format":"ccsync","version":2}"#).unwrap();
+        assert!(damaged.check().unwrap_err().to_string().contains("damaged"));
+        let newer: FormatMarker =
+            serde_json::from_str(r#"{"format":"ccsync","version":3}"#).unwrap();
+        assert!(
+            newer
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("upgrade ccsync")
+        );
+        let plain = serde_json::to_value(FormatMarker::new("a")).unwrap();
+        assert!(
+            plain.get("encryption").is_none(),
+            "plain markers stay as 0.1 wrote them"
+        );
     }
 
     #[test]

@@ -483,13 +483,21 @@ impl Git {
 
     /// Start a `fast-import` transaction.
     pub fn transaction(&self) -> Result<Txn> {
+        self.transaction_with(1)
+    }
+
+    /// Start a `fast-import` transaction writing objects at zlib `level` (0 for data that
+    /// does not compress, such as ciphertext).
+    pub fn transaction_with(&self, level: u8) -> Result<Txn> {
+        let core = format!("core.compression={level}");
+        let pack = format!("pack.compression={level}");
         let mut child = self
             .cmd()
             .args([
                 "-c",
-                "core.compression=1",
+                core.as_str(),
                 "-c",
-                "pack.compression=1",
+                pack.as_str(),
                 "fast-import",
                 "--quiet",
                 "--force",
@@ -566,7 +574,7 @@ impl TreeEntry {
     }
 }
 
-fn parse_ls_tree(raw: &[u8]) -> Result<Vec<TreeEntry>> {
+pub(crate) fn parse_ls_tree(raw: &[u8]) -> Result<Vec<TreeEntry>> {
     let mut out = Vec::new();
     for rec in raw.split(|&b| b == 0).filter(|r| !r.is_empty()) {
         let tab = memchr::memchr(b'\t', rec).ok_or_else(|| anyhow!("unexpected ls-tree output"))?;
@@ -1266,7 +1274,7 @@ impl Drop for BlobReader {
 }
 
 /// A mark naming a blob written in a transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Mark(u64);
 
 /// A `fast-import` transaction: write blobs, record tree changes, then commit.

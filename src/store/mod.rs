@@ -19,19 +19,26 @@ pub mod format;
 pub mod git;
 pub mod github;
 pub mod history;
+pub mod keys;
 pub mod layout;
+pub mod members;
+pub mod objects;
+pub mod seal;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use serde::de::DeserializeOwned;
 
 use crate::config::Home;
 use format::{FORMAT_FILE, FormatMarker, MachineRecord, SHARED_PLACEHOLDERS, SharedPlaceholders};
-pub use git::{BlobReader, CloneDamaged, Git, Oid, PushOutcome, TreeEntry, Txn, is_clone_damage};
+pub use git::{CloneDamaged, Git, Oid, PushOutcome, TreeEntry, is_clone_damage};
+pub use objects::{BlobReader, StoreError, Txn, store_error};
+use seal::Seal;
 
 /// The file in the clone naming its generation: a new one for every clone made, so that what
 /// was recorded against an older clone can be checked again.
@@ -74,6 +81,15 @@ pub struct Store {
     skeleton: Option<Skeleton>,
     /// The clone was made by this open: a failure now cannot be an old clone's damage.
     fresh: bool,
+    /// Whether the repository is encrypted, and its seal (see [`Store::resolve_seal`]).
+    seal: Mutex<SealState>,
+    /// This machine's keys (encrypted repositories).
+    keys: keys::LocalKeys,
+    /// The last listing read (encrypted repositories).
+    listings: objects::ListingCache,
+    /// The stored paths of the files the last commit this store made set (encrypted
+    /// repositories).
+    written: Mutex<Option<(Oid, std::collections::HashMap<String, String>)>>,
     /// Held for the life of the store: one process at a time works on the clone.
     _lock: File,
 }
@@ -84,6 +100,26 @@ pub struct Store {
 pub struct Skeleton {
     pub me: MachineRecord,
     pub placeholders: BTreeMap<String, String>,
+}
+
+/// How a commit is sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealing {
+    /// As the format marker at the head says, after the key check (every ordinary commit).
+    Check,
+    /// With the seal the store holds now ([`Store::use_keyring`]: encrypting a repository,
+    /// rotating its key).
+    Current,
+    /// Nothing sealed: only clear files (`keys/requests/` of a machine that has no key yet).
+    ClearOnly,
+}
+
+/// Whether a store's repository is encrypted, once found out.
+#[derive(Clone)]
+enum SealState {
+    Unresolved,
+    Plain,
+    Sealed(Arc<Seal>, keys::Encryption),
 }
 
 /// The names a ccsync repository has at its root; a root with only these (and no marker) is a
@@ -97,6 +133,7 @@ pub const OWN_ROOT_NAMES: &[&str] = &[
     format::PROJECTS_DIR,
     format::GLOBAL_DIR,
     format::HISTORY_DIR,
+    objects::KEYS_DIR,
 ];
 
 impl Store {
@@ -181,6 +218,10 @@ impl Store {
             author: format!("ccsync <{machine}@ccsync>"),
             skeleton: None,
             fresh,
+            seal: Mutex::new(SealState::Unresolved),
+            keys: keys::LocalKeys::new(&home.root),
+            listings: Arc::default(),
+            written: Mutex::new(None),
             _lock: lock,
         };
         store.configure()?;
@@ -269,6 +310,11 @@ impl Store {
                 }
             })?;
         if out.status.success() {
+            // What the repository is (plain or encrypted, which key generation) is found out
+            // again at the new head.
+            if let Ok(mut s) = self.seal.lock() {
+                *s = SealState::Unresolved;
+            }
             return self.known_head();
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -293,11 +339,10 @@ impl Store {
         }
         let msg = git::first_error_line(&stderr)
             .unwrap_or_else(|| format!("git fetch failed ({})", out.status));
-        Err(anyhow!(
+        Err(anyhow::Error::new(StoreError::Unreachable(format!(
             "cannot reach the sync remote {}: {}",
-            self.remote,
-            msg
-        ))
+            self.remote, msg
+        ))))
     }
 
     /// The generation of a clone (see `GENERATION_FILE`; empty for a clone made before
@@ -308,23 +353,264 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// The seal of an encrypted repository, `None` for a plain one (found out from the format
+    /// marker at the last known head the first time it is needed).
+    pub fn seal(&self) -> Result<Option<Arc<Seal>>> {
+        let state = self
+            .seal
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or(SealState::Unresolved);
+        match state {
+            SealState::Unresolved => {
+                let head = self.known_head()?;
+                self.resolve_seal(head.as_ref())?;
+                match self.seal.lock().map(|s| s.clone()) {
+                    Ok(SealState::Sealed(s, _)) => Ok(Some(s)),
+                    _ => Ok(None),
+                }
+            }
+            SealState::Plain => Ok(None),
+            SealState::Sealed(s, _) => Ok(Some(s)),
+        }
+    }
+
+    /// Whether the repository is encrypted (an error when this machine cannot tell because it
+    /// has no key).
+    pub fn sealed(&self) -> Result<bool> {
+        Ok(self.seal()?.is_some())
+    }
+
+    /// How the repository is encrypted, if it is.
+    pub fn encryption(&self) -> Result<Option<keys::Encryption>> {
+        self.seal()?;
+        Ok(match self.seal.lock().map(|s| s.clone()) {
+            Ok(SealState::Sealed(_, e)) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// This machine's key files.
+    pub fn local_keys(&self) -> &keys::LocalKeys {
+        &self.keys
+    }
+
+    /// Encrypt with `ring` from now on (a repository being encrypted, a rotation).
+    pub fn use_keyring(&self, ring: &keys::Keyring) -> Result<()> {
+        let enc = ring.encryption()?;
+        let seal = ring
+            .seal(&enc)
+            .map_err(|_| anyhow!("the new keyring does not open itself"))?;
+        if let Ok(mut s) = self.seal.lock() {
+            *s = SealState::Sealed(Arc::new(seal), enc);
+        }
+        Ok(())
+    }
+
+    /// Find out from the format marker at `head` whether the repository is encrypted, and open
+    /// its keys: this machine's keyring, else the one a member left for it in the repository.
+    /// This is the key check every command passes before it reads or writes anything: a
+    /// machine with no key or the wrong one gets a [`StoreError`] saying so in one sentence.
+    pub fn resolve_seal(&self, head: Option<&Oid>) -> Result<()> {
+        let marker: Option<FormatMarker> = match head {
+            Some(h) => objects::read_file(&self.git, None, h, FORMAT_FILE, &self.listings)?
+                .and_then(|b| serde_json::from_slice(&b).ok()),
+            None => None,
+        };
+        let local = self.keys.ring()?.filter(|r| r.remote == self.remote);
+        let state = match (marker.as_ref().and_then(|m| m.encryption.clone()), local) {
+            (Some(enc), _) => SealState::Sealed(Arc::new(self.open_keys(head, &enc)?), enc),
+            // The marker is gone (an emptied or rewound remote): this machine keeps encrypting
+            // what it stores there, and puts the marker back.
+            (None, Some(ring)) if marker.is_none() => {
+                let enc = ring.encryption()?;
+                let seal = ring.seal(&enc).map_err(|_| {
+                    anyhow::Error::new(StoreError::WrongKey(format!(
+                        "this machine's key of {} is damaged: run `ccsync key unlock` with the passphrase",
+                        self.remote
+                    )))
+                })?;
+                SealState::Sealed(Arc::new(seal), enc)
+            }
+            (None, Some(_)) => {
+                return Err(anyhow::Error::new(StoreError::WrongKey(format!(
+                    "the sync repository {} is not encrypted any more, but this machine encrypted what it stored there (the repository was replaced by a plain one): run `ccsync encrypt` to encrypt it again",
+                    self.remote
+                ))));
+            }
+            (None, None) => SealState::Plain,
+        };
+        if let Ok(mut s) = self.seal.lock() {
+            *s = state;
+        }
+        Ok(())
+    }
+
+    /// The seal for an encrypted repository: this machine's keyring when it has the marker's
+    /// generation, else the keyring a member wrapped for this machine in `keys/`.
+    fn open_keys(&self, head: Option<&Oid>, enc: &keys::Encryption) -> Result<Seal> {
+        let no_key = || {
+            anyhow::Error::new(StoreError::NoKey(format!(
+                "the sync repository {} is encrypted and this machine has no key for it: run `ccsync key unlock` with its passphrase (--passphrase-file FILE or CCSYNC_PASSPHRASE), or `ccsync key request` and have a machine that has the key approve it",
+                self.remote
+            )))
+        };
+        let other = |what: &str| {
+            anyhow::Error::new(StoreError::WrongKey(format!(
+                "{what} does not open the encrypted sync repository {} (it is another repository's): run `ccsync key unlock` with its passphrase",
+                self.remote
+            )))
+        };
+        let local = self.keys.ring()?.filter(|r| r.repository == enc.repository);
+        let held = local.as_ref().map_or(0, keys::Keyring::generation);
+        if let Some(ring) = &local {
+            match ring.seal(enc) {
+                Ok(s) => return Ok(s),
+                Err(keys::KeyProblem::Old(_)) => {}
+                Err(keys::KeyProblem::Other) => return Err(other("this machine's key")),
+            }
+        }
+        let me = self.keys.machine()?;
+        let path = keys::machine_file(&me.to_public().to_string());
+        let wrapped = match head {
+            Some(h) => objects::read_file(&self.git, None, h, &path, &self.listings)?,
+            None => None,
+        };
+        let Some(wrapped) = wrapped else {
+            if local.is_some() {
+                return Err(anyhow::Error::new(StoreError::NoKey(format!(
+                    "this machine was removed from the encrypted sync repository {} (it holds its key up to generation {held}, the repository now uses {}): it can still read what was stored before, not what is stored now; to join again run `ccsync key unlock` with the passphrase",
+                    self.remote, enc.generation
+                ))));
+            }
+            return Err(no_key());
+        };
+        let mut ring = match keys::unwrap(&wrapped, &me) {
+            Ok(r) => r,
+            Err(seal::SealError::WrongKey) => return Err(other("this machine's key")),
+            Err(seal::SealError::Corrupt(why)) => {
+                return Err(anyhow::Error::new(StoreError::Damaged(format!(
+                    "the key left for this machine in {} ({path}) is damaged: {why}",
+                    self.remote
+                ))));
+            }
+        };
+        if let Some(l) = &local {
+            ring.absorb(l);
+        }
+        ring.remote = self.remote.clone();
+        let seal = ring.seal(enc).map_err(|p| match p {
+            keys::KeyProblem::Old(_) => no_key(),
+            keys::KeyProblem::Other => other("the key left for this machine"),
+        })?;
+        self.keys.save_ring(&ring)?;
+        Ok(seal)
+    }
+
+    /// The format marker this machine writes: an encrypted repository's, or a plain one.
+    pub fn new_marker(&self, machine: &str) -> Result<FormatMarker> {
+        Ok(match self.encryption()? {
+            Some(e) => FormatMarker::encrypted(e),
+            None => FormatMarker::new(machine),
+        })
+    }
+
+    /// A reader of stored files (their plaintext).
+    pub fn reader(&self) -> Result<BlobReader> {
+        Ok(BlobReader::new(self.git.reader()?, self.seal()?))
+    }
+
+    /// A transaction building on `base`.
+    pub fn transaction(&self, base: Option<&Oid>) -> Result<Txn> {
+        Txn::new(&self.git, self.seal()?, base, self.listings.clone())
+    }
+
     /// All files of a commit.
     pub fn tree(&self, commit: &Oid) -> Result<Vec<TreeEntry>> {
-        self.git.ls_tree(commit, None)
+        self.ls_tree(commit, None)
+    }
+
+    /// The files of a commit under `prefix` (a folder, or one file), with their repository
+    /// paths and plaintext sizes.
+    pub fn ls_tree(&self, commit: &Oid, prefix: Option<&str>) -> Result<Vec<TreeEntry>> {
+        objects::ls_tree(
+            &self.git,
+            self.seal()?.as_deref(),
+            commit,
+            prefix,
+            &self.listings,
+        )
+    }
+
+    /// The names at the root of a commit.
+    pub fn top_names(&self, commit: &Oid) -> Result<Vec<String>> {
+        objects::top_names(&self.git, self.seal()?.as_deref(), commit)
+    }
+
+    /// The files that changed between two commits (`A`, `M`, `D` and the path).
+    pub fn diff_names(&self, a: &Oid, b: &Oid) -> Result<Vec<(char, String)>> {
+        objects::diff_names(&self.git, self.seal()?.as_deref(), a, b)
+    }
+
+    /// The changes of the first-parent commits of `head` to files matching `patterns`.
+    pub fn changes(
+        &self,
+        head: &Oid,
+        patterns: &[&str],
+    ) -> Result<Vec<(Oid, Vec<history::RawChange>)>> {
+        objects::changes(&self.git, self.seal()?.as_deref(), head, patterns)
+    }
+
+    /// The plaintext sizes of stored files.
+    pub fn blob_sizes(&self, oids: &[Oid]) -> Result<std::collections::HashMap<Oid, u64>> {
+        objects::blob_sizes(&self.git, self.seal()?.as_ref(), oids)
+    }
+
+    /// The blobs at `paths` of `commit`.
+    pub fn resolve_paths(
+        &self,
+        commit: &Oid,
+        paths: &[String],
+    ) -> Result<std::collections::HashMap<String, Oid>> {
+        let written = self.written.lock().ok().and_then(|w| w.clone());
+        let written = written
+            .as_ref()
+            .filter(|(c, _)| c == commit)
+            .map(|(_, m)| m);
+        objects::resolve_paths(
+            &self.git,
+            self.seal()?.as_deref(),
+            commit,
+            paths,
+            written,
+            &self.listings,
+        )
+    }
+
+    /// Which of `oids` the clone lacks.
+    pub fn missing_objects(&self, oids: &[Oid]) -> Result<std::collections::HashSet<Oid>> {
+        self.git.missing_objects(oids)
+    }
+
+    /// The commits of `head` along the first parent, newest first.
+    pub fn commits(&self, head: &Oid) -> Result<Vec<history::Commit>> {
+        history::commits(&self.git, head)
     }
 
     /// One file of a commit, if present.
     pub fn read_file(&self, commit: &Oid, path: &str) -> Result<Option<Vec<u8>>> {
-        let out = self
-            .git
-            .cmd()
-            .args(["cat-file", "blob", &format!("{}:{path}", commit.0)])
-            .output()
-            .map_err(|e| anyhow!("cannot run git: {e}"))?;
-        if !out.status.success() {
-            return Ok(None);
-        }
-        Ok(Some(out.stdout))
+        objects::read_file(
+            &self.git,
+            self.seal()?.as_ref(),
+            commit,
+            path,
+            &self.listings,
+        )
+    }
+
+    /// One file of a commit as stored (the clear files of an encrypted repository).
+    pub fn read_clear(&self, commit: &Oid, path: &str) -> Result<Option<Vec<u8>>> {
+        objects::read_file(&self.git, None, commit, path, &self.listings)
     }
 
     /// One JSON file of a commit, parsed; a file that does not parse is an error naming it.
@@ -346,6 +632,21 @@ impl Store {
         message: &str,
         fetch_first: bool,
         timeout: Duration,
+        build: F,
+    ) -> Result<Option<Oid>>
+    where
+        F: FnMut(Option<&Oid>, &mut Txn) -> Result<()>,
+    {
+        self.commit_and_push_as(Sealing::Check, message, fetch_first, timeout, build)
+    }
+
+    /// [`Store::commit_and_push`], sealing as `sealing` says.
+    pub fn commit_and_push_as<F>(
+        &self,
+        sealing: Sealing,
+        message: &str,
+        fetch_first: bool,
+        timeout: Duration,
         mut build: F,
     ) -> Result<Option<Oid>>
     where
@@ -359,15 +660,31 @@ impl Store {
         let started = Instant::now();
         for attempt in 0..MAX_PUSH_ATTEMPTS {
             let t0 = Instant::now();
-            let mut txn = self.git.transaction()?;
+            let mut txn = match sealing {
+                Sealing::Check => {
+                    // The key check, before anything is written: the repository at this head
+                    // must open with this machine's keys (or be a plain one).
+                    self.resolve_seal(head.as_ref())?;
+                    self.transaction(head.as_ref())?
+                }
+                Sealing::Current => self.transaction(head.as_ref())?,
+                Sealing::ClearOnly => {
+                    Txn::new(&self.git, None, head.as_ref(), self.listings.clone())?
+                }
+            };
             build(head.as_ref(), &mut txn)?;
-            if let Some(sk) = &self.skeleton {
+            if let Some(sk) = &self.skeleton
+                && sealing != Sealing::ClearOnly
+            {
                 self.repair_skeleton(sk, head.as_ref(), &mut txn)?;
             }
             if !txn.has_changes() {
                 return Ok(None);
             }
-            let commit = txn.commit(head.as_ref(), &self.author, message)?;
+            let (commit, written) = txn.commit_mapped(head.as_ref(), &self.author, message)?;
+            if let Ok(mut w) = self.written.lock() {
+                *w = Some((commit.clone(), written));
+            }
             let t1 = Instant::now();
             let pushed = self
                 .git
@@ -393,10 +710,10 @@ impl Store {
                 }
             }
         }
-        bail!(
+        Err(anyhow::Error::new(StoreError::Rejected(format!(
             "the sync remote kept changing during {:.0} s ({MAX_PUSH_ATTEMPTS} attempts): try again in a moment",
             started.elapsed().as_secs_f64()
-        )
+        ))))
     }
 }
 
@@ -410,19 +727,19 @@ impl Store {
         let mut names: BTreeSet<String> = BTreeSet::new();
         let mut present: BTreeSet<String> = BTreeSet::new();
         if let Some(h) = head {
-            let listing = self.git.run([
-                "ls-tree",
-                "--name-only",
-                "-z",
-                "--full-tree",
-                &h.0,
-                "--",
-                ".",
-                &rec_path,
-            ])?;
-            for p in listing.split('\0').filter(|p| !p.is_empty()) {
-                names.insert(p.split('/').next().unwrap_or(p).to_string());
-                present.insert(p.to_string());
+            for n in self.top_names(h)? {
+                if n == FORMAT_FILE || n == SHARED_PLACEHOLDERS {
+                    present.insert(n.clone());
+                }
+                names.insert(n);
+            }
+            if names.contains(format::MACHINES_DIR)
+                && self
+                    .ls_tree(h, Some(&rec_path))?
+                    .iter()
+                    .any(|e| e.path_str() == Some(rec_path.as_str()))
+            {
+                present.insert(rec_path.clone());
             }
         }
         if !present.contains(FORMAT_FILE)
@@ -430,6 +747,21 @@ impl Store {
         {
             // Without a marker and with other things in it: someone else's repository.
             return Ok(());
+        }
+        // An encrypted repository keeps this machine's wrapped key (a repository that lost
+        // it, or a member added before keys were wrapped per machine, gets it back).
+        if txn.sealed()
+            && let Some(ring) = self.keys.ring()?
+        {
+            let mine = self.keys.recipient()?;
+            let path = keys::machine_file(&mine);
+            let has = match head {
+                Some(h) => objects::read_file(&self.git, None, h, &path, &self.listings)?.is_some(),
+                None => false,
+            };
+            if !has && !txn.touches(&path) {
+                txn.put_bytes(&path, &keys::wrap(&ring, &mine)?)?;
+            }
         }
         let marker_missing = !present.contains(FORMAT_FILE) && !txn.touches(FORMAT_FILE);
         let record_missing = !present.contains(&rec_path) && !txn.touches(&rec_path);
@@ -450,14 +782,12 @@ impl Store {
             );
         }
         if marker_missing {
-            let m = txn.blob(&format::to_json_bytes(&FormatMarker::new(
-                &sk.me.machine_id,
-            ))?)?;
-            txn.put(FORMAT_FILE, m);
+            let marker = self.new_marker(&sk.me.machine_id)?;
+            txn.put_bytes(FORMAT_FILE, &format::to_json_bytes(&marker)?)?;
         }
         if record_missing {
             let m = txn.blob(&format::to_json_bytes(&sk.me)?)?;
-            txn.put(&rec_path, m);
+            txn.put(&rec_path, m)?;
         }
         if !txn.touches(SHARED_PLACEHOLDERS) {
             let old: Option<SharedPlaceholders> = match head {
@@ -481,7 +811,7 @@ impl Store {
             }
             if changed || missing {
                 let m = txn.blob(&format::to_json_bytes(&sp)?)?;
-                txn.put(SHARED_PLACEHOLDERS, m);
+                txn.put(SHARED_PLACEHOLDERS, m)?;
             }
         }
         Ok(())
@@ -893,7 +1223,7 @@ mod tests {
         let put = |s: &Store, path: &str| {
             s.commit_and_push("t", true, t, |_, txn| {
                 let m = txn.blob(b"x")?;
-                txn.put(path, m);
+                txn.put(path, m)?;
                 Ok(())
             })
             .unwrap()
@@ -979,7 +1309,7 @@ mod tests {
         let c = s
             .commit_and_push(&format!("a: push with {token}"), false, t, |_, txn| {
                 let m = txn.blob(b"x")?;
-                txn.put("files/x", m);
+                txn.put("files/x", m)?;
                 Ok(())
             })
             .unwrap()
@@ -1003,7 +1333,7 @@ mod tests {
         let put = |s: &Store, name: &str| {
             s.commit_and_push("test", false, t, |head, txn| {
                 let m = txn.blob(name.as_bytes())?;
-                txn.put(&format!("files/{name}"), m);
+                txn.put(&format!("files/{name}"), m)?;
                 let _ = head;
                 Ok(())
             })

@@ -38,12 +38,12 @@ pub fn forget(engine: &Engine, ids: &[String], dry_run: bool) -> Result<Vec<(Str
     store.commit_and_push(&message, false, std::time::Duration::from_secs(120), |head, txn| {
         let snap = super::snapshot::Snapshot::load(&store, head)?;
         let mut tomb: super::snapshot::Forgotten = match &snap.forgotten {
-            Some(f) => serde_json::from_slice(&store.git.reader()?.read(&f.oid)?).unwrap_or_default(),
+            Some(f) => serde_json::from_slice(&store.reader()?.read(&f.oid)?).unwrap_or_default(),
             None => super::snapshot::Forgotten::default(),
         };
         for (id, _) in &found {
             if let Some(s) = snap.sessions.get(id) {
-                txn.delete(&s.dir);
+                txn.delete(&s.dir)?;
             }
             tomb.sessions.insert(
                 id.clone(),
@@ -51,7 +51,7 @@ pub fn forget(engine: &Engine, ids: &[String], dry_run: bool) -> Result<Vec<(Str
             );
         }
         let m = txn.blob(&crate::store::format::to_json_bytes(&tomb)?)?;
-        txn.put(crate::store::format::FORGOTTEN_FILE, m);
+        txn.put(crate::store::format::FORGOTTEN_FILE, m)?;
         Ok(())
     })?;
     let mut index = super::state::Index::load(engine.home, &engine.config.remote);

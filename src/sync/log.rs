@@ -432,7 +432,7 @@ impl SegmentWriter {
                     .map(|s| (s.name.clone(), Some(s.oid.clone()), s.size)),
             );
             for (name, mark, size) in &self.flushed {
-                txn.put(&format!("{}/{name}", self.log.dir), *mark);
+                txn.put(&format!("{}/{name}", self.log.dir), *mark)?;
                 out.push((name.clone(), None, *size));
             }
             return Ok(out);
@@ -483,7 +483,7 @@ impl SegmentWriter {
         let names: std::collections::HashSet<&str> = all.iter().map(|p| p.name.as_str()).collect();
         for s in &self.log.segs {
             if !names.contains(s.name.as_str()) {
-                txn.delete(&format!("{}/{}", self.log.dir, s.name));
+                txn.delete(&format!("{}/{}", self.log.dir, s.name))?;
             }
         }
         for p in all {
@@ -491,7 +491,7 @@ impl SegmentWriter {
                 Content::Stored(o) => out.push((p.name, Some(o), p.size)),
                 Content::New(d) => {
                     let m = txn.blob(&d)?;
-                    txn.put(&format!("{}/{}", self.log.dir, p.name), m);
+                    txn.put(&format!("{}/{}", self.log.dir, p.name), m)?;
                     out.push((p.name, None, p.size));
                 }
             }
@@ -844,19 +844,26 @@ mod tests {
         assert_ne!(identity(b"junk"), identity(b"junk2"));
     }
 
+    type SealArc = Option<std::sync::Arc<crate::store::seal::Seal>>;
+
     /// The log stored under `t/` at a commit.
-    fn stored(git: &crate::store::Git, head: Option<&Oid>) -> StoredLog {
+    fn stored(git: &crate::store::Git, seal: &SealArc, head: Option<&Oid>) -> StoredLog {
         let mut segs: Vec<Seg> = match head {
-            Some(h) => git
-                .ls_tree(h, Some("t"))
-                .unwrap()
-                .into_iter()
-                .map(|e| Seg {
-                    name: e.path_str().unwrap().trim_start_matches("t/").to_string(),
-                    oid: e.oid,
-                    size: e.size.unwrap(),
-                })
-                .collect(),
+            Some(h) => crate::store::objects::ls_tree(
+                git,
+                seal.as_deref(),
+                h,
+                Some("t"),
+                &Default::default(),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|e| Seg {
+                name: e.path_str().unwrap().trim_start_matches("t/").to_string(),
+                oid: e.oid,
+                size: e.size.unwrap(),
+            })
+            .collect(),
             None => Vec::new(),
         };
         segs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -867,22 +874,38 @@ mod tests {
     }
 
     /// Append to a stored log through the writer, commit, and read the log back.
-    fn append(git: &crate::store::Git, head: Option<&Oid>, data: &[u8]) -> (Oid, StoredLog) {
-        let mut reader = git.reader().unwrap();
-        let mut txn = git.transaction().unwrap();
-        let mut w = SegmentWriter::new(stored(git, head));
+    fn append(
+        git: &crate::store::Git,
+        seal: &SealArc,
+        head: Option<&Oid>,
+        data: &[u8],
+    ) -> (Oid, StoredLog) {
+        let mut reader = BlobReader::new(git.reader().unwrap(), seal.clone());
+        let mut txn = Txn::new(git, seal.clone(), head, Default::default()).unwrap();
+        let mut w = SegmentWriter::new(stored(git, seal, head));
         for line in data.split_inclusive(|b| *b == b'\n') {
             w.push(line, &mut txn).unwrap();
             w.maybe_cut(&mut txn).unwrap();
         }
         w.finish(&mut txn, &mut reader).unwrap();
         let c = txn.commit(head, "t <t@t>", "x").unwrap();
-        let log = stored(git, Some(&c));
+        let log = stored(git, seal, Some(&c));
         (c, log)
     }
 
     #[test]
     fn segments_stay_few_and_bounded_and_concatenate_to_the_log() {
+        segments_of(None);
+    }
+
+    #[test]
+    fn sealed_segments_stay_few_and_bounded_and_concatenate_to_the_log() {
+        segments_of(Some(std::sync::Arc::new(
+            crate::store::seal::Seal::generate(),
+        )));
+    }
+
+    fn segments_of(seal: SealArc) {
         let dir = tempfile::tempdir().unwrap();
         let git = crate::store::Git::init_bare(&dir.path().join("r.git")).unwrap();
         let mut head = None;
@@ -891,7 +914,7 @@ mod tests {
         for i in 0..64 {
             let line = format!("{{\"uuid\":\"{i}\",\"pad\":\"{}\"}}\n", "x".repeat(100));
             want.extend_from_slice(line.as_bytes());
-            let (c, l) = append(&git, head.as_ref(), line.as_bytes());
+            let (c, l) = append(&git, &seal, head.as_ref(), line.as_bytes());
             head = Some(c);
             log = l;
             assert!(
@@ -901,7 +924,7 @@ mod tests {
                 log.segs.len()
             );
         }
-        let mut reader = git.reader().unwrap();
+        let mut reader = BlobReader::new(git.reader().unwrap(), seal.clone());
         let mut got = Vec::new();
         for_each_repo_line(&mut reader, &log.segs, |l| {
             got.extend_from_slice(l);
@@ -909,12 +932,23 @@ mod tests {
         })
         .unwrap();
         assert_eq!(got, want);
+        assert_eq!(log.size(), want.len() as u64, "plaintext sizes");
         // A large append is cut into segments no larger than SEGMENT_MAX.
         let big_line = format!("{{\"uuid\":\"big\",\"pad\":\"{}\"}}\n", "y".repeat(1 << 20));
         let big: Vec<u8> = big_line.as_bytes().repeat(40);
-        let (_, log) = append(&git, head.as_ref(), &big);
+        let (c, log) = append(&git, &seal, head.as_ref(), &big);
         assert!(log.segs.iter().all(|s| s.size <= SEGMENT_MAX as u64));
         assert_eq!(log.size(), (want.len() + big.len()) as u64);
+        if seal.is_some() {
+            // Nothing of the content or the names is in the clear.
+            let raw = git.ls_tree(&c, None).unwrap();
+            assert!(raw.iter().all(|e| !e.path_str().unwrap().contains("jsonl")));
+            let mut r = git.reader().unwrap();
+            assert!(raw.iter().all(|e| {
+                let b = r.read(&e.oid).unwrap();
+                !b.windows(4).any(|w| w == b"uuid")
+            }));
+        }
     }
 
     #[test]

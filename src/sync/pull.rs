@@ -189,7 +189,7 @@ fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
     let live = crate::claude::live::live_ids(engine.claude);
     // Every session in the one folder Claude Code looks in: move what is elsewhere first.
     {
-        let mut reader = store.git.reader()?;
+        let mut reader = store.reader()?;
         let all = index.placement < PLACEMENT_VERSION || opts.force;
         let moves = plan_moves(engine, &snap, &disc, &index, all, &mut reader)?;
         for m in &moves {
@@ -246,7 +246,7 @@ fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
     let deltas: Vec<Result<Delta>> = ids
         .par_iter()
         .map_init(
-            || store.git.reader(),
+            || store.reader(),
             |reader, sid| {
                 let reader = reader.as_mut().map_err(|e| anyhow!("{e}"))?;
                 let mut d = Delta::default();
@@ -278,7 +278,7 @@ fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         }
         report.branches.extend(s.forks);
     }
-    let mut reader = store.git.reader()?;
+    let mut reader = store.reader()?;
     if opts.only.is_none() {
         let mut d = Delta::default();
         pull_memory(engine, opts, &snap, &index, &mut reader, &mut d)?;

@@ -609,7 +609,7 @@ fn push_once(
         for (p, why) in snap.refused.iter().take(5) {
             tracing::warn!("ignoring {p} in the sync repository: {why}");
         }
-        let mut reader = store.git.reader()?;
+        let mut reader = store.reader()?;
         let forgotten = snap.forgotten_ids(&store)?;
         for w in &work {
             if forgotten.contains(&w.entry.session.id) {
@@ -682,7 +682,7 @@ fn push_once(
                     let rec =
                         crate::store::format::to_json_bytes(&ProjectRecord { cwd: cwd.clone() })?;
                     let m = txn.blob(&rec)?;
-                    txn.put(&format!("{}/{PROJECT_FILE}", layout::project_dir(&slug)), m);
+                    txn.put(&format!("{}/{PROJECT_FILE}", layout::project_dir(&slug)), m)?;
                 }
                 if let Some(folder) = f.key.split('/').nth(1) {
                     staged.projects.push((folder.to_string(), cwd.clone()));
@@ -725,7 +725,7 @@ fn push_once(
                 want.push(p.clone());
             }
         }
-        let resolved = resolve_paths(&store, c, &want)?;
+        let resolved = store.resolve_paths(c, &want)?;
         for d in staged.logs.iter().chain(staged.history.iter()) {
             let mut segs = Vec::with_capacity(d.segs.len());
             for (name, oid, size) in &d.segs {
@@ -786,7 +786,7 @@ fn push_once(
                     }
                 })
                 .collect();
-            resolve_paths(&store, c, &want)?
+            store.resolve_paths(c, &want)?
         }
         None => HashMap::new(),
     };
@@ -1030,36 +1030,6 @@ fn dry_run_secrets(
     Ok(found)
 }
 
-/// Object ids of paths in a commit.
-pub fn resolve_paths(
-    store: &Store,
-    commit: &Oid,
-    paths: &[String],
-) -> Result<HashMap<String, Oid>> {
-    let mut out = HashMap::new();
-    for chunk in paths.chunks(256) {
-        let mut args = vec![
-            "ls-tree".to_string(),
-            "-r".into(),
-            "-z".into(),
-            "--full-tree".into(),
-            commit.0.clone(),
-            "--".into(),
-        ];
-        args.extend(chunk.iter().cloned());
-        let text = store.git.run(&args)?;
-        for rec in text.split('\0').filter(|r| !r.is_empty()) {
-            let Some((head, path)) = rec.split_once('\t') else {
-                continue;
-            };
-            if let Some(oid) = head.split_whitespace().nth(2).and_then(Oid::parse) {
-                out.insert(path.to_string(), oid);
-            }
-        }
-    }
-    Ok(out)
-}
-
 fn apply_reconciled(
     engine: &Engine,
     r: files::Reconciled,
@@ -1074,11 +1044,11 @@ fn apply_reconciled(
         staged.report.secrets.extend(found);
         let data = redacted.as_deref().unwrap_or(data);
         let m = txn.blob(data)?;
-        txn.put(path, m);
+        txn.put(path, m)?;
         staged.report.bytes += data.len() as u64;
     }
     for path in &r.repo_delete {
-        txn.delete(path);
+        txn.delete(path)?;
         staged.report.deleted.push(r.local_key.clone());
     }
     if r.pushed {
@@ -1306,13 +1276,13 @@ fn push_session(
         }
         let bytes = crate::store::format::to_json_bytes(&meta)?;
         let m = txn.blob(&bytes)?;
-        txn.put(&format!("{dir}/{META_FILE}"), m);
+        txn.put(&format!("{dir}/{META_FILE}"), m)?;
         if snap.projects.get(&slug).is_none_or(|p| p.record.is_none()) {
             let rec = crate::store::format::to_json_bytes(&ProjectRecord {
                 cwd: portable_cwd.clone(),
             })?;
             let m = txn.blob(&rec)?;
-            txn.put(&format!("{}/{PROJECT_FILE}", layout::project_dir(&slug)), m);
+            txn.put(&format!("{}/{PROJECT_FILE}", layout::project_dir(&slug)), m)?;
         }
         if existing.is_none() {
             staged.report.sessions_new += 1;

@@ -75,7 +75,7 @@ pub fn sessions_at(
             Some((oid, meta)) if *oid == m.oid => meta.clone(),
             _ => {
                 if reader.is_none() {
-                    reader = Some(store.git.reader()?);
+                    reader = Some(store.reader()?);
                 }
                 let Some(r) = reader.as_mut() else { continue };
                 match serde_json::from_slice::<SessionMeta>(&r.read(&m.oid)?) {

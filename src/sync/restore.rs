@@ -43,7 +43,7 @@ use crate::claude::naming;
 use crate::config::shared::{self, RepoKind};
 use crate::os::IoAt;
 use crate::store::format::{FORGOTTEN_FILE, GLOBAL_DIR, PROJECTS_DIR, check_rel_path};
-use crate::store::history::{self as githist, Commit};
+use crate::store::history::Commit;
 use crate::store::layout::{self, META_FILE, PROJECT_FILE, ProjectRecord, SessionMeta};
 use crate::store::{BlobReader, Oid, Store};
 
@@ -147,14 +147,14 @@ impl History {
             ..History::default()
         };
         let Some(head) = head else { return Ok(h) };
-        h.commits = githist::commits(&store.git, head)?;
+        h.commits = store.commits(head)?;
         let pos: HashMap<Oid, usize> = h
             .commits
             .iter()
             .enumerate()
             .map(|(i, c)| (c.oid.clone(), i))
             .collect();
-        for (oid, changes) in githist::changes(&store.git, head, PATHSPECS)? {
+        for (oid, changes) in store.changes(head, PATHSPECS)? {
             let Some(&i) = pos.get(&oid) else { continue };
             for c in changes {
                 let Some(class) = classify(&c.path) else {
@@ -489,7 +489,7 @@ impl<'a> Ctx<'a> {
             engine,
             store,
             hist,
-            reader: store.git.reader()?,
+            reader: store.reader()?,
             cwds: HashMap::new(),
         })
     }
@@ -1013,7 +1013,7 @@ impl<'a> Ctx<'a> {
             }
         }
         let oids: Vec<Oid> = blobs.iter().map(|(_, o)| o.clone()).collect();
-        let sizes = githist::blob_sizes(&self.store.git, &oids)?;
+        let sizes = self.store.blob_sizes(&oids)?;
         for (i, oid) in &blobs {
             if let (Some(item), Some(size)) = (items.get_mut(*i), sizes.get(oid)) {
                 item.size = *size;
@@ -1243,17 +1243,17 @@ impl<'a> Ctx<'a> {
                 None
             }
         };
-        let mut files: Vec<(String, Oid)> = Vec::new();
+        let mut files: Vec<(String, Oid, u64)> = Vec::new();
         if let Some(m) = &rs.meta {
-            files.push((m.path.clone(), m.oid.clone()));
+            files.push((m.path.clone(), m.oid.clone(), m.size));
         }
         for log in rs.logs.values() {
             for s in &log.segs {
-                files.push((format!("{}/{}", log.dir, s.name), s.oid.clone()));
+                files.push((format!("{}/{}", log.dir, s.name), s.oid.clone(), s.size));
             }
         }
         for f in rs.files.values() {
-            files.push((f.path.clone(), f.oid.clone()));
+            files.push((f.path.clone(), f.oid.clone(), f.size));
         }
         let record_path = format!("{}/{PROJECT_FILE}", layout::project_dir(&rs.slug));
         let project = self
@@ -1262,7 +1262,7 @@ impl<'a> Ctx<'a> {
             .ls_tree(&commit.oid, Some(&record_path))?
             .into_iter()
             .find(|e| e.is_regular_file() && e.path_str() == Some(record_path.as_str()))
-            .map(|e| (record_path.clone(), e.oid));
+            .map(|e| (record_path.clone(), e.oid, e.size.unwrap_or(0)));
         let stored = self.session_stored(id, c).unwrap_or(commit);
         let report = Restored {
             dry_run,
@@ -1302,9 +1302,9 @@ struct BringBack {
     id: String,
     slug: String,
     /// Every file of its folder as it last was (repository path, blob).
-    files: Vec<(String, Oid)>,
+    files: Vec<(String, Oid, u64)>,
     /// Its project's `project.json` then, put back if the head lacks one.
-    project: Option<(String, Oid)>,
+    project: Option<(String, Oid, u64)>,
     report: Restored,
 }
 
@@ -1318,20 +1318,20 @@ fn bring_back(engine: &Engine, store: Store, plan: BringBack) -> Result<Restored
         (put, lifted) = (false, false);
         let snap = Snapshot::load(&store, head)?;
         if !snap.sessions.contains_key(&plan.id) {
-            for (path, oid) in &plan.files {
-                txn.put_oid(path, oid);
+            for (path, oid, size) in &plan.files {
+                txn.put_existing(path, oid, *size)?;
             }
             let has_record = snap
                 .projects
                 .get(&plan.slug)
                 .is_some_and(|p| p.record.is_some());
-            if let (false, Some((path, oid))) = (has_record, &plan.project) {
-                txn.put_oid(path, oid);
+            if let (false, Some((path, oid, size))) = (has_record, &plan.project) {
+                txn.put_existing(path, oid, *size)?;
             }
             put = true;
         }
         if let Some(f) = &snap.forgotten {
-            let bytes = store.git.reader()?.read(&f.oid)?;
+            let bytes = store.reader()?.read(&f.oid)?;
             let mut tomb: serde_json::Value =
                 serde_json::from_slice(&bytes).with_context(|| {
                     format!("{FORGOTTEN_FILE} in the sync repository is not valid JSON")
@@ -1347,10 +1347,10 @@ fn bring_back(engine: &Engine, store: Store, plan: BringBack) -> Result<Restored
                     .and_then(|s| s.as_object())
                     .is_some_and(|s| s.is_empty());
                 if empty && tomb.as_object().is_some_and(|o| o.len() == 1) {
-                    txn.delete(FORGOTTEN_FILE);
+                    txn.delete(FORGOTTEN_FILE)?;
                 } else {
                     let m = txn.blob(&crate::store::format::to_json_bytes(&tomb)?)?;
-                    txn.put(FORGOTTEN_FILE, m);
+                    txn.put(FORGOTTEN_FILE, m)?;
                 }
                 lifted = true;
             }

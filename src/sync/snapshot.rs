@@ -81,7 +81,7 @@ impl Snapshot {
         let Some(f) = &self.forgotten else {
             return Ok(Default::default());
         };
-        let b = store.git.reader()?.read(&f.oid)?;
+        let b = store.reader()?.read(&f.oid)?;
         let v: Forgotten = serde_json::from_slice(&b).unwrap_or_default();
         Ok(v.sessions.into_keys().collect())
     }
@@ -100,7 +100,7 @@ impl Snapshot {
         };
         snap.history.dir = HISTORY_DIR.to_string();
         let Some(head) = head else { return Ok(snap) };
-        let entries = store.git.ls_tree(head, prefix)?;
+        let entries = store.ls_tree(head, prefix)?;
         for e in entries {
             let Some(path) = e.path_str().map(str::to_string) else {
                 snap.refused.push((

@@ -228,7 +228,7 @@ impl Index {
         let at = match common {
             Some(c) => {
                 let paths: Vec<String> = self.files.values().map(|r| r.repo_path.clone()).collect();
-                super::push::resolve_paths(store, c, &paths)?
+                store.resolve_paths(c, &paths)?
             }
             None => Default::default(),
         };
@@ -265,7 +265,7 @@ impl Index {
         oids.extend(self.files.values().filter_map(|r| r.base.clone()));
         oids.sort();
         oids.dedup();
-        let missing = store.git.missing_objects(&oids)?;
+        let missing = store.missing_objects(&oids)?;
         if missing.is_empty() {
             return Ok(0);
         }
@@ -404,6 +404,23 @@ pub fn check_history(store: &Store, head: Option<&Oid>, index: &mut Index) -> Re
     Ok(out)
 }
 
+/// After this machine encrypted its repository: every object id it recorded names a plain
+/// blob that the encrypted tree no longer has. The next push compares every log with what is
+/// stored (and sends nothing twice), the next pull merges everything once.
+pub fn reset_after_encryption(home: &Home, remote: &str) -> Result<()> {
+    let mut index = Index::load(home, remote);
+    index.logs.clear();
+    index.pulled = None;
+    index.seen = None;
+    for r in index.files.values_mut() {
+        r.base = None;
+        r.local_hash = None;
+        r.size = 0;
+        r.mtime_ns = 0;
+    }
+    index.save(home)
+}
+
 /// What commits after `seen` deleted that ccsync never deletes.
 #[derive(Debug, Default)]
 struct Deleted {
@@ -416,21 +433,13 @@ struct Deleted {
 /// Compare the trees of `seen` and `head` (one `git diff-tree`, proportional to what changed).
 fn deleted_since(store: &Store, seen: &Oid, head: &Oid) -> Result<Deleted> {
     use crate::store::format::{FORGOTTEN_FILE, FORMAT_FILE, SHARED_PLACEHOLDERS};
-    let text = store.git.run([
-        "diff-tree",
-        "-r",
-        "-z",
-        "--no-renames",
-        "--name-status",
-        &seen.0,
-        &head.0,
-    ])?;
+    let changes = store.diff_names(seen, head)?;
     let me = store.machine_record_path();
     let mut out = Deleted::default();
     let mut gone = std::collections::BTreeSet::new();
     let mut kept = std::collections::BTreeSet::new();
-    let mut fields = text.split('\0').filter(|f| !f.is_empty());
-    while let (Some(status), Some(path)) = (fields.next(), fields.next()) {
+    for (status, path) in &changes {
+        let (status, path) = (*status, path.as_str());
         let session = {
             let parts: Vec<&str> = path.splitn(5, '/').collect();
             match parts.as_slice() {
@@ -440,7 +449,7 @@ fn deleted_since(store: &Store, seen: &Oid, head: &Oid) -> Result<Deleted> {
                 _ => None,
             }
         };
-        if status == "D" {
+        if status == 'D' {
             if path == FORMAT_FILE || path == SHARED_PLACEHOLDERS || path == me {
                 out.skeleton.push(path.to_string());
             }

@@ -89,7 +89,9 @@ impl Machine {
             .env("GIT_COMMITTER_NAME", "test")
             .env("GIT_COMMITTER_EMAIL", "test@example.com")
             .env("LANG", "C.UTF-8")
-            .env("TZ", "UTC");
+            .env("TZ", "UTC")
+            // A cheap scrypt for passphrases (age's default takes a second each).
+            .env("CCSYNC_SCRYPT_LOG_N", "10");
         if let Some(w) = self.columns {
             c.env("COLUMNS", w.to_string());
         }

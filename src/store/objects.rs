@@ -1,0 +1,828 @@
+//! The object interface of the sync repository: the one place that turns what the engine
+//! reads and writes — files by repository path, their plaintext, their plaintext sizes — into
+//! git blobs, trees and paths, and back.
+//!
+//! For a plain repository this is the identity. For an encrypted one ([`Seal`]) every blob is
+//! sealed on the way in and opened on the way out, and every path component is a sealed name
+//! (a file's carrying its plaintext size), so nothing above this module ever sees ciphertext
+//! or a stored name. Object ids stay visible as opaque version handles: the same blob is the
+//! same version (a stored segment is written once and never encrypted again).
+//!
+//! Two names stay in the clear at the root of an encrypted repository: the format marker
+//! `ccsync.json` (so that any ccsync can tell the repository is encrypted) and `keys/` (the
+//! wrapped keys, see [`super::keys`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, Result, anyhow};
+
+use super::git::{self, Git, Mark, Oid, TreeEntry};
+use super::seal::{Seal, SealError};
+
+/// The root folder of wrapped keys (in the clear).
+pub const KEYS_DIR: &str = "keys";
+
+/// What a failure at the store's boundary was: the kinds a caller may act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// This machine has no key for the encrypted repository (the sentence says what to do).
+    #[error("{0}")]
+    NoKey(String),
+    /// This machine's key does not open the repository (another repository's, or a wrong
+    /// passphrase).
+    #[error("{0}")]
+    WrongKey(String),
+    /// The remote kept rejecting the push (other machines kept pushing).
+    #[error("{0}")]
+    Rejected(String),
+    /// The remote could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A stored file or name does not open: damaged, or not written by ccsync.
+    #[error("{0}")]
+    Damaged(String),
+}
+
+/// The [`StoreError`] anywhere in an error's chain.
+pub fn store_error(e: &anyhow::Error) -> Option<&StoreError> {
+    e.chain().find_map(|c| c.downcast_ref::<StoreError>())
+}
+
+/// Whether a repository path is kept in the clear in an encrypted repository.
+pub fn clear_path(path: &str) -> bool {
+    path == super::format::FORMAT_FILE || path == KEYS_DIR || path.starts_with("keys/")
+}
+
+/// The logical path given to a stored entry whose name does not open (never a path the engine
+/// uses: `check_rel_path` refuses it, and it is under no folder of ours).
+const UNOPENED: &str = "?sealed";
+
+/// Reads stored files as plaintext (a long-lived `git cat-file --batch`).
+pub struct BlobReader {
+    raw: git::BlobReader,
+    seal: Option<Arc<Seal>>,
+}
+
+impl BlobReader {
+    pub(crate) fn new(raw: git::BlobReader, seal: Option<Arc<Seal>>) -> Self {
+        BlobReader { raw, seal }
+    }
+
+    /// A reader of a plain repository.
+    pub fn plain(git: &Git) -> Result<BlobReader> {
+        Ok(BlobReader::new(git.reader()?, None))
+    }
+
+    /// The plaintext of a stored file.
+    pub fn read(&mut self, oid: &Oid) -> Result<Vec<u8>> {
+        let data = self.raw.read(oid)?;
+        match &self.seal {
+            None => Ok(data),
+            Some(seal) => open(seal, oid, &data),
+        }
+    }
+
+    /// The stored bytes as they are (the clear files of an encrypted repository).
+    pub fn read_clear(&mut self, oid: &Oid) -> Result<Vec<u8>> {
+        self.raw.read(oid)
+    }
+}
+
+/// Open sealed bytes, or say which object did not open.
+fn open(seal: &Seal, oid: &Oid, data: &[u8]) -> Result<Vec<u8>> {
+    seal.open(data).map_err(|e| {
+        let what = format!("object {} of the sync repository", oid.short());
+        anyhow::Error::new(match e {
+            SealError::WrongKey => StoreError::WrongKey(format!(
+                "{what} does not open with this machine's key of the encrypted repository"
+            )),
+            SealError::Corrupt(why) => StoreError::Damaged(format!("{what} does not open: {why}")),
+        })
+    })
+}
+
+/// The stored form of one logical path.
+#[derive(Debug, Clone)]
+struct Stored {
+    path: String,
+}
+
+/// A commit's files, logical path → stored path (encrypted repositories).
+#[derive(Debug, Default)]
+pub struct Listing {
+    files: HashMap<String, String>,
+}
+
+/// The last listing read, by commit: the engine lists a head and then builds on it.
+pub type ListingCache = Arc<Mutex<Option<(Oid, Arc<Listing>)>>>;
+
+/// A `fast-import` transaction on logical paths: write files, record tree changes, commit.
+pub struct Txn {
+    raw: git::Txn,
+    seal: Option<Arc<Seal>>,
+    git: Git,
+    /// The commit this transaction builds on.
+    base: Option<Oid>,
+    cache: ListingCache,
+    /// Plaintext sizes of the blobs written.
+    sizes: HashMap<Mark, u64>,
+    /// Logical files set (`Some(stored path)`) or removed (`None`) so far.
+    set: HashMap<String, Option<Stored>>,
+    /// Logical paths set or removed so far.
+    touched: HashSet<String>,
+    /// Blobs written in the clear.
+    clear: HashSet<Mark>,
+}
+
+impl Txn {
+    pub(crate) fn new(
+        git: &Git,
+        seal: Option<Arc<Seal>>,
+        base: Option<&Oid>,
+        cache: ListingCache,
+    ) -> Result<Txn> {
+        let raw = if seal.is_some() {
+            // Ciphertext does not compress: do not make zlib try.
+            git.transaction_with(0)?
+        } else {
+            git.transaction()?
+        };
+        Ok(Txn {
+            raw,
+            seal,
+            git: git.clone(),
+            base: base.cloned(),
+            cache,
+            sizes: HashMap::new(),
+            set: HashMap::new(),
+            touched: HashSet::new(),
+            clear: HashSet::new(),
+        })
+    }
+
+    /// A transaction on a plain repository (tests).
+    pub fn plain(git: &Git) -> Result<Txn> {
+        Txn::new(git, None, None, Arc::default())
+    }
+
+    /// Whether this transaction writes to an encrypted repository.
+    pub fn sealed(&self) -> bool {
+        self.seal.is_some()
+    }
+
+    /// Write a file's content; returns its mark.
+    pub fn blob(&mut self, data: &[u8]) -> Result<Mark> {
+        let mark = match &self.seal {
+            None => self.raw.blob(data)?,
+            Some(seal) => {
+                let sealed = seal.seal(data)?;
+                self.raw.blob(&sealed)?
+            }
+        };
+        self.sizes.insert(mark, data.len() as u64);
+        Ok(mark)
+    }
+
+    /// Write a file in the clear (the marker and wrapped keys of an encrypted repository).
+    pub fn clear_blob(&mut self, data: &[u8]) -> Result<Mark> {
+        let mark = self.raw.blob(data)?;
+        self.sizes.insert(mark, data.len() as u64);
+        self.clear.insert(mark);
+        Ok(mark)
+    }
+
+    /// Write bytes sealed already (a file of `keys/` sealed to the repository key).
+    pub fn blob_sealed_raw(&mut self, data: Vec<u8>) -> Result<Mark> {
+        let mark = self.raw.blob(&data)?;
+        self.sizes.insert(mark, data.len() as u64);
+        Ok(mark)
+    }
+
+    /// Write `data` at `path`: in the clear at a clear path ([`clear_path`]), else sealed.
+    pub fn put_bytes(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        let m = if clear_path(path) {
+            self.clear_blob(data)?
+        } else {
+            self.blob(data)?
+        };
+        self.put(path, m)
+    }
+
+    /// Set `path` to a blob written in this transaction.
+    pub fn put(&mut self, path: &str, mark: Mark) -> Result<()> {
+        self.touched.insert(path.to_string());
+        // The marker is always in the clear; `keys/` holds age files of either kind; every
+        // other file is sealed.
+        let must_be_clear = path == super::format::FORMAT_FILE;
+        let may_be_clear = clear_path(path);
+        let is_clear = self.clear.contains(&mark);
+        if self.seal.is_some() && ((must_be_clear && !is_clear) || (!may_be_clear && is_clear)) {
+            anyhow::bail!(
+                "{path} would be stored {} in an encrypted repository",
+                if clear_path(path) {
+                    "encrypted where it must be in the clear"
+                } else {
+                    "in the clear"
+                }
+            );
+        }
+        if self.seal.is_none() || clear_path(path) {
+            self.raw.put(path, mark);
+            return Ok(());
+        }
+        let size = self.sizes.get(&mark).copied().unwrap_or(0);
+        let stored = self.stored_file(path, size);
+        self.replace(path, &stored)?;
+        self.raw.put(&stored, mark);
+        self.set
+            .insert(path.to_string(), Some(Stored { path: stored }));
+        Ok(())
+    }
+
+    /// Set `path` to a file already in the repository (its blob and plaintext size, as a
+    /// listing gave them).
+    pub fn put_existing(&mut self, path: &str, oid: &Oid, size: u64) -> Result<()> {
+        self.touched.insert(path.to_string());
+        if self.seal.is_none() || clear_path(path) {
+            self.raw.put_oid(path, oid);
+            return Ok(());
+        }
+        let stored = self.stored_file(path, size);
+        self.replace(path, &stored)?;
+        self.raw.put_oid(&stored, oid);
+        self.set
+            .insert(path.to_string(), Some(Stored { path: stored }));
+        Ok(())
+    }
+
+    /// Remove a stored path as it is (converting a plain repository in place).
+    pub fn delete_stored(&mut self, stored: &str) {
+        self.raw.delete(stored);
+    }
+
+    /// Remove `path` (a file or a whole folder).
+    pub fn delete(&mut self, path: &str) -> Result<()> {
+        self.touched.insert(path.to_string());
+        if self.seal.is_none() || clear_path(path) {
+            self.raw.delete(path);
+            return Ok(());
+        }
+        if let Some(old) = self.current(path)? {
+            self.raw.delete(&old);
+            self.set.insert(path.to_string(), None);
+            return Ok(());
+        }
+        // A folder (folder names do not depend on content).
+        let dir = self.stored_dir(path);
+        self.raw.delete(&dir);
+        let prefix = format!("{path}/");
+        for (p, s) in self.set.iter_mut() {
+            if p.starts_with(&prefix) {
+                *s = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `path` itself was set or removed in this transaction.
+    pub fn touches(&self, path: &str) -> bool {
+        self.touched.contains(path)
+    }
+
+    /// Whether any tree change was recorded.
+    pub fn has_changes(&self) -> bool {
+        self.raw.has_changes()
+    }
+
+    /// Commit the recorded changes on top of `parent` (or as a first commit).
+    pub fn commit(self, parent: Option<&Oid>, author: &str, message: &str) -> Result<Oid> {
+        Ok(self.commit_mapped(parent, author, message)?.0)
+    }
+
+    /// [`Txn::commit`], with the stored path of every file this transaction set.
+    pub(crate) fn commit_mapped(
+        self,
+        parent: Option<&Oid>,
+        author: &str,
+        message: &str,
+    ) -> Result<(Oid, HashMap<String, String>)> {
+        let written = self
+            .set
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|s| (k.clone(), s.path.clone())))
+            .collect();
+        let c = self.raw.commit(parent, author, message)?;
+        Ok((c, written))
+    }
+
+    fn stored_file(&self, path: &str, size: u64) -> String {
+        match &self.seal {
+            Some(seal) => encode_path(seal, path, Some(size)),
+            None => path.to_string(),
+        }
+    }
+
+    fn stored_dir(&self, path: &str) -> String {
+        match &self.seal {
+            Some(seal) => encode_path(seal, path, None),
+            None => path.to_string(),
+        }
+    }
+
+    /// Remove the stored file at `path` when it has another stored name than `stored` (a file
+    /// whose size changed).
+    fn replace(&mut self, path: &str, stored: &str) -> Result<()> {
+        if let Some(old) = self.current(path)?
+            && old != stored
+        {
+            self.raw.delete(&old);
+        }
+        Ok(())
+    }
+
+    /// The stored path of the file at logical `path` now: set in this transaction, else in
+    /// the commit it builds on.
+    fn current(&mut self, path: &str) -> Result<Option<String>> {
+        if let Some(s) = self.set.get(path) {
+            return Ok(s.as_ref().map(|s| s.path.clone()));
+        }
+        let Some(base) = self.base.clone() else {
+            return Ok(None);
+        };
+        let Some(seal) = self.seal.clone() else {
+            return Ok(Some(path.to_string()));
+        };
+        let listing = listing(&self.git, &seal, &base, &self.cache)?;
+        Ok(listing.files.get(path).cloned())
+    }
+}
+
+/// The stored path of a logical path (`size`: the plaintext size of the file it names; `None`
+/// for a folder).
+pub fn encode_path(seal: &Seal, path: &str, size: Option<u64>) -> String {
+    if clear_path(path) {
+        return path.to_string();
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    let last = parts.len().saturating_sub(1);
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| seal.encode_name(p, if i == last { size } else { None }))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A stored path back: the logical path and, for a file, its plaintext size. Clear paths stay
+/// as they are; a path that does not open is named under `?sealed/`.
+pub fn decode_path(seal: &Seal, stored: &str, is_file: bool) -> (String, Option<u64>) {
+    if clear_path(stored) {
+        return (stored.to_string(), None);
+    }
+    let parts: Vec<&str> = stored.split('/').collect();
+    let last = parts.len().saturating_sub(1);
+    let mut out = Vec::with_capacity(parts.len());
+    let mut size = None;
+    for (i, p) in parts.iter().enumerate() {
+        match seal.decode_name(p) {
+            Ok((name, s)) if (i == last && is_file) == s.is_some() => {
+                if name.contains('/') || name.is_empty() {
+                    return (format!("{UNOPENED}/{stored}"), None);
+                }
+                out.push(name);
+                size = s;
+            }
+            _ => return (format!("{UNOPENED}/{stored}"), None),
+        }
+    }
+    (out.join("/"), size)
+}
+
+/// Decode `git ls-tree --long` entries of an encrypted repository.
+fn decode_entries(seal: &Seal, raw: Vec<TreeEntry>) -> (Vec<TreeEntry>, Listing) {
+    let mut listing = Listing::default();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut refused = 0usize;
+    for mut e in raw {
+        let Some(stored) = e.path_str().map(str::to_string) else {
+            refused += 1;
+            continue;
+        };
+        let is_file = e.kind == "blob";
+        let (logical, size) = decode_path(seal, &stored, is_file);
+        if logical.starts_with(UNOPENED) {
+            refused += 1;
+        } else if !clear_path(&logical) {
+            e.size = size;
+        }
+        if is_file {
+            listing.files.insert(logical.clone(), stored);
+        }
+        e.path = logical.into_bytes();
+        out.push(e);
+    }
+    if refused > 0 {
+        tracing::warn!(
+            "{refused} entr{} of the encrypted sync repository do not open with its name key: ignored",
+            if refused == 1 { "y" } else { "ies" }
+        );
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    (out, listing)
+}
+
+/// The full listing of `commit` in an encrypted repository (cached for the last commit).
+fn listing(git: &Git, seal: &Seal, commit: &Oid, cache: &ListingCache) -> Result<Arc<Listing>> {
+    if let Ok(c) = cache.lock()
+        && let Some((oid, l)) = c.as_ref()
+        && oid == commit
+    {
+        return Ok(l.clone());
+    }
+    let (_, l) = decode_entries(seal, git.ls_tree(commit, None)?);
+    let l = Arc::new(l);
+    if let Ok(mut c) = cache.lock() {
+        *c = Some((commit.clone(), l.clone()));
+    }
+    Ok(l)
+}
+
+/// Every file of a commit (or of the folder or file at `prefix`), with logical paths and
+/// plaintext sizes.
+pub fn ls_tree(
+    git: &Git,
+    seal: Option<&Seal>,
+    commit: &Oid,
+    prefix: Option<&str>,
+    cache: &ListingCache,
+) -> Result<Vec<TreeEntry>> {
+    let Some(seal) = seal else {
+        return git.ls_tree(commit, prefix);
+    };
+    let Some(prefix) = prefix.filter(|p| !clear_path(p)) else {
+        if prefix.is_some() {
+            return git.ls_tree(commit, prefix);
+        }
+        let (entries, l) = decode_entries(seal, git.ls_tree(commit, None)?);
+        if let Ok(mut c) = cache.lock() {
+            *c = Some((commit.clone(), Arc::new(l)));
+        }
+        return Ok(entries);
+    };
+    let prefix = prefix.trim_end_matches('/');
+    // A folder: its names do not depend on content.
+    let dir = encode_path(seal, prefix, None);
+    let found = git.ls_tree(commit, Some(&dir))?;
+    if !found.is_empty() {
+        return Ok(decode_entries(seal, found).0);
+    }
+    // A file: look in its folder for the name that opens to it.
+    let (parent, name) = match prefix.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, prefix),
+    };
+    let mut args = vec![
+        "ls-tree".to_string(),
+        "-z".into(),
+        "--long".into(),
+        "--full-tree".into(),
+        commit.0.clone(),
+    ];
+    if let Some(p) = parent {
+        args.push("--".into());
+        args.push(format!("{}/", encode_path(seal, p, None)));
+    }
+    let out = git
+        .cmd()
+        .args(&args)
+        .output()
+        .map_err(|e| anyhow!("cannot run git ls-tree: {e}"))?;
+    if !out.status.success() {
+        // No such folder.
+        return Ok(Vec::new());
+    }
+    let entries = git::parse_ls_tree(&out.stdout)?;
+    Ok(decode_entries(seal, entries)
+        .0
+        .into_iter()
+        .filter(|e| {
+            e.kind == "blob"
+                && e.path_str().is_some_and(|p| {
+                    p.rsplit('/').next() == Some(name) && p.starts_with(parent.unwrap_or(""))
+                })
+        })
+        .collect())
+}
+
+/// The names at the root of a commit (folders and files), logical.
+pub fn top_names(git: &Git, seal: Option<&Seal>, commit: &Oid) -> Result<Vec<String>> {
+    let out = git.run(["ls-tree", "-z", &commit.0])?;
+    let mut names = Vec::new();
+    for rec in out.split('\0').filter(|r| !r.is_empty()) {
+        let Some((head, name)) = rec.split_once('\t') else {
+            continue;
+        };
+        let is_file = head.split_whitespace().nth(1) == Some("blob");
+        names.push(match seal {
+            None => name.to_string(),
+            Some(s) => decode_path(s, name, is_file).0,
+        });
+    }
+    Ok(names)
+}
+
+/// What changed between two commits, file by file: (`A`dded, `M`odified, `D`eleted, logical
+/// path). A file of an encrypted repository whose size changed is one modification, not a
+/// deletion and an addition.
+pub fn diff_names(git: &Git, seal: Option<&Seal>, a: &Oid, b: &Oid) -> Result<Vec<(char, String)>> {
+    let text = git.run([
+        "diff-tree",
+        "-r",
+        "-z",
+        "--no-renames",
+        "--name-status",
+        &a.0,
+        &b.0,
+    ])?;
+    let mut out: Vec<(char, String)> = Vec::new();
+    let mut fields = text.split('\0').filter(|f| !f.is_empty());
+    while let (Some(status), Some(path)) = (fields.next(), fields.next()) {
+        let st = status.chars().next().unwrap_or('M');
+        let logical = match seal {
+            None => path.to_string(),
+            Some(s) => decode_path(s, path, true).0,
+        };
+        out.push((st, logical));
+    }
+    if seal.is_some() {
+        merge_renames(&mut out, |c| c.0, |c| &c.1, |c, s| c.0 = s);
+    }
+    Ok(out)
+}
+
+/// Fold a deletion and an addition of one logical path into one modification.
+fn merge_renames<T>(
+    items: &mut Vec<T>,
+    status: impl Fn(&T) -> char,
+    path: impl Fn(&T) -> &String,
+    set: impl Fn(&mut T, char),
+) {
+    let mut added: HashMap<String, usize> = HashMap::new();
+    let mut deleted: HashMap<String, usize> = HashMap::new();
+    for (i, it) in items.iter().enumerate() {
+        match status(it) {
+            'A' => {
+                added.insert(path(it).clone(), i);
+            }
+            'D' => {
+                deleted.insert(path(it).clone(), i);
+            }
+            _ => {}
+        }
+    }
+    let mut drop = HashSet::new();
+    for (p, ai) in &added {
+        if let Some(di) = deleted.get(p) {
+            set(&mut items[*ai], 'M');
+            drop.insert(*di);
+        }
+    }
+    if drop.is_empty() {
+        return;
+    }
+    let mut i = 0;
+    items.retain(|_| {
+        let keep = !drop.contains(&i);
+        i += 1;
+        keep
+    });
+}
+
+/// The changes of first-parent commits of `head` to files matching `patterns` (`*` matches
+/// any run of characters, `/` included), logical, newest first.
+pub fn changes(
+    git: &Git,
+    seal: Option<&Seal>,
+    head: &Oid,
+    patterns: &[&str],
+) -> Result<Vec<(Oid, Vec<super::history::RawChange>)>> {
+    let Some(seal) = seal else {
+        return super::history::changes(git, head, patterns);
+    };
+    let mut all = super::history::changes(git, head, &[])?;
+    for (_, list) in all.iter_mut() {
+        for c in list.iter_mut() {
+            c.path = decode_path(seal, &c.path, true).0;
+        }
+        list.retain(|c| patterns.iter().any(|p| glob(p, &c.path)));
+        // A deletion and an addition of one path in one commit: a modification.
+        let mut by_path: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, c) in list.iter().enumerate() {
+            by_path.entry(c.path.clone()).or_default().push(i);
+        }
+        let mut drop = HashSet::new();
+        for idx in by_path.values().filter(|v| v.len() == 2) {
+            let (a, b) = (idx[0], idx[1]);
+            let (add, del) = match (list[a].status, list[b].status) {
+                ('A', 'D') => (a, b),
+                ('D', 'A') => (b, a),
+                _ => continue,
+            };
+            list[add].old = list[del].old.clone();
+            list[add].old_regular = list[del].old_regular;
+            list[add].status = 'M';
+            drop.insert(del);
+        }
+        let mut i = 0;
+        list.retain(|_| {
+            let keep = !drop.contains(&i);
+            i += 1;
+            keep
+        });
+    }
+    all.retain(|(_, l)| !l.is_empty());
+    Ok(all)
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of characters.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            pi += 1;
+            mark = ti;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// The plaintext sizes of blobs (those the repository lacks are left out).
+pub fn blob_sizes(git: &Git, seal: Option<&Arc<Seal>>, oids: &[Oid]) -> Result<HashMap<Oid, u64>> {
+    let Some(seal) = seal else {
+        return super::history::blob_sizes(git, oids);
+    };
+    let present = super::history::blob_sizes(git, oids)?;
+    let mut reader = BlobReader::new(git.reader()?, Some(seal.clone()));
+    let mut out = HashMap::new();
+    for oid in present.keys() {
+        if let Ok(b) = reader.read(oid) {
+            out.insert(oid.clone(), b.len() as u64);
+        }
+    }
+    Ok(out)
+}
+
+/// The blobs at logical `paths` of `commit` (paths that are not files there are left out).
+/// `written` maps logical to stored paths of the transaction that made `commit`, when known.
+pub fn resolve_paths(
+    git: &Git,
+    seal: Option<&Seal>,
+    commit: &Oid,
+    paths: &[String],
+    written: Option<&HashMap<String, String>>,
+    cache: &ListingCache,
+) -> Result<HashMap<String, Oid>> {
+    let mut out = HashMap::new();
+    // Stored path → logical path.
+    let mut want: Vec<(String, String)> = Vec::with_capacity(paths.len());
+    match seal {
+        None => want.extend(paths.iter().map(|p| (p.clone(), p.clone()))),
+        Some(seal) => {
+            let mut listing: Option<Arc<Listing>> = None;
+            for p in paths {
+                if let Some(s) = written.and_then(|w| w.get(p)) {
+                    want.push((s.clone(), p.clone()));
+                    continue;
+                }
+                if listing.is_none() {
+                    listing = Some(self::listing(git, seal, commit, cache)?);
+                }
+                if let Some(s) = listing.as_ref().and_then(|l| l.files.get(p)) {
+                    want.push((s.clone(), p.clone()));
+                }
+            }
+        }
+    }
+    let logical: HashMap<&str, &str> = want.iter().map(|(s, l)| (s.as_str(), l.as_str())).collect();
+    let stored: Vec<String> = want.iter().map(|(s, _)| s.clone()).collect();
+    for chunk in stored.chunks(256) {
+        let mut args = vec![
+            "ls-tree".to_string(),
+            "-r".into(),
+            "-z".into(),
+            "--full-tree".into(),
+            commit.0.clone(),
+            "--".into(),
+        ];
+        args.extend(chunk.iter().cloned());
+        let text = git.run(&args)?;
+        for rec in text.split('\0').filter(|r| !r.is_empty()) {
+            let Some((head, path)) = rec.split_once('\t') else {
+                continue;
+            };
+            if let (Some(oid), Some(l)) = (
+                head.split_whitespace().nth(2).and_then(Oid::parse),
+                logical.get(path),
+            ) {
+                out.insert(l.to_string(), oid);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Read one file of a commit by logical path.
+pub fn read_file(
+    git: &Git,
+    seal: Option<&Arc<Seal>>,
+    commit: &Oid,
+    path: &str,
+    cache: &ListingCache,
+) -> Result<Option<Vec<u8>>> {
+    if seal.is_none() || clear_path(path) {
+        let out = git
+            .cmd()
+            .args(["cat-file", "blob", &format!("{}:{path}", commit.0)])
+            .output()
+            .map_err(|e| anyhow!("cannot run git: {e}"))?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        return Ok(Some(out.stdout));
+    }
+    let Some(seal) = seal else { return Ok(None) };
+    let Some(e) = ls_tree(git, Some(seal), commit, Some(path), cache)?
+        .into_iter()
+        .find(|e| e.is_regular_file() && e.path_str() == Some(path))
+    else {
+        return Ok(None);
+    };
+    let mut r = BlobReader::new(git.reader()?, Some(seal.clone()));
+    r.read(&e.oid)
+        .with_context(|| format!("cannot read {path} from the sync repository"))
+        .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_across_folders() {
+        assert!(glob("projects/*/memory/*", "projects/a/memory/x/y.md"));
+        assert!(glob("global/*", "global/plans/p.md"));
+        assert!(!glob(
+            "projects/*/memory/*",
+            "projects/a/sessions/s/meta.json"
+        ));
+        assert!(glob(
+            "projects/*/sessions/*/meta.json",
+            "projects/a/sessions/s/meta.json"
+        ));
+        assert!(!glob(
+            "projects/*/sessions/*/meta.json",
+            "projects/a/sessions/s/x.json"
+        ));
+    }
+
+    #[test]
+    fn paths_round_trip_and_clear_names_stay_clear() {
+        let seal = Seal::generate();
+        let p = "projects/PROJECTS-app-12345678/sessions/abc/transcript/000001.jsonl";
+        let stored = encode_path(&seal, p, Some(42));
+        assert!(!stored.contains("PROJECTS") && !stored.contains("abc"));
+        assert_eq!(stored.matches('/').count(), 5);
+        assert_eq!(decode_path(&seal, &stored, true), (p.to_string(), Some(42)));
+        // A folder's name is a prefix of its files' names.
+        let dir = encode_path(&seal, "projects/PROJECTS-app-12345678/sessions", None);
+        assert!(stored.starts_with(&format!("{dir}/")));
+        assert_eq!(encode_path(&seal, "ccsync.json", Some(3)), "ccsync.json");
+        assert_eq!(
+            encode_path(&seal, "keys/passphrase.age", Some(3)),
+            "keys/passphrase.age"
+        );
+        assert!(
+            decode_path(&seal, "projects/x", true)
+                .0
+                .starts_with(UNOPENED)
+        );
+        assert!(
+            decode_path(&Seal::generate(), &stored, true)
+                .0
+                .starts_with(UNOPENED)
+        );
+    }
+}
