@@ -258,21 +258,13 @@ impl Git {
         Ok(())
     }
 
-    /// Which of `oids` this repository lacks (or cannot read the header of).
-    pub fn missing_objects(&self, oids: &[Oid]) -> Result<std::collections::HashSet<Oid>> {
-        // Something that is not an object id is missing by definition (and must not reach
-        // git's input, where a newline would shift every answer).
-        let (oids, bad): (Vec<Oid>, Vec<Oid>) = oids
-            .iter()
-            .cloned()
-            .partition(|o| Oid::parse(&o.0).is_some_and(|p| p == *o));
-        let mut missing: std::collections::HashSet<Oid> = bad.into_iter().collect();
-        if oids.is_empty() {
-            return Ok(missing);
-        }
+    /// `git cat-file --batch-check=FORMAT` over object ids (which must be valid ids: each is a
+    /// line of git's input); its output, a line per id answered.
+    pub fn batch_check(&self, format: &str, oids: &[Oid]) -> Result<String> {
         let mut child = self
             .cmd()
-            .args(["cat-file", "--batch-check=%(objectname)"])
+            .arg("cat-file")
+            .arg(format!("--batch-check={format}"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -286,11 +278,28 @@ impl Git {
         let writer = std::thread::spawn(move || {
             let _ = stdin.write_all(input.as_bytes());
         });
-        let out = child.wait_with_output()?;
+        let out = child
+            .wait_with_output()
+            .map_err(|e| anyhow!("git cat-file in {}: {e}", self.dir.display()))?;
         let _ = writer.join();
-        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Which of `oids` this repository lacks (or cannot read the header of).
+    pub fn missing_objects(&self, oids: &[Oid]) -> Result<std::collections::HashSet<Oid>> {
+        // Something that is not an object id is missing by definition (and must not reach
+        // git's input, where a newline would shift every answer).
+        let (oids, bad): (Vec<Oid>, Vec<Oid>) = oids
+            .iter()
+            .cloned()
+            .partition(|o| Oid::parse(&o.0).is_some_and(|p| p == *o));
+        let mut missing: std::collections::HashSet<Oid> = bad.into_iter().collect();
+        if oids.is_empty() {
+            return Ok(missing);
+        }
+        let out = self.batch_check("%(objectname)", &oids)?;
         let mut answered = 0;
-        for line in text.lines() {
+        for line in out.lines() {
             answered += 1;
             if let Some(name) = line.strip_suffix(" missing") {
                 missing.insert(Oid(name.to_string()));

@@ -7,8 +7,6 @@
 //! `cat-file --batch-check` for the sizes of the blobs to show.
 
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::process::Stdio;
 
 use anyhow::{Result, anyhow, bail};
 use chrono::{DateTime, Utc};
@@ -167,35 +165,17 @@ fn parse_raw(entry: &[u8], path: &[u8]) -> Option<RawChange> {
 
 /// The sizes of blobs (those the repository lacks are left out).
 pub fn blob_sizes(git: &Git, oids: &[Oid]) -> Result<HashMap<Oid, u64>> {
-    let oids: Vec<&Oid> = oids
+    let oids: Vec<Oid> = oids
         .iter()
         .filter(|o| Oid::parse(&o.0).is_some_and(|p| p == **o))
+        .cloned()
         .collect();
     let mut sizes = HashMap::new();
     if oids.is_empty() {
         return Ok(sizes);
     }
-    let mut child = git
-        .cmd()
-        .args(["cat-file", "--batch-check=%(objectname) %(objectsize)"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| anyhow!("cannot run git cat-file: {e}"))?;
-    let mut stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow!("git cat-file has no stdin"))?;
-    let input: String = oids.iter().map(|o| format!("{}\n", o.0)).collect();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(input.as_bytes());
-    });
-    let out = child
-        .wait_with_output()
-        .map_err(|e| anyhow!("git cat-file in {}: {e}", git.dir.display()))?;
-    let _ = writer.join();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    let out = git.batch_check("%(objectname) %(objectsize)", &oids)?;
+    for line in out.lines() {
         let mut it = line.split(' ');
         if let (Some(id), Some(size)) = (
             it.next().and_then(Oid::parse),
