@@ -271,6 +271,9 @@ fn removing_a_machine_rotates_the_key_for_what_is_stored_next() {
         "{listed}"
     );
 
+    let pre = head(&remote, "main");
+    let states = |m: &Machine| m.ok(&["restore", "list", "--session", SID, "--format", "json"]);
+    let states_before = states(&a);
     let out = a.ok(&["key", "remove", "bravo"]);
     assert!(out.contains("generation 2"), "{out}");
     let before = head(&remote, "main");
@@ -291,6 +294,7 @@ fn removing_a_machine_rotates_the_key_for_what_is_stored_next() {
     assert_eq!(marker["encryption"]["generation"], 2);
     let old_enc = ccsync::store::keys::Encryption {
         generation: 1,
+        names: 1,
         recipient: {
             let mut r = bravo_ring.clone();
             r.generations.retain(|g| g.generation == 1);
@@ -304,6 +308,29 @@ fn removing_a_machine_rotates_the_key_for_what_is_stored_next() {
     for blob in &fresh {
         assert!(old_seal.open(blob).is_err(), "bravo's key opens a new file");
     }
+    // Nor any name stored from the rotation on, while it opened every name before it.
+    let names = |c: &str| -> Vec<String> {
+        String::from_utf8(git(&remote, &["ls-tree", "-r", "--name-only", c.trim()]))
+            .unwrap()
+            .lines()
+            .filter(|p| *p != "ccsync.json" && !p.starts_with("keys/"))
+            .flat_map(|p| p.split('/').map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    };
+    let (old_names, new_names) = (names(&pre), names(&after));
+    assert!(old_names.len() > 3 && new_names.len() > old_names.len());
+    for n in &old_names {
+        assert!(old_seal.decode_name(n).is_ok(), "{n} did not open before");
+    }
+    for n in &new_names {
+        assert!(
+            old_seal.decode_name(n).is_err(),
+            "bravo's key opens the name {n}"
+        );
+    }
+    // The rotation renamed files without changing them: their history shows no new version.
+    assert!(states_before.contains("commit"), "{states_before}");
+    assert_eq!(states(&a), states_before);
 
     // Charlie (still a member) reads the old and the new.
     c.ok(&["pull"]);

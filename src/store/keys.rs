@@ -45,6 +45,14 @@ pub struct Encryption {
     pub generation: u32,
     /// Its public recipient (`age1…`): what join requests are encrypted to.
     pub recipient: String,
+    /// The generation whose name key the stored names are under (a rotation renames every
+    /// file); 1 in a marker written before names rotated.
+    #[serde(default = "first_generation")]
+    pub names: u32,
+}
+
+fn first_generation() -> u32 {
+    1
 }
 
 /// One generation of the repository key.
@@ -124,6 +132,7 @@ impl Keyring {
             repository: self.repository.clone(),
             generation: g.generation,
             recipient: identity(&g.secret)?.to_public().to_string(),
+            names: g.generation,
         })
     }
 
@@ -140,11 +149,11 @@ impl Keyring {
         else {
             return Err(KeyProblem::Old(self.generation()));
         };
-        let first = self
+        let naming = self
             .generations
             .iter()
-            .min_by_key(|g| g.generation)
-            .ok_or(KeyProblem::Other)?;
+            .find(|g| g.generation == enc.names)
+            .ok_or(KeyProblem::Old(self.generation()))?;
         let cur = identity(&g.secret).map_err(|_| KeyProblem::Other)?;
         if cur.to_public().to_string() != enc.recipient {
             return Err(KeyProblem::Other);
@@ -156,7 +165,15 @@ impl Keyring {
             .map(|g| identity(&g.secret))
             .collect::<Result<Vec<_>>>()
             .map_err(|_| KeyProblem::Other)?;
-        Ok(Seal::new(ids, cur.to_public(), name_key(&first.secret)))
+        // Names are written under the marker's naming generation; every generation opens the
+        // names of the commits it wrote.
+        let mut names = vec![name_key(&naming.secret)];
+        names.extend(
+            gens.iter()
+                .filter(|g| g.generation != enc.names)
+                .map(|g| name_key(&g.secret)),
+        );
+        Ok(Seal::new(ids, cur.to_public(), names))
     }
 
     /// Merge another holder's generations in (after an approval or a rotation).
@@ -438,13 +455,25 @@ mod tests {
         ring.rotate();
         let enc2 = ring.encryption().unwrap();
         assert_eq!(enc2.generation, 2);
+        assert_eq!(enc2.names, 2, "a rotation renames under the new generation");
         let seal2 = ring.seal(&enc2).unwrap();
         assert_eq!(seal2.open(&before).unwrap(), b"old");
+        let renamed = seal2.encode_name("x", None);
+        assert_ne!(renamed, name, "names change with a rotation");
         assert_eq!(
-            seal2.encode_name("x", None),
-            name,
-            "names survive a rotation"
+            seal2.decode_name(&name).unwrap().0,
+            "x",
+            "old names still open"
         );
+        assert_eq!(seal1.decode_name(&renamed), Err(SealError::WrongKey));
+        // A marker written before names rotated keeps naming with the first generation.
+        let kept = ring
+            .seal(&Encryption {
+                names: 1,
+                ..enc2.clone()
+            })
+            .unwrap();
+        assert_eq!(kept.encode_name("x", None), name);
         let after = seal2.seal(b"new").unwrap();
         assert_eq!(seal1.open(&after), Err(SealError::WrongKey));
         assert_eq!(old.seal(&enc2).unwrap_err(), KeyProblem::Old(1));

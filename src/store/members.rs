@@ -12,7 +12,7 @@ use super::format::{self, FORMAT_FILE, FormatMarker};
 use super::keys::{
     self, Keyring, MEMBERS_FILE, Member, Members, PASSPHRASE_FILE, RECOVERY, Request,
 };
-use super::objects::{StoreError, Txn};
+use super::objects::{StoreError, Txn, UNOPENED, clear_path};
 use super::seal::SealError;
 use super::{Oid, Sealing, Store};
 
@@ -365,7 +365,20 @@ pub fn rotate(store: &Store, me: &str, message: &str, gone: &[String]) -> Result
             )?;
         }
         write_members(txn, store, &m)?;
-        let _ = head;
+        // Every stored file is renamed under the new generation's name key, so the removed
+        // machine cannot read the names of what is stored from now on (the blobs stay: what
+        // was stored before, it could read already).
+        if let Some(h) = head {
+            for e in store.tree(h)? {
+                let Some(p) = e.path_str() else { continue };
+                if !e.is_regular_file() || clear_path(p) || p.starts_with(UNOPENED) {
+                    continue;
+                }
+                if let Some(size) = e.size {
+                    txn.put_existing(p, &e.oid, size)?;
+                }
+            }
+        }
         Ok(())
     });
     if let Err(e) = r {

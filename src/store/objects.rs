@@ -56,7 +56,7 @@ pub fn clear_path(path: &str) -> bool {
 
 /// The logical path given to a stored entry whose name does not open (never a path the engine
 /// uses: `check_rel_path` refuses it, and it is under no folder of ours).
-const UNOPENED: &str = "?sealed";
+pub(crate) const UNOPENED: &str = "?sealed";
 
 /// Reads stored files as plaintext (a long-lived `git cat-file --batch`).
 pub struct BlobReader {
@@ -635,8 +635,11 @@ pub fn changes(
             drop.insert(del);
         }
         let mut i = 0;
-        list.retain(|_| {
-            let keep = !drop.contains(&i);
+        list.retain(|c| {
+            // A file renamed with its content unchanged (a key rotation renames every file):
+            // no change at all.
+            let renamed = c.status == 'M' && c.old.is_some() && c.old == c.new;
+            let keep = !drop.contains(&i) && !renamed;
             i += 1;
             keep
         });

@@ -7,8 +7,10 @@
 //!   X25519 recipient. Any generation of the repository key opens it, so data written before a
 //!   rotation stays readable; standard tools can too (`age -d -i KEY | zstd -d`).
 //! * **Names**: every component of a stored path is encrypted deterministically with AES-SIV
-//!   (RFC 5297) under a name key derived from the repository key, and written in lower-case
-//!   base32. A folder's name is its encrypted name; a file's name also carries its plaintext
+//!   (RFC 5297) under a name key derived from one generation of the repository key, and
+//!   written in lower-case base32. A rotation renames every stored file under the new
+//!   generation's name key, so a removed machine cannot read the names of what is stored next;
+//!   older commits keep older names, which the older name keys still open. A folder's name is its encrypted name; a file's name also carries its plaintext
 //!   size, so listing a commit gives plaintext sizes without reading a blob. Components are
 //!   padded to 16 bytes, so a name tells only a rough length.
 //!
@@ -45,8 +47,9 @@ pub struct Seal {
     identities: Vec<age::x25519::Identity>,
     /// The current generation's public key: what new data is encrypted to.
     recipient: age::x25519::Recipient,
-    /// AES-SIV key of names (64 bytes).
-    names: [u8; 64],
+    /// AES-SIV keys of names (64 bytes each): the first names what is stored now; the others
+    /// (older generations) open the names of older commits.
+    names: Vec<[u8; 64]>,
     cache: Mutex<NameCache>,
 }
 
@@ -65,12 +68,11 @@ impl std::fmt::Debug for Seal {
     }
 }
 
-/// The name key of a repository, from the secret of its first key generation (it never changes,
-/// so that a path keeps its stored name across rotations).
-pub fn name_key(first_secret: &str) -> [u8; 64] {
+/// The name key of one generation of a repository key, from its secret.
+pub fn name_key(secret: &str) -> [u8; 64] {
     let mut h = Sha512::new();
     h.update(b"ccsync names v1\0");
-    h.update(first_secret.as_bytes());
+    h.update(secret.as_bytes());
     let d = h.finalize();
     let mut k = [0u8; 64];
     k.copy_from_slice(&d);
@@ -79,11 +81,11 @@ pub fn name_key(first_secret: &str) -> [u8; 64] {
 
 impl Seal {
     /// A seal from the repository's identities (newest first), the recipient new data goes
-    /// to, and the name key.
+    /// to, and the name keys (the one names are written with first).
     pub fn new(
         identities: Vec<age::x25519::Identity>,
         recipient: age::x25519::Recipient,
-        names: [u8; 64],
+        names: Vec<[u8; 64]>,
     ) -> Seal {
         Seal {
             identities,
@@ -101,7 +103,7 @@ impl Seal {
             name_key(id.to_string().expose_secret())
         };
         let r = id.to_public();
-        Seal::new(vec![id], r, names)
+        Seal::new(vec![id], r, vec![names])
     }
 
     /// The recipient new data is encrypted to.
@@ -154,7 +156,10 @@ impl Seal {
         p.extend_from_slice(name.as_bytes());
         let padded = p.len().div_ceil(16).max(1) * 16;
         p.resize(padded, 0);
-        let mut siv = Aes256Siv::new((&self.names).into());
+        let Some(name_key) = self.names.first() else {
+            return format!("invalid-{}", base32(name.as_bytes()));
+        };
+        let mut siv = Aes256Siv::new(name_key.into());
         let ct = match siv.encrypt(std::iter::empty::<&[u8]>(), &p) {
             Ok(c) => c,
             // AES-SIV fails only on absurd lengths, which a path component never has.
@@ -184,10 +189,15 @@ impl Seal {
         if ct.len() < 32 || ct.len() % 16 != 0 {
             return Err(SealError::Corrupt("not a sealed name".into()));
         }
-        let mut siv = Aes256Siv::new((&self.names).into());
-        let p = siv
-            .decrypt(std::iter::empty::<&[u8]>(), &ct)
-            .map_err(|_| SealError::WrongKey)?;
+        let p = self
+            .names
+            .iter()
+            .find_map(|key| {
+                Aes256Siv::new(key.into())
+                    .decrypt(std::iter::empty::<&[u8]>(), &ct)
+                    .ok()
+            })
+            .ok_or(SealError::WrongKey)?;
         let (size, rest) = match p.split_first() {
             Some((b'd', rest)) => (None, rest),
             Some((b'f', rest)) if rest.len() >= 8 => {
