@@ -69,6 +69,28 @@ fn a_huge_line_is_pushed_and_pulled_mapped_and_redacted_like_a_short_one() {
     // The protected image data kept the key-shaped text; the tool result did not.
     assert_eq!(got.matches(KEY).count(), 1);
     assert!(got.contains(&format!("{KEY}AAAA")));
+    // `restore show` and `restore --at … -o FILE` stream it in B's form, the same bytes.
+    let shown = b.m.ok(&["restore", "show", SID]);
+    assert!(shown == want, "restore show changed the huge line");
+    let out = b.m.home.join("restored.jsonl");
+    let head = String::from_utf8(
+        std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&remote)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    b.m.ok(&[
+        "restore",
+        SID,
+        "--at",
+        head.trim(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read_to_string(&out).unwrap() == want);
 
     // Appends after it on both machines, then the full merge (`pull --force` reads every local
     // line again): one copy of the huge line, every short line, on both.

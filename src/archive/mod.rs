@@ -311,21 +311,9 @@ impl<'a> Archive<'a> {
         {
             let mut out = std::io::BufWriter::new(tmp.as_file_mut());
             let mut reader = store.reader()?;
-            let mut mapped = Vec::new();
-            log::for_each_repo_item(&mut reader, &stored.segs, |item, reader| match item {
-                log::RepoItem::Line(l) => {
-                    mapped.clear();
-                    self.engine.inbound(l, &mut mapped);
-                    Ok(out.write_all(&mapped).at("write", cache)?)
-                }
-                log::RepoItem::Huge(span) => {
-                    let mut replay = |sink: &mut crate::sync::lines::Sink<'_>| {
-                        log::replay_repo(reader, &stored.segs, span, sink)
-                    };
-                    self.engine.inbound_huge(&mut replay, &mut |p| {
-                        Ok(out.write_all(p).at("write", cache)?)
-                    })
-                }
+            log::for_each_local(&mut reader, &stored.segs, &self.engine.mapper, |piece| {
+                let (log::LocalPiece::Line(b) | log::LocalPiece::HugePart(b)) = piece;
+                Ok(out.write_all(b).at("write", cache)?)
             })?;
             out.flush().at("write", cache)?;
         }

@@ -282,6 +282,47 @@ pub fn for_each_repo_item(
     }
 }
 
+/// A piece of a stored log in this machine's form ([`for_each_local`]).
+#[derive(Debug)]
+pub enum LocalPiece<'a> {
+    /// A whole line, with its newline (the last line of a log may lack it).
+    Line(&'a [u8]),
+    /// A part of a line longer than [`HUGE_LINE`], in order (the line is never held whole;
+    /// its last part ends with its newline).
+    HugePart(&'a [u8]),
+}
+
+/// Stream a stored log in this machine's form: every line's paths mapped by `mapper` (what
+/// pull writes), a line longer than [`HUGE_LINE`] in pieces. The one reading of stored lines
+/// for people: `restore`, `restore show` and the archive (`show`, `export`, `search`, MCP).
+pub fn for_each_local(
+    reader: &mut BlobReader,
+    segs: &[Seg],
+    mapper: &crate::paths::Mapper,
+    mut f: impl FnMut(LocalPiece<'_>) -> Result<()>,
+) -> Result<()> {
+    use crate::paths::{Context, Direction, MapStream};
+    let mut mapped = Vec::new();
+    for_each_repo_item(reader, segs, |item, reader| match item {
+        RepoItem::Line(l) => {
+            mapped.clear();
+            mapper.to_local(l, Context::Json, &mut mapped);
+            f(LocalPiece::Line(&mapped))
+        }
+        RepoItem::Huge(span) => {
+            let mut map = MapStream::new(mapper, Direction::ToLocal, Context::Json);
+            replay_repo(reader, segs, span, &mut |piece| {
+                mapped.clear();
+                map.feed(piece, &mut mapped);
+                f(LocalPiece::HugePart(&mapped))
+            })?;
+            mapped.clear();
+            map.finish(&mut mapped);
+            f(LocalPiece::HugePart(&mapped))
+        }
+    })
+}
+
 /// Stream a stored line's bytes to `sink`, a segment's part at a time.
 pub fn replay_repo(
     reader: &mut BlobReader,

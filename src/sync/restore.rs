@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use super::Engine;
 use super::files;
-use super::log::for_each_repo_line;
+use super::log::{LocalPiece, for_each_local};
 use super::snapshot::{RepoSession, Snapshot, StoredFile};
 use crate::claude::discover::link_below;
 use crate::claude::naming;
@@ -355,11 +355,9 @@ pub fn show(engine: &Engine, item: &str, at: Option<&At>, out: &mut dyn Write) -
                 let Some(t) = rs.transcript() else {
                     bail!("session {id} has no stored transcript in that version");
                 };
-                let mut buf = Vec::new();
-                for_each_repo_line(&mut ctx.reader, &t.segs, |line| {
-                    buf.clear();
-                    engine.inbound(line, &mut buf);
-                    out.write_all(&buf).context("cannot write the output")
+                for_each_local(&mut ctx.reader, &t.segs, &engine.mapper, |piece| {
+                    let (LocalPiece::Line(b) | LocalPiece::HugePart(b)) = piece;
+                    out.write_all(b).context("cannot write the output")
                 })?;
             }
         }
@@ -527,7 +525,6 @@ impl<'a> Ctx<'a> {
         let oid = at_head.or_else(|| {
             let commit = self.commit(c)?;
             self.store
-                .git
                 .ls_tree(&commit.oid, Some(&record_path))
                 .ok()?
                 .into_iter()
@@ -1165,11 +1162,9 @@ impl<'a> Ctx<'a> {
             report.written = Some(out.clone());
             report.to_output = true;
             let mut sink = Sink::new(out, opts.dry_run, false)?;
-            let mut buf = Vec::new();
-            for_each_repo_line(&mut self.reader, &t.segs, |line| {
-                buf.clear();
-                engine.inbound(line, &mut buf);
-                sink.write(&buf)
+            for_each_local(&mut self.reader, &t.segs, &engine.mapper, |piece| {
+                let (LocalPiece::Line(b) | LocalPiece::HugePart(b)) = piece;
+                sink.write(b)
             })?;
             (report.lines, report.bytes) = sink.finish(None)?;
             return Ok(report);
@@ -1209,12 +1204,19 @@ impl<'a> Ctx<'a> {
         let title =
             super::branches::custom_title_line(&new_id, &format!("{base} (restored as of {when})"));
         let mut sink = Sink::new(&target, opts.dry_run, true)?;
-        let mut buf = Vec::new();
-        for_each_repo_line(&mut self.reader, &t.segs, |line| {
-            buf.clear();
-            engine.inbound(line, &mut buf);
-            sink.write(&super::branches::with_session_id(&buf, id, &new_id))
-        })?;
+        // The restored copy is a new session: its lines name it (a line too large to hold
+        // keeps the old id; Claude Code takes a session's id from its file name).
+        for_each_local(
+            &mut self.reader,
+            &t.segs,
+            &engine.mapper,
+            |piece| match piece {
+                LocalPiece::Line(b) => {
+                    sink.write(&super::branches::with_session_id(b, id, &new_id))
+                }
+                LocalPiece::HugePart(b) => sink.write(b),
+            },
+        )?;
         (report.lines, report.bytes) = sink.finish(Some(&title))?;
         Ok(report)
     }
@@ -1258,7 +1260,6 @@ impl<'a> Ctx<'a> {
         let record_path = format!("{}/{PROJECT_FILE}", layout::project_dir(&rs.slug));
         let project = self
             .store
-            .git
             .ls_tree(&commit.oid, Some(&record_path))?
             .into_iter()
             .find(|e| e.is_regular_file() && e.path_str() == Some(record_path.as_str()))
