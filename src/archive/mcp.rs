@@ -212,7 +212,7 @@ impl Server<'_> {
 }
 
 fn redact_text(archive: &Archive<'_>, text: &str) -> String {
-    match archive.engine.scanner {
+    match archive.scanner {
         Some(sc) => {
             let hits = sc.scan_text(text.as_bytes());
             String::from_utf8_lossy(&sc.redact(text.as_bytes(), &hits)).into_owned()

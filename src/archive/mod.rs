@@ -10,6 +10,11 @@
 //! keeps in step with the repository); a session only in the repository is read from its stored
 //! segments, mapped to this machine's paths, and cached as a plain file so the next read is as
 //! fast as a local one.
+//!
+//! It is built on the store's read side only (the sealed store's listings and blobs, so an
+//! encrypted repository reads the same) and the path mapper; it never builds the push engine.
+//! Stored lines are read by [`crate::sync::log::for_each_local`], the reading `restore` uses
+//! too.
 
 pub mod mcp;
 pub mod render;
@@ -25,10 +30,11 @@ use chrono::{DateTime, Utc};
 use crate::catalog;
 use crate::claude::ClaudeDir;
 use crate::claude::tree::{LineFacts, Tree};
-use crate::config::{Config, Home};
+use crate::config::{Config, Home, SecretMode};
 use crate::os::IoAt;
+use crate::paths::Mapper;
+use crate::secrets::Scanner;
 use crate::store::{Oid, Store};
-use crate::sync::Engine;
 use crate::sync::log::{self, StoredLog};
 use crate::sync::snapshot::Snapshot;
 use render::Turn;
@@ -83,7 +89,13 @@ pub struct Session {
 
 /// Every session of the archive and this machine.
 pub struct Archive<'a> {
-    pub engine: Engine<'a>,
+    /// This machine's Claude Code dir.
+    pub claude: &'a ClaudeDir,
+    /// Stored paths ↔ this machine's paths.
+    pub mapper: Mapper,
+    /// The secret scanner (`None` when scanning is off), for what leaves through export, MCP
+    /// and `show --redact`: the same rules push applies.
+    pub scanner: Option<Scanner>,
     store: Option<Store>,
     head: Option<Oid>,
     cache_dir: PathBuf,
@@ -100,7 +112,10 @@ impl<'a> Archive<'a> {
         config: &'a Config,
         repo: Repo,
     ) -> Result<Archive<'a>> {
-        let engine = Engine::new(claude, home, config)?;
+        let mapper = config
+            .mapper()
+            .map_err(|e| anyhow::anyhow!("{e} (fix it with `ccsync config add-placeholder`)"))?;
+        let scanner = (config.secret_scan != SecretMode::Off).then(Scanner::new);
         let mut warnings = Vec::new();
         let catalog = catalog::load(claude, Some(&home.state_dir().join("catalog.json")))?;
         let me = config.machine_id.clone();
@@ -125,7 +140,7 @@ impl<'a> Archive<'a> {
                 e.session.id.clone(),
                 Session {
                     id: e.session.id.clone(),
-                    portable_cwd: cwd.as_deref().map(|c| engine.mapper.portable_path(c)),
+                    portable_cwd: cwd.as_deref().map(|c| mapper.portable_path(c)),
                     cwd,
                     title: e.meta.title().map(str::to_string),
                     machine: me.clone(),
@@ -184,7 +199,7 @@ impl<'a> Archive<'a> {
             for rs in metas {
                 let m = rs.meta;
                 let stored = snap.sessions.get(&m.session_id);
-                let cwd = engine.mapper.local_path(&m.cwd).ok();
+                let cwd = mapper.local_path(&m.cwd).ok();
                 match sessions.get_mut(&m.session_id) {
                     Some(s) => {
                         // Here and in the repository: the repository knows who added last.
@@ -248,7 +263,9 @@ impl<'a> Archive<'a> {
                 .then_with(|| a.id.cmp(&b.id))
         });
         Ok(Archive {
-            engine,
+            claude,
+            mapper,
+            scanner,
             store,
             head,
             cache_dir,
@@ -311,7 +328,7 @@ impl<'a> Archive<'a> {
         {
             let mut out = std::io::BufWriter::new(tmp.as_file_mut());
             let mut reader = store.reader()?;
-            log::for_each_local(&mut reader, &stored.segs, &self.engine.mapper, |piece| {
+            log::for_each_local(&mut reader, &stored.segs, &self.mapper, |piece| {
                 let (log::LocalPiece::Line(b) | log::LocalPiece::HugePart(b)) = piece;
                 Ok(out.write_all(b).at("write", cache)?)
             })?;
@@ -336,7 +353,7 @@ impl<'a> Archive<'a> {
         };
         let mut f = std::fs::File::open(&file).at("read", &file)?;
         let size = f.metadata().at("read the metadata of", &file)?.len();
-        let scanner = redact.then_some(self.engine.scanner).flatten();
+        let scanner = redact.then_some(self.scanner).flatten();
         let mut turns = Vec::new();
         // Values found once are redacted wherever they come again, as push does.
         let mut known = crate::secrets::Known::default();

@@ -320,7 +320,7 @@ pub fn run_export(env: &Env, args: ExportArgs) -> Result<ExitCode> {
         .title
         .clone()
         .unwrap_or_else(|| format!("Session {}", s.id));
-    if let Some(sc) = archive.engine.scanner {
+    if let Some(sc) = archive.scanner {
         let hits = sc.scan_text(title.as_bytes());
         title = String::from_utf8_lossy(&sc.redact(title.as_bytes(), &hits)).into_owned();
     }
@@ -333,7 +333,9 @@ pub fn run_export(env: &Env, args: ExportArgs) -> Result<ExitCode> {
             let data =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let mut v = Vec::with_capacity(data.len());
-            archive.engine.outbound(
+            // Push's own outbound form: the push engine's mapping and redaction.
+            let engine = crate::sync::Engine::new(&env.claude, &env.home, &config)?;
+            engine.outbound(
                 &data,
                 &mut v,
                 &s.id,
