@@ -464,6 +464,114 @@ impl Git {
         bail!("git push to {remote} failed: {why}{detail}")
     }
 
+    /// The pack files of this repository (`pack-<id>`, without extension).
+    pub fn packs(&self) -> std::collections::HashSet<String> {
+        std::fs::read_dir(self.dir.join("objects/pack"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.strip_suffix(".pack").map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Push `commit` to `branch` of a bare repository on this machine by handing it the packs
+    /// this clone wrote since `before` (hard links, or copies on another file system), then
+    /// moving the branch from `old` with a compare-and-swap (`git update-ref`): what `git push`
+    /// does, without packing the objects again and indexing them a second time on the other
+    /// side, which is most of a large push's time. `None` when this way does not apply (a
+    /// small push, a remote with hooks or object checks, a non-bare one, objects the packs do
+    /// not carry): then `git push` does it.
+    pub fn push_by_packs(
+        &self,
+        remote_dir: &Path,
+        commit: &Oid,
+        branch: &str,
+        old: Option<&Oid>,
+        before: &std::collections::HashSet<String>,
+    ) -> Result<Option<PushOutcome>> {
+        let new: Vec<String> = self.packs().difference(before).cloned().collect();
+        let src = self.dir.join("objects/pack");
+        let size: u64 = new
+            .iter()
+            .filter_map(|p| std::fs::metadata(src.join(format!("{p}.pack"))).ok())
+            .map(|m| m.len())
+            .sum();
+        if new.is_empty() || size < PUSH_BY_PACKS_MIN || !plain_bare(remote_dir) {
+            return Ok(None);
+        }
+        let dst = remote_dir.join("objects/pack");
+        for p in &new {
+            // The index last: git finds a pack by its index.
+            for ext in ["pack", "rev", "idx"] {
+                let from = src.join(format!("{p}.{ext}"));
+                let to = dst.join(format!("{p}.{ext}"));
+                if !from.exists() || to.exists() {
+                    continue;
+                }
+                if std::fs::hard_link(&from, &to).is_err() {
+                    let tmp = dst.join(format!(".ccsync-{p}.{ext}"));
+                    std::fs::copy(&from, &tmp).at("copy a pack to", &tmp)?;
+                    std::fs::rename(&tmp, &to).at("rename", &tmp)?;
+                }
+            }
+        }
+        // Every object of the new commit the remote lacks must now be there (a blob this
+        // clone had from an earlier attempt is in no new pack): else `git push` sends it.
+        let remote = Git::new(remote_dir);
+        let mut args = vec!["rev-list".to_string(), "--objects".into(), commit.0.clone()];
+        if let Some(o) = old {
+            args.extend(["--not".into(), o.0.clone()]);
+        }
+        let listed: Vec<Oid> = match remote.run(&args) {
+            Ok(out) => out
+                .lines()
+                .filter_map(|l| l.split(' ').next().and_then(Oid::parse))
+                .collect(),
+            Err(e) => {
+                tracing::debug!("the remote cannot list the new commit ({e:#}): git push");
+                return Ok(None);
+            }
+        };
+        if !remote.missing_objects(&listed)?.is_empty() {
+            tracing::debug!("the new packs do not carry every object the remote lacks: git push");
+            return Ok(None);
+        }
+        let zero = "0".repeat(commit.0.len());
+        let out = remote
+            .cmd()
+            .args([
+                "update-ref",
+                "-m",
+                "ccsync push",
+                &format!("refs/heads/{branch}"),
+                &commit.0,
+                old.map_or(zero.as_str(), |o| o.0.as_str()),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("cannot run git update-ref in {}", remote_dir.display()))?;
+        if out.status.success() {
+            return Ok(Some(PushOutcome::Pushed));
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("but expected")
+            || err.contains("cannot lock ref")
+            || err.contains("already exists")
+        {
+            return Ok(Some(PushOutcome::Rejected));
+        }
+        bail!(
+            "cannot move the branch {branch} of {}: {}",
+            remote_dir.display(),
+            first_error_line(&err).unwrap_or_else(|| out.status.to_string())
+        )
+    }
+
     /// Start a `cat-file --batch` reader.
     pub fn reader(&self) -> Result<BlobReader> {
         let mut child = self
@@ -498,38 +606,50 @@ impl Git {
     /// Start a `fast-import` transaction writing objects at zlib `level` (0 for data that
     /// does not compress, such as ciphertext).
     pub fn transaction_with(&self, level: u8) -> Result<Txn> {
-        let core = format!("core.compression={level}");
-        let pack = format!("pack.compression={level}");
-        let mut child = self
-            .cmd()
-            .args([
-                "-c",
-                core.as_str(),
-                "-c",
-                pack.as_str(),
-                "fast-import",
-                "--quiet",
-                "--force",
-                "--done",
-                "--depth=0",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| anyhow!("cannot run git fast-import: {e}"))?;
+        let mut child = self.fast_import(level, None)?;
         let stdin = child
             .stdin
             .take()
             .ok_or_else(|| anyhow!("git fast-import has no stdin"))?;
         Ok(Txn {
             git: self.clone(),
+            level,
             child,
             stdin: Some(BufWriter::with_capacity(1 << 20, stdin)),
+            main_bytes: 0,
+            aux: Vec::new(),
+            aux_marks: std::collections::HashMap::new(),
             next_mark: 1,
             ops: Vec::new(),
             touched: std::collections::HashSet::new(),
         })
+    }
+
+    /// A `git fast-import` process writing objects at zlib `level` (exporting its marks to
+    /// `marks` when given).
+    fn fast_import(&self, level: u8, marks: Option<&Path>) -> Result<Child> {
+        let core = format!("core.compression={level}");
+        let pack = format!("pack.compression={level}");
+        let mut cmd = self.cmd();
+        cmd.args([
+            "-c",
+            core.as_str(),
+            "-c",
+            pack.as_str(),
+            "fast-import",
+            "--quiet",
+            "--force",
+            "--done",
+            "--depth=0",
+        ]);
+        if let Some(m) = marks {
+            cmd.arg(format!("--export-marks={}", m.display()));
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| anyhow!("cannot run git fast-import: {e}"))
     }
 
     /// Every file of a commit's tree (or of the subtree at `prefix`).
@@ -1286,15 +1406,81 @@ impl Drop for BlobReader {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Mark(u64);
 
+/// Packs smaller than this go to a local remote by `git push` (which unpacks a small push into
+/// loose objects and runs the remote's own upkeep).
+const PUSH_BY_PACKS_MIN: u64 = 4 << 20;
+
+/// Whether `dir` is a bare repository that `git push` would only add objects to and move a
+/// ref in: no hooks (other than git's samples), no object checks on receipt, no shared
+/// permissions to apply.
+fn plain_bare(dir: &Path) -> bool {
+    let Ok(config) = std::fs::read_to_string(dir.join("config")) else {
+        return false;
+    };
+    let config = config.to_ascii_lowercase().replace([' ', '\t'], "");
+    if !config.contains("bare=true")
+        || config.contains("fsckobjects")
+        || config.contains("sharedrepository")
+        || config.contains("denycurrentbranch")
+        || !dir.join("objects/pack").is_dir()
+    {
+        return false;
+    }
+    match std::fs::read_dir(dir.join("hooks")) {
+        Ok(d) => d
+            .flatten()
+            .all(|e| e.file_name().to_string_lossy().ends_with(".sample")),
+        Err(_) => true,
+    }
+}
+
 /// A `fast-import` transaction: write blobs, record tree changes, then commit.
+///
+/// Blobs are hashed and compressed by git, which takes most of a large transaction's time: past
+/// [`PARALLEL_AFTER`] bytes, blobs are shared out among more `fast-import` processes (one per
+/// further core, up to [`MAX_WRITERS`]), each writing its own pack. They finish before the
+/// commit, which the first process writes, naming their blobs by object id.
 pub struct Txn {
     git: Git,
+    level: u8,
     child: Child,
     stdin: Option<BufWriter<ChildStdin>>,
+    /// Blob bytes handed to the first process.
+    main_bytes: u64,
+    /// The further blob writers.
+    aux: Vec<BlobWriter>,
+    /// Marks of blobs a further writer holds: mark → its index in `aux`.
+    aux_marks: std::collections::HashMap<u64, usize>,
     next_mark: u64,
-    ops: Vec<u8>,
+    ops: Vec<Op>,
     /// Paths set or removed so far.
     touched: std::collections::HashSet<String>,
+}
+
+/// Blob bytes a transaction writes with one process before it starts more.
+const PARALLEL_AFTER: u64 = 16 << 20;
+/// Most `fast-import` processes one transaction runs.
+const MAX_WRITERS: usize = 4;
+
+/// A further `fast-import` process of a transaction: blobs only.
+struct BlobWriter {
+    child: Child,
+    stdin: Option<BufWriter<ChildStdin>>,
+    bytes: u64,
+    /// Where it exports its marks when it ends.
+    marks: tempfile::TempPath,
+}
+
+/// A tree change of a transaction.
+enum Op {
+    /// A blob of this transaction (by mark) or an existing one.
+    Put(String, Target),
+    Delete(String),
+}
+
+enum Target {
+    Mark(u64),
+    Oid(String),
 }
 
 const TXN_REF: &str = "refs/ccsync/txn";
@@ -1310,14 +1496,106 @@ impl Txn {
     pub fn blob(&mut self, data: &[u8]) -> Result<Mark> {
         let mark = self.next_mark;
         self.next_mark += 1;
-        let w = self.w()?;
-        let written = write!(w, "blob\nmark :{mark}\ndata {}\n", data.len())
-            .and_then(|()| w.write_all(data))
-            .and_then(|()| w.write_all(b"\n"));
-        if let Err(e) = written {
-            return Err(self.died(e));
+        let n = data.len() as u64;
+        let write = |w: &mut BufWriter<ChildStdin>| {
+            write!(w, "blob\nmark :{mark}\ndata {}\n", data.len())
+                .and_then(|()| w.write_all(data))
+                .and_then(|()| w.write_all(b"\n"))
+        };
+        match self.writer_for()? {
+            None => {
+                self.main_bytes += n;
+                let w = self.w()?;
+                if let Err(e) = write(w) {
+                    return Err(self.died(e));
+                }
+            }
+            Some(i) => {
+                let a = &mut self.aux[i];
+                a.bytes += n;
+                let written = match a.stdin.as_mut() {
+                    Some(w) => write(w),
+                    None => Err(std::io::Error::other("fast-import already finished")),
+                };
+                if let Err(e) = written {
+                    let why = finish_writer(&self.git, a).err();
+                    return Err(why.unwrap_or_else(|| {
+                        anyhow!(
+                            "cannot write to git fast-import in {}: {e}",
+                            self.git.dir.display()
+                        )
+                    }));
+                }
+                self.aux_marks.insert(mark, i);
+            }
         }
         Ok(Mark(mark))
+    }
+
+    /// Which process takes the next blob: the first (`None`) until [`PARALLEL_AFTER`] bytes,
+    /// then whichever has been given the fewest bytes (a further one started while there are
+    /// idle cores for it).
+    fn writer_for(&mut self) -> Result<Option<usize>> {
+        if self.main_bytes < PARALLEL_AFTER {
+            return Ok(None);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let want = cores.min(MAX_WRITERS).saturating_sub(1);
+        if self.aux.len() < want {
+            let marks = tempfile::Builder::new()
+                .prefix("ccsync-marks-")
+                .tempfile_in(&self.git.dir)
+                .with_context(|| format!("cannot create a file in {}", self.git.dir.display()))?
+                .into_temp_path();
+            let mut child = self.git.fast_import(self.level, Some(&marks))?;
+            let stdin = child
+                .stdin
+                .take()
+                .ok_or_else(|| anyhow!("git fast-import has no stdin"))?;
+            self.aux.push(BlobWriter {
+                child,
+                stdin: Some(BufWriter::with_capacity(1 << 20, stdin)),
+                bytes: 0,
+                marks,
+            });
+        }
+        let least = self
+            .aux
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, a)| a.bytes)
+            .filter(|(_, a)| a.bytes < self.main_bytes)
+            .map(|(i, _)| i);
+        Ok(least)
+    }
+
+    /// End the further writers and read the object ids of their blobs.
+    fn finish_writers(&mut self) -> Result<std::collections::HashMap<u64, String>> {
+        let mut ids = std::collections::HashMap::new();
+        for a in &mut self.aux {
+            finish_writer(&self.git, a)?;
+            let text = std::fs::read_to_string(&a.marks).with_context(|| {
+                format!(
+                    "cannot read the marks git fast-import wrote in {}",
+                    self.git.dir.display()
+                )
+            })?;
+            for line in text.lines() {
+                if let Some((m, id)) = line.split_once(' ')
+                    && let Some(m) = m.strip_prefix(':').and_then(|m| m.parse::<u64>().ok())
+                    && Oid::parse(id).is_some()
+                {
+                    ids.insert(m, id.to_string());
+                }
+            }
+        }
+        if let Some(m) = self.aux_marks.keys().find(|m| !ids.contains_key(m)) {
+            bail!(
+                "git fast-import in {} did not report blob :{m}",
+                self.git.dir.display()
+            );
+        }
+        Ok(ids)
     }
 
     /// Writing to fast-import failed (a broken pipe: it stopped, on a full disk say): its own
@@ -1336,21 +1614,20 @@ impl Txn {
     pub fn put(&mut self, path: &str, mark: Mark) {
         self.touched.insert(path.to_string());
         self.ops
-            .extend_from_slice(format!("M 100644 :{} {}\n", mark.0, quote_path(path)).as_bytes());
+            .push(Op::Put(path.to_string(), Target::Mark(mark.0)));
     }
 
     /// Set `path` to an existing blob.
     pub fn put_oid(&mut self, path: &str, oid: &Oid) {
         self.touched.insert(path.to_string());
         self.ops
-            .extend_from_slice(format!("M 100644 {} {}\n", oid.0, quote_path(path)).as_bytes());
+            .push(Op::Put(path.to_string(), Target::Oid(oid.0.clone())));
     }
 
     /// Remove `path` (a file or a whole directory).
     pub fn delete(&mut self, path: &str) {
         self.touched.insert(path.to_string());
-        self.ops
-            .extend_from_slice(format!("D {}\n", quote_path(path)).as_bytes());
+        self.ops.push(Op::Delete(path.to_string()));
     }
 
     /// Whether `path` itself was set or removed in this transaction.
@@ -1373,6 +1650,21 @@ impl Txn {
         let found = sc.scan_text(message.as_bytes());
         let message = String::from_utf8_lossy(&sc.redact(message.as_bytes(), &found)).into_owned();
         let ops = std::mem::take(&mut self.ops);
+        let t0 = Instant::now();
+        let ids = self.finish_writers()?;
+        if !self.aux.is_empty() {
+            tracing::debug!(
+                "blobs written by {} fast-import processes ({} MB, {}), the others done {:.2} s later",
+                self.aux.len() + 1,
+                self.main_bytes >> 20,
+                self.aux
+                    .iter()
+                    .map(|a| format!("{} MB", a.bytes >> 20))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                t0.elapsed().as_secs_f64()
+            );
+        }
         let written = (|| -> std::io::Result<()> {
             let w = self
                 .stdin
@@ -1387,7 +1679,18 @@ impl Txn {
             if let Some(p) = parent {
                 writeln!(w, "from {}", p.0)?;
             }
-            w.write_all(&ops)?;
+            for op in &ops {
+                match op {
+                    Op::Put(path, Target::Mark(m)) => match ids.get(m) {
+                        Some(id) => writeln!(w, "M 100644 {id} {}", quote_path(path))?,
+                        None => writeln!(w, "M 100644 :{m} {}", quote_path(path))?,
+                    },
+                    Op::Put(path, Target::Oid(id)) => {
+                        writeln!(w, "M 100644 {id} {}", quote_path(path))?
+                    }
+                    Op::Delete(path) => writeln!(w, "D {}", quote_path(path))?,
+                }
+            }
             w.write_all(b"\ndone\n")?;
             w.flush()
         })();
@@ -1425,8 +1728,40 @@ impl Txn {
     }
 }
 
+/// End a further blob writer (`done`) and check how it ended.
+fn finish_writer(git: &Git, a: &mut BlobWriter) -> Result<()> {
+    let Some(mut w) = a.stdin.take() else {
+        return Ok(());
+    };
+    let _ = w.write_all(b"done\n").and_then(|()| w.flush());
+    drop(w);
+    let mut err = String::new();
+    if let Some(mut e) = a.child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let st = a
+        .child
+        .wait()
+        .with_context(|| format!("git fast-import in {}", git.dir.display()))?;
+    if !st.success() {
+        if let Some(detail) = local_damage(&err) {
+            return Err(git.damaged(format!("git fast-import: {detail}")));
+        }
+        bail!(
+            "git fast-import in {} failed: {}{}",
+            git.dir.display(),
+            first_error_line(&err).unwrap_or_else(|| st.to_string()),
+            disk_advice(&git.dir, &err)
+        );
+    }
+    Ok(())
+}
+
 impl Drop for Txn {
     fn drop(&mut self) {
+        for a in &mut self.aux {
+            let _ = finish_writer(&self.git, a);
+        }
         if self.stdin.is_some() {
             // Abandoned: end the stream without a commit.
             if let Some(w) = self.stdin.as_mut() {
@@ -1475,6 +1810,55 @@ mod tests {
         assert!(a.contains(&dir.path().display().to_string()), "{a}");
         assert!(a.contains("is full: free some space"), "{a}");
         assert!(disk_advice(dir.path(), "fatal: not a git repository").is_empty());
+    }
+
+    #[test]
+    fn a_large_transaction_shares_its_blobs_among_writers_and_commits_them_all() {
+        if !git_available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let g = Git::init_bare(&dir.path().join("r.git")).unwrap();
+        let base = {
+            let mut t = g.transaction().unwrap();
+            let m = t.blob(b"kept\n").unwrap();
+            t.put("kept.txt", m);
+            t.commit(None, "t <t@t>", "base").unwrap()
+        };
+        let mut t = g.transaction().unwrap();
+        let blobs: Vec<Vec<u8>> = (0..40u8)
+            .map(|i| {
+                let mut b = vec![b'a' + i % 26; (1 << 20) + usize::from(i)];
+                b.push(b'\n');
+                b
+            })
+            .collect();
+        for (i, b) in blobs.iter().enumerate() {
+            let m = t.blob(b).unwrap();
+            t.put(&format!("d/{i}.txt"), m);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(t.aux.len(), cores.min(MAX_WRITERS) - 1);
+        assert!(t.aux.iter().all(|a| a.bytes > 0) || t.aux.is_empty());
+        t.delete("kept.txt");
+        let c = t.commit(Some(&base), "t <t@t>", "big").unwrap();
+        let tree = g.ls_tree(&c, None).unwrap();
+        assert_eq!(tree.len(), blobs.len());
+        let mut r = g.reader().unwrap();
+        for (i, b) in blobs.iter().enumerate() {
+            let e = tree
+                .iter()
+                .find(|e| e.path_str() == Some(format!("d/{i}.txt").as_str()))
+                .unwrap();
+            assert!(r.read(&e.oid).unwrap() == *b, "blob {i} differs");
+        }
+        // The writers' mark files are gone.
+        let left: Vec<_> = std::fs::read_dir(&g.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("ccsync-marks-"))
+            .collect();
+        assert!(left.is_empty());
     }
 
     #[test]

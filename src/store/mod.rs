@@ -672,6 +672,12 @@ impl Store {
                     Txn::new(&self.git, None, head.as_ref(), self.listings.clone())?
                 }
             };
+            let local_remote =
+                is_local_remote(&self.remote).then(|| local_remote_path(&self.remote));
+            let packs_before = match &local_remote {
+                Some(_) => self.git.packs(),
+                None => Default::default(),
+            };
             build(head.as_ref(), &mut txn)?;
             if let Some(sk) = &self.skeleton
                 && sealing != Sealing::ClearOnly
@@ -686,9 +692,22 @@ impl Store {
                 *w = Some((commit.clone(), written));
             }
             let t1 = Instant::now();
-            let pushed = self
-                .git
-                .push(&self.remote, &commit, &self.branch, timeout)?;
+            let by_packs = match &local_remote {
+                Some(dir) => self.git.push_by_packs(
+                    dir,
+                    &commit,
+                    &self.branch,
+                    head.as_ref(),
+                    &packs_before,
+                )?,
+                None => None,
+            };
+            let pushed = match by_packs {
+                Some(outcome) => outcome,
+                None => self
+                    .git
+                    .push(&self.remote, &commit, &self.branch, timeout)?,
+            };
             tracing::debug!(
                 "commit {} built in {:.2} s, pushed in {:.2} s",
                 commit.short(),
@@ -1367,6 +1386,93 @@ mod tests {
                 .to_string_lossy()
                 .starts_with("repo.git.broken-")
         }));
+    }
+
+    /// Bytes that do not compress (so that a pack of them is as large as they are).
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_large_push_to_a_local_remote_hands_over_its_packs_and_stays_a_compare_and_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Git::init_bare(&dir.path().join("remote.git")).unwrap();
+        let r = remote.dir.to_string_lossy().into_owned();
+        let t = Duration::from_secs(30);
+        // Over 100 objects: fast-import writes fewer as loose objects, not a pack.
+        let put = |s: &Store, name: &str, data: &[u8]| {
+            s.commit_and_push("test", false, t, |_, txn| {
+                let m = txn.blob(data)?;
+                txn.put(&format!("files/{name}"), m)?;
+                for i in 0..120 {
+                    let m = txn.blob(format!("{name} {i}").as_bytes())?;
+                    txn.put(&format!("small/{name}/{i}"), m)?;
+                }
+                Ok(())
+            })
+            .unwrap()
+            .unwrap()
+        };
+        let big_a = noise(1, 6 << 20);
+        let big_b = noise(2, 6 << 20);
+        let a = Store::open(&Home::new(dir.path().join("a")), &r, "main", "a").unwrap();
+        let b = Store::open(&Home::new(dir.path().join("b")), &r, "main", "b").unwrap();
+        assert_eq!(a.fetch(t).unwrap(), None);
+        let ca = put(&a, "a", &big_a);
+        assert_eq!(remote.resolve("refs/heads/main").unwrap(), Some(ca.clone()));
+        // The remote holds A's own pack, not one `git push` made.
+        let shared: Vec<_> = a
+            .git
+            .packs()
+            .intersection(&remote.packs())
+            .cloned()
+            .collect();
+        assert_eq!(shared.len(), 1, "{shared:?}");
+        // B never fetched: its first try expects an empty branch, is refused, fetches, builds
+        // again on A's commit.
+        let cb = put(&b, "b", &big_b);
+        assert_eq!(remote.resolve("refs/heads/main").unwrap(), Some(cb.clone()));
+        let names: Vec<_> = b
+            .tree(&cb)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path_str().unwrap().to_string())
+            .filter(|p| p.starts_with("files/"))
+            .collect();
+        assert_eq!(names, ["files/a", "files/b"]);
+        assert_eq!(b.tree(&cb).unwrap().len(), 242);
+        remote.run(["fsck", "--strict", "--no-dangling"]).unwrap();
+        let mut rd = remote.reader().unwrap();
+        let ids = remote.ls_tree(&cb, Some("files")).unwrap();
+        assert!(rd.read(&ids[0].oid).unwrap() == big_a);
+        assert!(rd.read(&ids[1].oid).unwrap() == big_b);
+
+        // A remote with a hook gets `git push`, which runs it.
+        let hooked = Git::init_bare(&dir.path().join("hooked.git")).unwrap();
+        let ran = dir.path().join("hook-ran");
+        let hook = hooked.dir.join("hooks/post-receive");
+        std::fs::write(&hook, format!("#!/bin/sh\ntouch '{}'\n", ran.display())).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let h = hooked.dir.to_string_lossy().into_owned();
+        let c = Store::open(&Home::new(dir.path().join("c")), &h, "main", "c").unwrap();
+        put(&c, "c", &big_a);
+        assert!(c.git.packs().intersection(&hooked.packs()).next().is_none());
+        #[cfg(unix)]
+        assert!(ran.exists(), "the remote's hook did not run");
     }
 
     #[test]
