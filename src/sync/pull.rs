@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use chrono::Utc;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -242,23 +242,37 @@ fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         })
         .sum();
     engine.progress_begin("pull", total);
-    // Sessions are independent: pull them in parallel, each worker with its own git reader.
+    // Sessions are independent: pull them in parallel, each worker with a git reader of its
+    // own, taken from a pool (one per thread at most: starting a reader costs a process).
+    let readers: std::sync::Mutex<Vec<BlobReader>> = std::sync::Mutex::new(Vec::new());
     let deltas: Vec<Result<Delta>> = ids
         .par_iter()
-        .map_init(
-            || store.reader(),
-            |reader, sid| {
-                let reader = reader.as_mut().map_err(|e| anyhow!("{e}"))?;
-                let mut d = Delta::default();
-                let rs = &snap.sessions[*sid];
-                let loc = local.get(sid.as_str()).copied();
-                pull_session(
-                    engine, opts, rs, loc, &live, &cutoff, &index, reader, &mut d,
-                )?;
-                engine.progress_advance(rs.logs.values().map(|l| l.size()).sum());
-                Ok(d)
-            },
-        )
+        .map(|sid| {
+            let pooled = readers.lock().ok().and_then(|mut p| p.pop());
+            let mut reader = match pooled {
+                Some(r) => r,
+                None => store.reader()?,
+            };
+            let mut d = Delta::default();
+            let rs = &snap.sessions[*sid];
+            let loc = local.get(sid.as_str()).copied();
+            pull_session(
+                engine,
+                opts,
+                rs,
+                loc,
+                &live,
+                &cutoff,
+                &index,
+                &mut reader,
+                &mut d,
+            )?;
+            if let Ok(mut p) = readers.lock() {
+                p.push(reader);
+            }
+            engine.progress_advance(rs.logs.values().map(|l| l.size()).sum());
+            Ok(d)
+        })
         .collect();
     engine.progress_end();
     let mut to_settle = Vec::new();
