@@ -595,9 +595,34 @@ fn fork_session_copies_the_lines_under_a_new_session_id() {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .find(|v| v["type"] == "user" && v["message"]["content"] == "fork prompt")
         .expect("the fork's prompt");
+    let fork_by_uuid: std::collections::HashMap<String, Value> = fork
+        .iter()
+        .filter_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            Some((v.get("uuid")?.as_str()?.to_string(), v))
+        })
+        .collect();
     let mut chain = 0;
     let mut cur = first_new["parentUuid"].as_str().map(str::to_string);
     while let Some(u) = cur {
+        // Lines the client makes on resume can reach the fork's chain without being in the
+        // original file (seen on a loaded machine, often): the earlier run's `/exit` (its
+        // caveat, the command, its output) and a `<synthetic>` assistant line after it. Its
+        // own lines, not copied ones.
+        let client_made = |v: &Value| {
+            (v["type"] == "user"
+                && v["message"]["content"].as_str().is_some_and(|c| {
+                    c.starts_with("<local-command-") || c.starts_with("<command-name>")
+                }))
+                || (v["type"] == "assistant" && v["message"]["model"] == "<synthetic>")
+        };
+        if !by_uuid.contains_key(&u)
+            && let Some(v) = fork_by_uuid.get(&u)
+            && client_made(v)
+        {
+            cur = v["parentUuid"].as_str().map(str::to_string);
+            continue;
+        }
         let (raw, v) = by_uuid.get(&u).unwrap_or_else(|| {
             panic!(
                 "{u} not in the original:\n{}\nFORK:\n{}",

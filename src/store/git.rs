@@ -478,14 +478,15 @@ impl Git {
             .unwrap_or_default()
     }
 
-    /// Push `commit` to `branch` of a bare repository on this machine by handing it the packs
-    /// this clone wrote since `before` (hard links, or copies on another file system), then
-    /// moving the branch from `old` with a compare-and-swap (`git update-ref`): what `git push`
-    /// does, without packing the objects again and indexing them a second time on the other
-    /// side, which is most of a large push's time. `None` when this way does not apply (a
-    /// small push, a remote with hooks or object checks, a non-bare one, objects the packs do
-    /// not carry): then `git push` does it.
-    pub fn push_by_packs(
+    /// Push `commit` to `branch` of a bare repository on this machine by handing it the objects
+    /// it lacks as files — the packs this clone wrote since `before` and the loose objects of
+    /// the commit — by hard link (a copy on another file system), then moving the branch from
+    /// `old` with a compare-and-swap (`git update-ref`): what `git push` does, without packing
+    /// the objects again, indexing or unpacking them on the other side and starting four
+    /// processes there, which is most of a push's time. `None` when this way does not apply (a
+    /// remote with hooks or object checks, a non-bare one, objects this clone cannot hand
+    /// over): then `git push` does it.
+    pub fn push_by_objects(
         &self,
         remote_dir: &Path,
         commit: &Oid,
@@ -493,51 +494,41 @@ impl Git {
         old: Option<&Oid>,
         before: &std::collections::HashSet<String>,
     ) -> Result<Option<PushOutcome>> {
-        let new: Vec<String> = self.packs().difference(before).cloned().collect();
-        let src = self.dir.join("objects/pack");
-        let size: u64 = new
-            .iter()
-            .filter_map(|p| std::fs::metadata(src.join(format!("{p}.pack"))).ok())
-            .map(|m| m.len())
-            .sum();
-        if new.is_empty() || size < PUSH_BY_PACKS_MIN || !plain_bare(remote_dir) {
+        if !plain_bare(remote_dir) {
             return Ok(None);
         }
-        let dst = remote_dir.join("objects/pack");
-        for p in &new {
-            // The index last: git finds a pack by its index.
-            for ext in ["pack", "rev", "idx"] {
-                let from = src.join(format!("{p}.{ext}"));
-                let to = dst.join(format!("{p}.{ext}"));
-                if !from.exists() || to.exists() {
-                    continue;
-                }
-                if std::fs::hard_link(&from, &to).is_err() {
-                    let tmp = dst.join(format!(".ccsync-{p}.{ext}"));
-                    std::fs::copy(&from, &tmp).at("copy a pack to", &tmp)?;
-                    std::fs::rename(&tmp, &to).at("rename", &tmp)?;
-                }
-            }
-        }
-        // Every object of the new commit the remote lacks must now be there (a blob this
-        // clone had from an earlier attempt is in no new pack): else `git push` sends it.
-        let remote = Git::new(remote_dir);
+        // The objects of the new commit that the commit it builds on lacks.
         let mut args = vec!["rev-list".to_string(), "--objects".into(), commit.0.clone()];
         if let Some(o) = old {
             args.extend(["--not".into(), o.0.clone()]);
         }
-        let listed: Vec<Oid> = match remote.run(&args) {
+        let listed: Vec<Oid> = match self.run(&args) {
             Ok(out) => out
                 .lines()
                 .filter_map(|l| l.split(' ').next().and_then(Oid::parse))
                 .collect(),
             Err(e) => {
-                tracing::debug!("the remote cannot list the new commit ({e:#}): git push");
+                tracing::debug!("cannot list the new commit's objects ({e:#}): git push");
                 return Ok(None);
             }
         };
+        let (src, dst) = (self.dir.join("objects"), remote_dir.join("objects"));
+        for p in self.packs().difference(before) {
+            // The index last: git finds a pack by its index.
+            for ext in ["pack", "rev", "idx"] {
+                let name = format!("pack/{p}.{ext}");
+                link_object_file(&src.join(&name), &dst.join(&name))?;
+            }
+        }
+        for o in &listed {
+            let name = format!("{}/{}", &o.0[..2], &o.0[2..]);
+            link_object_file(&src.join(&name), &dst.join(&name))?;
+        }
+        // Every object of the new commit must be there now (one this clone has in an older
+        // pack, say from an attempt that was refused, is not handed over): else `git push`.
+        let remote = Git::new(remote_dir);
         if !remote.missing_objects(&listed)?.is_empty() {
-            tracing::debug!("the new packs do not carry every object the remote lacks: git push");
+            tracing::debug!("the remote still lacks objects of the new commit: git push");
             return Ok(None);
         }
         let zero = "0".repeat(commit.0.len());
@@ -556,6 +547,7 @@ impl Git {
             .output()
             .with_context(|| format!("cannot run git update-ref in {}", remote_dir.display()))?;
         if out.status.success() {
+            gc_when_due(&remote);
             return Ok(Some(PushOutcome::Pushed));
         }
         let err = String::from_utf8_lossy(&out.stderr);
@@ -1406,9 +1398,41 @@ impl Drop for BlobReader {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Mark(u64);
 
-/// Packs smaller than this go to a local remote by `git push` (which unpacks a small push into
-/// loose objects and runs the remote's own upkeep).
-const PUSH_BY_PACKS_MIN: u64 = 4 << 20;
+/// Put an object file of this clone (`from`, if it exists) into another repository (`to`,
+/// unless there already): a hard link, or a copy renamed into place.
+fn link_object_file(from: &Path, to: &Path) -> Result<()> {
+    if !from.exists() || to.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).at("create the folder", dir)?;
+    }
+    if std::fs::hard_link(from, to).is_err() {
+        let name = to
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = to.with_file_name(format!(".ccsync-{name}"));
+        std::fs::copy(from, &tmp).at("copy an object file to", &tmp)?;
+        std::fs::rename(&tmp, to).at("rename", &tmp)?;
+    }
+    Ok(())
+}
+
+/// The upkeep `git push` starts on the remote: when loose objects pile up (git's own estimate:
+/// one of its 256 folders holding more than a 256th of `gc.auto`, 6,700), `git gc --auto`, which
+/// goes on in the background.
+fn gc_when_due(remote: &Git) {
+    let sample = std::fs::read_dir(remote.dir.join("objects/17")).map_or(0, |d| d.count());
+    if sample > 6700 / 256 {
+        let _ = remote
+            .cmd()
+            .args(["gc", "--auto", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
 
 /// Whether `dir` is a bare repository that `git push` would only add objects to and move a
 /// ref in: no hooks (other than git's samples), no object checks on receipt, no shared

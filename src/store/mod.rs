@@ -692,8 +692,8 @@ impl Store {
                 *w = Some((commit.clone(), written));
             }
             let t1 = Instant::now();
-            let by_packs = match &local_remote {
-                Some(dir) => self.git.push_by_packs(
+            let by_files = match &local_remote {
+                Some(dir) => self.git.push_by_objects(
                     dir,
                     &commit,
                     &self.branch,
@@ -702,7 +702,7 @@ impl Store {
                 )?,
                 None => None,
             };
-            let pushed = match by_packs {
+            let pushed = match by_files {
                 Some(outcome) => outcome,
                 None => self
                     .git
@@ -1404,7 +1404,7 @@ mod tests {
     }
 
     #[test]
-    fn a_large_push_to_a_local_remote_hands_over_its_packs_and_stays_a_compare_and_swap() {
+    fn a_push_to_a_local_remote_hands_over_its_object_files_and_stays_a_compare_and_swap() {
         let dir = tempfile::tempdir().unwrap();
         let remote = Git::init_bare(&dir.path().join("remote.git")).unwrap();
         let r = remote.dir.to_string_lossy().into_owned();
@@ -1456,6 +1456,28 @@ mod tests {
         let ids = remote.ls_tree(&cb, Some("files")).unwrap();
         assert!(rd.read(&ids[0].oid).unwrap() == big_a);
         assert!(rd.read(&ids[1].oid).unwrap() == big_b);
+
+        // A small push: its loose objects are handed over as they are.
+        let cs = b
+            .commit_and_push("small", false, t, |_, txn| {
+                let m = txn.blob(b"one more line\n")?;
+                txn.put("files/small", m)
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(remote.resolve("refs/heads/main").unwrap(), Some(cs.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            let name = format!("objects/{}/{}", &cs.0[..2], &cs.0[2..]);
+            let ino = |g: &Git| std::fs::metadata(g.dir.join(&name)).unwrap().ino();
+            assert_eq!(
+                ino(&b.git),
+                ino(&remote),
+                "the commit was not handed over as a file"
+            );
+        }
+        remote.run(["fsck", "--strict", "--no-dangling"]).unwrap();
 
         // A remote with a hook gets `git push`, which runs it.
         let hooked = Git::init_bare(&dir.path().join("hooked.git")).unwrap();
