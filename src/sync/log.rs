@@ -749,8 +749,9 @@ pub fn merge_into_local(
     tmp.as_file_mut()
         .sync_data()
         .at("write a new copy of", local)?;
-    tmp.persist(local)
-        .map_err(|e| e.error)
+    // Our own handle on the file to replace is closed first (Windows refuses the replace).
+    drop(local_file);
+    crate::os::persist(tmp, local)
         .with_context(|| format!("cannot replace {}", local.display()))?;
     res.written = true;
     Ok(res)
@@ -788,8 +789,7 @@ pub fn append_to_local(
     tmp.as_file_mut()
         .sync_data()
         .at("write a new copy of", local)?;
-    tmp.persist(local)
-        .map_err(|e| e.error)
+    crate::os::persist(tmp, local)
         .with_context(|| format!("cannot replace {}", local.display()))?;
     Ok(added)
 }
