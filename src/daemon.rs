@@ -555,4 +555,47 @@ mod tests {
         assert!(!relevant(&root.join("projects").join(".ccsync-tmp-x1")));
         assert!(!relevant(&root.join("projects").join("-p").join("a.lock")));
     }
+
+    /// The pid file names the running daemon only while that process lives and is the one that
+    /// wrote it (same start time: a reused pid is not the daemon).
+    #[test]
+    fn the_pid_file_names_a_daemon_only_while_that_process_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        let write = |pid: u32, started: Option<u64>| {
+            let p = PidFile {
+                pid,
+                started,
+                started_at: Utc::now(),
+            };
+            std::fs::write(pid_path(&home), serde_json::to_vec(&p).unwrap()).unwrap();
+            p
+        };
+        assert_eq!(running(&home), None, "no pid file");
+        let me = std::process::id();
+        let started = crate::os::process_start_time(me);
+        assert!(started.is_some(), "this system tells a process's start");
+        let mine = write(me, started);
+        assert_eq!(running(&home), Some(mine));
+        write(me, started.map(|t| t + 1));
+        assert_eq!(
+            running(&home),
+            None,
+            "the pid was reused by another process"
+        );
+        let mut child = if cfg!(windows) {
+            let mut c = std::process::Command::new("cmd");
+            c.args(["/C", "exit 0"]);
+            c
+        } else {
+            std::process::Command::new("true")
+        };
+        let mut child = child.spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        write(gone, None);
+        assert_eq!(running(&home), None, "an ended process");
+        std::fs::write(pid_path(&home), b"{not json").unwrap();
+        assert_eq!(running(&home), None);
+    }
 }

@@ -334,8 +334,7 @@ impl<'a> Archive<'a> {
             })?;
             out.flush().at("write", cache)?;
         }
-        tmp.persist(cache)
-            .map_err(|e| e.error)
+        crate::os::persist(tmp, cache)
             .with_context(|| format!("cannot write {}", cache.display()))?;
         std::fs::write(&stamp, want).at("write", &stamp)?;
         Ok(())

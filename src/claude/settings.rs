@@ -1102,6 +1102,52 @@ mod tests {
         assert!(back.contains("mine.sh") && !back.contains("ccsync"));
     }
 
+    /// On Windows without Git Bash, Claude Code runs hooks through PowerShell; in the exec form
+    /// the program and its arguments reach it as JSON strings, so a Windows path with spaces,
+    /// backslashes, an apostrophe, `$` or `&` needs no shell quoting and gets none.
+    #[test]
+    fn windows_paths_are_stored_exactly_in_the_exec_form() {
+        let program = r"C:\Program Files\ccsync\ccsync.exe";
+        let home = r"C:\Users\Ann O'Neil & $Co\.claude-session-sync";
+        let specs = ["SessionStart", "SessionEnd"].map(|event| HookSpec {
+            event,
+            program: program.to_string(),
+            args: vec![
+                "hook".into(),
+                if event == "SessionStart" {
+                    "session-start"
+                } else {
+                    "session-end"
+                }
+                .into(),
+                "--home".into(),
+                home.into(),
+            ],
+            timeout_secs: 30,
+        });
+        let (t, created) = install("", &specs).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        for (event, word) in [
+            ("SessionStart", "session-start"),
+            ("SessionEnd", "session-end"),
+        ] {
+            let hook = &v["hooks"][event][0]["hooks"][0];
+            assert_eq!(hook["type"], "command");
+            assert_eq!(hook["command"], program, "{t}");
+            assert_eq!(
+                hook["args"],
+                serde_json::json!(["hook", word, "--home", home]),
+                "{t}"
+            );
+            assert!(is_ours(hook, event));
+        }
+        let back = remove(&t, &created).unwrap();
+        assert!(
+            !back.contains("ccsync") && !back.contains("hooks"),
+            "{back}"
+        );
+    }
+
     #[test]
     fn ours_in_both_forms_and_nothing_else() {
         use serde_json::json;

@@ -22,8 +22,13 @@ pub fn native_is_windows() -> bool {
 /// The user's home directory: `$HOME`; on Windows `%USERPROFILE%` (where Claude Code keeps
 /// `.claude`), else `%HOMEDRIVE%%HOMEPATH%`.
 pub fn home_dir() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if cfg!(windows) {
+    home_from(cfg!(windows), |name| std::env::var_os(name))
+}
+
+/// [`home_dir`] for either system, from the variables `var` gives (empty ones do not count).
+fn home_from(windows: bool, var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    if windows {
         var("USERPROFILE").map(PathBuf::from).or_else(|| {
             let mut p = var("HOMEDRIVE")?;
             p.push(var("HOMEPATH")?);
@@ -638,10 +643,21 @@ pub fn write_atomic_with(
     }
     fill(tmp.as_file_mut()).at("write", path)?;
     tmp.as_file_mut().sync_data().at("write", path)?;
-    // Closed before the rename (Windows renames an open file only with the right sharing);
-    // removed if the rename fails.
+    persist(tmp, path).at("replace", path)
+}
+
+/// Put a finished temporary file (from [`temp_beside`]) in place of `dest`, atomically.
+///
+/// The temporary file's handle is closed first, and the replace goes through [`replace_file`]
+/// (which waits out another program holding `dest` for a while). On Windows no handle of this
+/// process may be open on `dest` either: the caller closes its own before calling this, or the
+/// replace fails with "Access denied" (under Wine, and on Windows without POSIX rename
+/// semantics, even a handle that allows deletion blocks it). The temporary file is removed if
+/// the replace fails.
+pub fn persist(tmp: tempfile::NamedTempFile, dest: &Path) -> io::Result<()> {
     let tmp = tmp.into_temp_path();
-    replace_file(&tmp, path).at("replace", path)?;
+    replace_file(&tmp, dest)?;
+    // Renamed away: nothing is left to delete.
     let _ = tmp.keep();
     Ok(())
 }
@@ -802,6 +818,77 @@ mod tests {
         assert_eq!(names.len(), 1, "no temporary file left behind");
     }
 
+    /// Not a test by itself: run as a child process by
+    /// `a_replace_waits_for_another_process_that_holds_the_file`, it opens the file named by
+    /// `CCSYNC_TEST_HOLD` without letting others delete it, says so, and keeps it open until
+    /// the file named by `CCSYNC_TEST_HOLD_UNTIL` exists (20 s at most).
+    #[cfg(windows)]
+    #[test]
+    fn hold_a_file_for_another_test() {
+        use std::os::windows::fs::OpenOptionsExt;
+        let (Some(path), Some(until)) = (
+            std::env::var_os("CCSYNC_TEST_HOLD"),
+            std::env::var_os("CCSYNC_TEST_HOLD_UNTIL"),
+        ) else {
+            return;
+        };
+        const FILE_SHARE_READ: u32 = 1;
+        let held = OpenOptions::new()
+            .read(true)
+            .share_mode(FILE_SHARE_READ)
+            .open(&path)
+            .unwrap();
+        println!("HOLDING");
+        io::stdout().flush().unwrap();
+        let start = Instant::now();
+        while !Path::new(&until).exists() && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(held);
+    }
+
+    /// Another program (here another process) that holds the file without letting others
+    /// delete it holds the replace up until it lets go; then the replace happens.
+    #[cfg(windows)]
+    #[test]
+    fn a_replace_waits_for_another_process_that_holds_the_file() {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.jsonl");
+        let release = dir.path().join("release");
+        write_atomic(&p, b"one", false).unwrap();
+        let mut holder = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "os::tests::hold_a_file_for_another_test",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("CCSYNC_TEST_HOLD", &p)
+            .env("CCSYNC_TEST_HOLD_UNTIL", &release)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = io::BufReader::new(holder.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("HOLDING") {
+            line.clear();
+            assert_ne!(out.read_line(&mut line).unwrap(), 0, "the holder started");
+        }
+        let target = p.clone();
+        let writer = std::thread::spawn(move || write_atomic(&target, b"two", false));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !writer.is_finished(),
+            "the replace waits while the file is held"
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        fs::write(&release, b"").unwrap();
+        writer.join().unwrap().unwrap();
+        assert!(holder.wait().unwrap().success());
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+    }
+
     #[cfg(windows)]
     #[test]
     fn paths_longer_than_260_characters_work() {
@@ -816,6 +903,16 @@ mod tests {
         write_atomic(&f, b"{}\n", true).unwrap();
         write_atomic(&f, b"{}\n{}\n", true).unwrap();
         assert_eq!(fs::read(&f).unwrap(), b"{}\n{}\n");
+        // The same file named in the verbatim form (`\\?\C:\…`), as canonicalize gives it.
+        assert!(f.is_absolute(), "{f:?}");
+        let verbatim = PathBuf::from(format!(r"\\?\{}", f.display()));
+        write_atomic(&verbatim, b"{}\n", true).unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"{}\n");
+        assert_eq!(
+            fs::read_dir(&p).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 
     #[test]
@@ -846,6 +943,41 @@ mod tests {
             assert_eq!(home_dir(), Some(PathBuf::from(profile)));
         }
         assert_eq!(home_var(), "USERPROFILE");
+    }
+
+    #[test]
+    fn home_is_userprofile_then_homedrive_and_homepath_on_windows() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let all = env(&[
+            ("HOME", "/home/u"),
+            ("USERPROFILE", r"C:\Users\Ann Lee"),
+            ("HOMEDRIVE", "D:"),
+            ("HOMEPATH", r"\profiles\ann"),
+        ]);
+        assert_eq!(
+            home_from(true, all),
+            Some(PathBuf::from(r"C:\Users\Ann Lee"))
+        );
+        assert_eq!(home_from(false, all), Some(PathBuf::from("/home/u")));
+        let no_profile = env(&[
+            ("HOME", "/home/u"),
+            ("USERPROFILE", ""),
+            ("HOMEDRIVE", "D:"),
+            ("HOMEPATH", r"\profiles\ann"),
+        ]);
+        assert_eq!(
+            home_from(true, no_profile),
+            Some(PathBuf::from(r"D:\profiles\ann"))
+        );
+        assert_eq!(home_from(true, env(&[("HOME", "/home/u")])), None);
+        assert_eq!(home_from(false, env(&[("USERPROFILE", r"C:\x")])), None);
     }
 
     #[test]

@@ -250,8 +250,7 @@ fn write_fork(
         return Ok(());
     }
     tmp.as_file_mut().sync_data().at("write", target)?;
-    tmp.persist(target)
-        .map_err(|e| e.error)
+    crate::os::persist(tmp, target)
         .with_context(|| format!("cannot write {}", target.display()))?;
     if let Some(t) = mtime {
         crate::os::set_mtime(target, t)

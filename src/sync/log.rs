@@ -790,8 +790,9 @@ pub fn merge_into_local(
     tmp.as_file_mut()
         .sync_data()
         .at("write a new copy of", local)?;
-    tmp.persist(local)
-        .map_err(|e| e.error)
+    // Our own handle on the file to replace is closed first (Windows refuses the replace).
+    drop(local_file);
+    crate::os::persist(tmp, local)
         .with_context(|| format!("cannot replace {}", local.display()))?;
     res.written = true;
     Ok(res)
@@ -829,8 +830,7 @@ pub fn append_to_local(
     tmp.as_file_mut()
         .sync_data()
         .at("write a new copy of", local)?;
-    tmp.persist(local)
-        .map_err(|e| e.error)
+    crate::os::persist(tmp, local)
         .with_context(|| format!("cannot replace {}", local.display()))?;
     Ok(added)
 }
@@ -990,6 +990,49 @@ mod tests {
                 !b.windows(4).any(|w| w == b"uuid")
             }));
         }
+    }
+
+    /// Lines as they are (no mapping).
+    struct Plain;
+
+    impl Codec for Plain {
+        fn outbound(&mut self, line: &[u8]) -> Vec<u8> {
+            line.to_vec()
+        }
+        fn inbound(&mut self, line: &[u8], out: &mut Vec<u8>) {
+            out.extend_from_slice(line);
+        }
+        fn outbound_huge(&mut self, replay: &mut Replay<'_>, sink: &mut Sink<'_>) -> Result<()> {
+            replay(sink)
+        }
+        fn inbound_huge(&mut self, replay: &mut Replay<'_>, sink: &mut Sink<'_>) -> Result<()> {
+            replay(sink)
+        }
+    }
+
+    /// A merge replaces the local file it has just read (on Windows, only once its own handle
+    /// on it is closed: the replace is refused with "Access denied" while it is open).
+    #[test]
+    fn a_merge_replaces_the_local_file_it_read_with_the_union() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = crate::store::Git::init_bare(&dir.path().join("r.git")).unwrap();
+        let seal: SealArc = None;
+        let (_, log) = append(&git, &seal, None, b"{\"uuid\":\"a\"}\n{\"uuid\":\"b\"}\n");
+        let local = dir.path().join("s.jsonl");
+        std::fs::write(&local, b"{\"uuid\":\"a\"}\n{\"uuid\":\"mine\"}\n").unwrap();
+        let mut reader = BlobReader::new(git.reader().unwrap(), seal.clone());
+        let res = merge_into_local(&local, &mut reader, &log.segs, &mut Plain).unwrap();
+        assert!(res.written);
+        assert_eq!((res.added_lines, res.local_only), (1, 1));
+        assert_eq!(
+            std::fs::read(&local).unwrap(),
+            b"{\"uuid\":\"a\"}\n{\"uuid\":\"b\"}\n{\"uuid\":\"mine\"}\n"
+        );
+        // Again: nothing new, nothing written.
+        let res = merge_into_local(&local, &mut reader, &log.segs, &mut Plain).unwrap();
+        assert!(!res.written);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 2, "no temporary file left beside");
     }
 
     #[test]

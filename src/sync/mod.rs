@@ -425,9 +425,7 @@ pub fn append_lines(path: &Path, lines: &[Vec<u8>]) -> Result<()> {
         out.flush().at("write", path)?;
     }
     tmp.as_file_mut().sync_data().at("write", path)?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
+    crate::os::persist(tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     if let Some(t) = mtime {
         crate::os::set_mtime(path, t)
             .with_context(|| format!("cannot set the time of {}", path.display()))?;

@@ -775,6 +775,8 @@ fn merge_log(
             if !extras.is_empty() {
                 let ends_nl = r.local_len == 0
                     || file_ends_with_newline(&mut f, r.local_len).at("read", path)?;
+                // Closed before the file is replaced (Windows refuses while we hold it).
+                drop(f);
                 let w = watch.insert(branches::AppendWatch::new(path, r.local_len));
                 let mut codec = EngineCodec {
                     engine,

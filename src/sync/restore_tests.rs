@@ -256,7 +256,7 @@ fn repo() -> Repo {
     let home = Home::new(dir.path().join("tool"));
     let claude = ClaudeDir::new(dir.path().join("claude"));
     let remote = git.dir.to_string_lossy().into_owned();
-    let mut config = Config::new("a".into(), remote, crate::paths::PathStyle::Posix);
+    let mut config = Config::new("a".into(), remote, crate::paths::PathStyle::native());
     config.placeholders.insert(
         "HOME".into(),
         dir.path().join("home").to_string_lossy().into_owned(),
@@ -349,16 +349,18 @@ fn list_shows_what_is_gone_and_every_earlier_version() {
         forgotten.commit, r.c[2].0,
         "the last state is read where it was"
     );
-    let home = r.config.placeholders["HOME"].clone();
-    assert_eq!(
-        forgotten.project.as_deref(),
-        Some(format!("{home}/app").as_str())
+    // `{{HOME}}/app` in this machine's spelling.
+    let app = format!(
+        "{}{}app",
+        r.config.placeholders["HOME"],
+        std::path::MAIN_SEPARATOR
     );
+    assert_eq!(forgotten.project.as_deref(), Some(app.as_str()));
     // The memory file goes where Claude Code reads this project's memory here.
     let mem_local = items[1].local_path.as_deref().unwrap();
     assert!(
         mem_local.starts_with(&r.claude.projects().display().to_string())
-            && mem_local.ends_with("/memory/MEMORY.md"),
+            && std::path::Path::new(mem_local).ends_with("memory/MEMORY.md"),
         "{mem_local}"
     );
 
@@ -387,7 +389,7 @@ fn list_shows_what_is_gone_and_every_earlier_version() {
     );
     assert_eq!(
         only(ListOptions {
-            project: Some(format!("{home}/app")),
+            project: Some(app.clone()),
             ..ListOptions::default()
         })
         .len(),

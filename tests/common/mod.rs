@@ -4,6 +4,7 @@
 
 pub mod messages_api;
 pub mod real_claude;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -30,6 +31,20 @@ impl World {
 
     /// A machine named `name` with HOME at `<root>/<name>/home`.
     pub fn machine(&self, name: &str) -> Machine {
+        self.new_machine(name, false)
+    }
+
+    /// A Windows machine (`ccsync.exe` under Wine, see [`windows`]) named `name`, its profile
+    /// folder at `<root>/<name>/home` (`Z:\…\<name>\home` to it), or `None` when Wine or the
+    /// Windows build is missing and not required (the test then has nothing to do).
+    pub fn windows_machine(&self, name: &str) -> Option<Machine> {
+        windows::wine()?;
+        let m = self.new_machine(name, true);
+        windows::install_git(&m.bin);
+        Some(m)
+    }
+
+    fn new_machine(&self, name: &str, windows: bool) -> Machine {
         let base = self.root.path().join(name);
         let home = base.join("home");
         let claude = home.join(".claude");
@@ -45,6 +60,7 @@ impl World {
             bin,
             columns: None,
             git_config: None,
+            windows,
         }
     }
 }
@@ -59,6 +75,8 @@ pub struct Machine {
     pub columns: Option<usize>,
     /// A global git config file (default: none).
     pub git_config: Option<PathBuf>,
+    /// A Windows machine: `ccsync.exe` under Wine (see [`windows`]).
+    pub windows: bool,
 }
 
 pub fn bin_path() -> PathBuf {
@@ -68,6 +86,9 @@ pub fn bin_path() -> PathBuf {
 impl Machine {
     /// The ccsync command for this machine, with a cleared, hermetic environment.
     pub fn cmd(&self) -> Command {
+        if self.windows {
+            return windows::machine_command(self);
+        }
         let mut c = Command::new(bin_path());
         c.env_clear();
         let path = format!(
@@ -123,6 +144,21 @@ impl Machine {
         a.extend(["--format", "json"]);
         let s = self.ok(&a);
         serde_json::from_str(&s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+    }
+
+    /// A host path as this machine's ccsync spells it (`Z:\tmp\…` on a Windows machine).
+    pub fn native(&self, p: &Path) -> String {
+        if self.windows
+            && let Some(wine) = windows::wine()
+        {
+            return wine.win(p);
+        }
+        p.to_str().unwrap().to_string()
+    }
+
+    /// This machine's path separator.
+    pub fn sep(&self) -> &'static str {
+        if self.windows { "\\" } else { "/" }
     }
 
     /// `projects/<ENC(cwd)>/<id>.jsonl` on this machine.
@@ -233,13 +269,14 @@ pub fn conversation(sid: &str, cwd: &str, sep: &str, turns: usize, start_minute:
 impl Machine {
     /// `init` with these extra arguments on a local bare remote.
     pub fn init(&self, remote: &Path, extra: &[&str]) -> String {
+        let remote = self.native(remote);
         let mut args = vec![
             "init",
             "--yes",
             "--machine-id",
             &self.name,
             "--remote",
-            remote.to_str().unwrap(),
+            &remote,
         ];
         args.extend_from_slice(extra);
         self.ok(&args)
@@ -339,6 +376,11 @@ impl Machine {
     /// `bin/claude.during` if present, sleeps `bin/claude.sleep` seconds and exits with
     /// `bin/claude.exit`.
     pub fn fake_claude(&self) {
+        if self.windows {
+            // claude.exe: only the log (JSON lines), and one turn appended to a resumed session.
+            windows::install_fake_claude(&self.bin);
+            return;
+        }
         let b = self.bin.display();
         let name = &self.name;
         let body = format!(
@@ -441,8 +483,12 @@ pub struct ProjectMachine {
 
 impl ProjectMachine {
     pub fn new(w: &World, name: &str, remote: &Path) -> ProjectMachine {
-        let m = w.machine(name);
-        let projects = format!("{}/projects", m.home.display());
+        Self::on(w.machine(name), remote)
+    }
+
+    /// The same on machine `m` (a Windows one too).
+    pub fn on(m: Machine, remote: &Path) -> ProjectMachine {
+        let projects = m.native(&m.home.join("projects"));
         m.init(
             remote,
             &[
@@ -457,7 +503,7 @@ impl ProjectMachine {
     }
 
     pub fn cwd(&self) -> String {
-        format!("{}/app", self.projects)
+        format!("{}{}app", self.projects, self.m.sep())
     }
 }
 
