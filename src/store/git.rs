@@ -607,7 +607,7 @@ impl Git {
             git: self.clone(),
             level,
             child,
-            stdin: Some(BufWriter::with_capacity(1 << 20, stdin)),
+            feed: Some(Feed::new(stdin)),
             main_bytes: 0,
             aux: Vec::new(),
             aux_marks: std::collections::HashMap::new(),
@@ -1468,7 +1468,8 @@ pub struct Txn {
     git: Git,
     level: u8,
     child: Child,
-    stdin: Option<BufWriter<ChildStdin>>,
+    /// The first process's input (`None` once it is closed).
+    feed: Option<Feed>,
     /// Blob bytes handed to the first process.
     main_bytes: u64,
     /// The further blob writers.
@@ -1489,7 +1490,7 @@ const MAX_WRITERS: usize = 4;
 /// A further `fast-import` process of a transaction: blobs only.
 struct BlobWriter {
     child: Child,
-    stdin: Option<BufWriter<ChildStdin>>,
+    feed: Option<Feed>,
     bytes: u64,
     /// Where it exports its marks when it ends.
     marks: tempfile::TempPath,
@@ -1509,39 +1510,160 @@ enum Target {
 
 const TXN_REF: &str = "refs/ccsync/txn";
 
-impl Txn {
-    fn w(&mut self) -> Result<&mut BufWriter<ChildStdin>> {
-        self.stdin
-            .as_mut()
-            .ok_or_else(|| anyhow!("fast-import already finished"))
+/// Bytes queued for one `fast-import` process before the blob writer waits for it.
+const FEED_BUDGET: u64 = 24 << 20;
+
+/// A `fast-import` process's input, written by a thread of its own from a queue of at most
+/// [`FEED_BUDGET`] bytes (one larger blob alone): handing a blob to a busy process does not
+/// hold up the others.
+struct Feed {
+    queue: std::sync::Arc<FeedQueue>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<BufWriter<ChildStdin>>>>,
+}
+
+#[derive(Default)]
+struct FeedQueue {
+    state: std::sync::Mutex<FeedState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct FeedState {
+    items: std::collections::VecDeque<Vec<u8>>,
+    /// Bytes queued or being written.
+    bytes: u64,
+    closed: bool,
+    failed: bool,
+}
+
+impl Feed {
+    fn new(stdin: ChildStdin) -> Feed {
+        let queue = std::sync::Arc::new(FeedQueue::default());
+        let q = queue.clone();
+        let thread = std::thread::spawn(move || {
+            let mut w = BufWriter::with_capacity(1 << 20, stdin);
+            loop {
+                let item = {
+                    let Ok(mut st) = q.state.lock() else {
+                        return Err(std::io::Error::other("a fast-import feed broke"));
+                    };
+                    loop {
+                        if let Some(i) = st.items.pop_front() {
+                            break Some(i);
+                        }
+                        if st.closed {
+                            break None;
+                        }
+                        st = match q.changed.wait(st) {
+                            Ok(g) => g,
+                            Err(_) => {
+                                return Err(std::io::Error::other("a fast-import feed broke"));
+                            }
+                        };
+                    }
+                };
+                let Some(item) = item else {
+                    w.flush()?;
+                    return Ok(w);
+                };
+                let r = w.write_all(&item);
+                if let Ok(mut st) = q.state.lock() {
+                    st.bytes = st.bytes.saturating_sub(item.len() as u64);
+                    st.failed |= r.is_err();
+                }
+                q.changed.notify_all();
+                r?;
+            }
+        });
+        Feed {
+            queue,
+            thread: Some(thread),
+        }
     }
 
+    /// Queue `item`, waiting while the queue is over its budget.
+    fn send(&self, item: Vec<u8>) -> std::io::Result<()> {
+        let broke = || std::io::Error::other("git fast-import stopped reading its input");
+        let mut st = self.queue.state.lock().map_err(|_| broke())?;
+        let n = item.len() as u64;
+        while !st.failed && st.bytes > 0 && st.bytes + n > FEED_BUDGET {
+            st = self.queue.changed.wait(st).map_err(|_| broke())?;
+        }
+        if st.failed {
+            return Err(broke());
+        }
+        st.bytes += n;
+        st.items.push_back(item);
+        drop(st);
+        self.queue.changed.notify_all();
+        Ok(())
+    }
+
+    /// Bytes queued or being written.
+    fn queued(&self) -> u64 {
+        self.queue.state.lock().map_or(u64::MAX, |st| st.bytes)
+    }
+
+    /// Write what is queued and hand the input back.
+    fn close(mut self) -> std::io::Result<BufWriter<ChildStdin>> {
+        if let Ok(mut st) = self.queue.state.lock() {
+            st.closed = true;
+        }
+        self.queue.changed.notify_all();
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            _ => Err(std::io::Error::other("a fast-import feed broke")),
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.queue.state.lock() {
+            st.closed = true;
+        }
+        self.queue.changed.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A blob as `fast-import` reads it.
+fn blob_command(mark: u64, data: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(data.len() + 48);
+    v.extend_from_slice(format!("blob\nmark :{mark}\ndata {}\n", data.len()).as_bytes());
+    v.extend_from_slice(data);
+    v.push(b'\n');
+    v
+}
+
+impl Txn {
     /// Write a blob; returns its mark.
     pub fn blob(&mut self, data: &[u8]) -> Result<Mark> {
         let mark = self.next_mark;
         self.next_mark += 1;
         let n = data.len() as u64;
-        let write = |w: &mut BufWriter<ChildStdin>| {
-            write!(w, "blob\nmark :{mark}\ndata {}\n", data.len())
-                .and_then(|()| w.write_all(data))
-                .and_then(|()| w.write_all(b"\n"))
-        };
+        let item = blob_command(mark, data);
         match self.writer_for()? {
             None => {
                 self.main_bytes += n;
-                let w = self.w()?;
-                if let Err(e) = write(w) {
+                let sent = match &self.feed {
+                    Some(f) => f.send(item),
+                    None => Err(std::io::Error::other("fast-import already finished")),
+                };
+                if let Err(e) = sent {
                     return Err(self.died(e));
                 }
             }
             Some(i) => {
                 let a = &mut self.aux[i];
                 a.bytes += n;
-                let written = match a.stdin.as_mut() {
-                    Some(w) => write(w),
+                let sent = match &a.feed {
+                    Some(f) => f.send(item),
                     None => Err(std::io::Error::other("fast-import already finished")),
                 };
-                if let Err(e) = written {
+                if let Err(e) = sent {
                     let why = finish_writer(&self.git, a).err();
                     return Err(why.unwrap_or_else(|| {
                         anyhow!(
@@ -1557,7 +1679,7 @@ impl Txn {
     }
 
     /// Which process takes the next blob: the first (`None`) until [`PARALLEL_AFTER`] bytes,
-    /// then whichever has been given the fewest bytes (a further one started while there are
+    /// then whichever has the fewest bytes waiting (a further one started while there are
     /// idle cores for it).
     fn writer_for(&mut self) -> Result<Option<usize>> {
         if self.main_bytes < PARALLEL_AFTER {
@@ -1578,17 +1700,23 @@ impl Txn {
                 .ok_or_else(|| anyhow!("git fast-import has no stdin"))?;
             self.aux.push(BlobWriter {
                 child,
-                stdin: Some(BufWriter::with_capacity(1 << 20, stdin)),
+                feed: Some(Feed::new(stdin)),
                 bytes: 0,
                 marks,
             });
         }
+        // The one with the least waiting, then the one given the least.
+        let main = (
+            self.feed.as_ref().map_or(u64::MAX, Feed::queued),
+            self.main_bytes,
+        );
         let least = self
             .aux
             .iter()
             .enumerate()
-            .min_by_key(|(_, a)| a.bytes)
-            .filter(|(_, a)| a.bytes < self.main_bytes)
+            .map(|(i, a)| (i, (a.feed.as_ref().map_or(u64::MAX, Feed::queued), a.bytes)))
+            .min_by_key(|(_, k)| *k)
+            .filter(|(_, k)| *k < main)
             .map(|(i, _)| i);
         Ok(least)
     }
@@ -1690,10 +1818,11 @@ impl Txn {
             );
         }
         let written = (|| -> std::io::Result<()> {
-            let w = self
-                .stdin
-                .as_mut()
-                .ok_or_else(|| std::io::Error::other("fast-import already finished"))?;
+            let mut w = self
+                .feed
+                .take()
+                .ok_or_else(|| std::io::Error::other("fast-import already finished"))?
+                .close()?;
             write!(
                 w,
                 "commit {TXN_REF}\ncommitter {author} {now} +0000\ndata {}\n{message}\n",
@@ -1728,7 +1857,7 @@ impl Txn {
     }
 
     fn finish(&mut self) -> Result<()> {
-        drop(self.stdin.take());
+        drop(self.feed.take());
         let mut err = String::new();
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut err);
@@ -1754,11 +1883,12 @@ impl Txn {
 
 /// End a further blob writer (`done`) and check how it ended.
 fn finish_writer(git: &Git, a: &mut BlobWriter) -> Result<()> {
-    let Some(mut w) = a.stdin.take() else {
+    let Some(feed) = a.feed.take() else {
         return Ok(());
     };
-    let _ = w.write_all(b"done\n").and_then(|()| w.flush());
-    drop(w);
+    if let Ok(mut w) = feed.close() {
+        let _ = w.write_all(b"done\n").and_then(|()| w.flush());
+    }
     let mut err = String::new();
     if let Some(mut e) = a.child.stderr.take() {
         let _ = e.read_to_string(&mut err);
@@ -1786,13 +1916,12 @@ impl Drop for Txn {
         for a in &mut self.aux {
             let _ = finish_writer(&self.git, a);
         }
-        if self.stdin.is_some() {
+        if let Some(feed) = self.feed.take() {
             // Abandoned: end the stream without a commit.
-            if let Some(w) = self.stdin.as_mut() {
+            if let Ok(mut w) = feed.close() {
                 let _ = w.write_all(b"done\n");
                 let _ = w.flush();
             }
-            drop(self.stdin.take());
             let _ = self.child.wait();
         }
     }
