@@ -320,3 +320,157 @@ fn the_git_relay_carries_every_byte_both_ways_and_the_exit_code() {
     assert_eq!(out.status.code(), Some(128));
     assert!(stderr(&out).contains(&missing), "{}", stderr(&out));
 }
+
+/// Wait (60 s at most) until `done` says so: an event, not time passing.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Whether the remote holds a line with this text (in any transcript segment).
+fn remote_has(remote: &Path, text: &str) -> bool {
+    std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(remote)
+        .args(["grep", "-q", "-F", text, "main", "--", "projects"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_detached_daemon_on_windows_pushes_and_stops_through_its_stop_file() {
+    let w = World::new();
+    let Some((win, _lin)) = pair(&w) else { return };
+    let remote = w.path().join("remote.git");
+    win.m.ok(&["config", "set", "daemon_debounce_secs", "1"]);
+    // A pid file naming no running process does not count.
+    std::fs::write(
+        win.m.tool.join("daemon.pid"),
+        r#"{"pid": 4000000, "started": 1, "started_at": "2026-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    assert_eq!(win.m.json(&["daemon", "--status"])["running"], false);
+
+    // Whatever happens below, the daemon is asked to stop when the test ends.
+    struct StopFile(std::path::PathBuf);
+    impl Drop for StopFile {
+        fn drop(&mut self) {
+            let _ = std::fs::write(&self.0, b"stop");
+        }
+    }
+    let _stop = StopFile(win.m.tool.join("daemon.stop"));
+
+    // `--detach` returns at once. (Whether the daemon keeps the caller's pipes open cannot be
+    // seen under Wine: Wine starts the daemon's host process with the host descriptors 0-2 of
+    // the one that started it, whatever its Windows handles are; so the output goes nowhere.)
+    let mut start = win.m.cmd();
+    start
+        .args(["daemon", "--detach", "--interval", "300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = start.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemon --detach returned"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success());
+    let mut status = serde_json::Value::Null;
+    wait_for("the daemon to run", || {
+        status = win.m.json(&["daemon", "--status"]);
+        status["running"] == true
+    });
+    assert_ne!(status["daemon"]["pid"], 4000000, "{status}");
+
+    // It pushes what Claude Code writes.
+    let sw = Spec::of(&win).plain();
+    win.m
+        .write_transcript(&win.cwd(), SID, transcript(&sw, SID).as_bytes());
+    wait_for("the daemon's push", || {
+        remote_has(&remote, &format!("{SID}-u2"))
+    });
+
+    // Stopped through the stop file (Windows has no SIGTERM): it leaves, removing its pid file.
+    let out = win.m.ok(&["daemon", "--stop"]);
+    assert!(out.contains("Stopped"), "{out}");
+    assert!(!win.m.tool.join("daemon.pid").exists());
+    assert_eq!(win.m.json(&["daemon", "--status"])["running"], false);
+}
+
+/// Run `c` with `input` on its standard input; its output must close within 60 s.
+fn bounded(mut c: std::process::Command, input: &[u8], what: &str) -> Output {
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what} did not return, or left its output open"))
+        .unwrap()
+}
+
+#[test]
+fn hooks_on_windows_run_in_the_exec_form_and_the_end_hook_pushes_in_the_background() {
+    let w = World::new();
+    let Some((win, _lin)) = pair(&w) else { return };
+    let wine = wine().expect("checked by pair");
+    let remote = w.path().join("remote.git");
+    win.m.ok(&["setup-hooks"]);
+    let settings: serde_json::Value =
+        serde_json::from_str(&read(&win.m.claude.join("settings.json"))).unwrap();
+    let hook = &settings["hooks"]["SessionEnd"][0]["hooks"][0];
+    // The exec form: no shell (Git Bash, PowerShell or cmd) parses it.
+    let program = hook["command"].as_str().unwrap();
+    assert!(
+        program.eq_ignore_ascii_case(&wine.win(&wine.exe("ccsync.exe"))),
+        "{hook}"
+    );
+    assert_eq!(
+        hook["args"],
+        json!(["hook", "session-end", "--home", wine.win(&win.m.tool)]),
+        "{hook}"
+    );
+
+    // Claude Code on Windows ends a session: the hook answers at once and pushes it in the
+    // background (a detached worker that keeps none of the hook's handles).
+    let sw = Spec::of(&win).plain();
+    let path = win
+        .m
+        .write_transcript(&win.cwd(), SID, transcript(&sw, SID).as_bytes());
+    let input = json!({"session_id": SID, "cwd": win.cwd(), "hook_event_name": "SessionEnd",
+                       "reason": "exit", "transcript_path": wine.win(&path)})
+    .to_string();
+    let mut c = common::windows::program_command(&win.m, program);
+    c.args(
+        hook["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap()),
+    );
+    let out = bounded(c, input.as_bytes(), "the session-end hook");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    wait_for("the hook's push", || {
+        remote_has(&remote, &format!("{SID}-u2"))
+    });
+}

@@ -256,8 +256,9 @@ impl Drop for ChildForeground {
 ///
 /// On Windows the child gets a console of its own that is never shown (so the console programs
 /// it runs, such as git, open no window either), its own process group (Ctrl-C here does not
-/// reach it), and leaves this process's job where the job allows it (a program that ends its
-/// job's processes when it exits, as a terminal may, does not end the child).
+/// reach it), none of this process's standard handles, and leaves this process's job where the
+/// job allows it (a program that ends its job's processes when it exits, as a terminal may,
+/// does not end the child).
 pub fn spawn_detached(cmd: &mut std::process::Command, log: Option<&Path>) -> io::Result<u32> {
     use std::process::Stdio;
     cmd.stdin(Stdio::null());
@@ -285,6 +286,9 @@ pub fn spawn_detached(cmd: &mut std::process::Command, log: Option<&Path>) -> io
     #[cfg(windows)]
     {
         use std::os::windows::process::CommandExt;
+        // Else the child inherits the pipes this process was given, and whoever reads them
+        // waits until the child ends.
+        windows::keep_std_handles_to_ourselves();
         const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
         const CREATE_BREAKAWAY_FROM_JOB: u32 = 0x0100_0000;
         const CREATE_NO_WINDOW: u32 = 0x0800_0000;

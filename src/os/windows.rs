@@ -7,12 +7,13 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use windows_sys::Win32::Foundation::{
-    CloseHandle, ERROR_ACCESS_DENIED, FILETIME, GetLastError, HANDLE, INVALID_HANDLE_VALUE,
-    STILL_ACTIVE,
+    CloseHandle, ERROR_ACCESS_DENIED, FILETIME, GetLastError, HANDLE, HANDLE_FLAG_INHERIT,
+    INVALID_HANDLE_VALUE, STILL_ACTIVE, SetHandleInformation,
 };
 use windows_sys::Win32::System::Console::{
     CTRL_BREAK_EVENT, CTRL_C_EVENT, CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT,
-    GetStdHandle, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE, SetConsoleCtrlHandler, SetStdHandle,
+    GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, SetConsoleCtrlHandler,
+    SetStdHandle,
 };
 use windows_sys::Win32::System::Diagnostics::ToolHelp::{
     CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW, TH32CS_SNAPPROCESS,
@@ -233,6 +234,24 @@ pub fn redirect_output(path: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Stop this process's standard handles from being inherited. std starts every child with
+/// handle inheritance on, so a child gets every inheritable handle of this process, whatever
+/// its own standard streams are: a detached child would keep open the pipes this process was
+/// given (a program reading our output, as Claude Code reads a hook's, would wait for the
+/// child to end). Children still get the streams they are given: std duplicates those.
+pub fn keep_std_handles_to_ourselves() {
+    for id in [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE] {
+        // SAFETY: GetStdHandle and SetHandleInformation have no memory-safety requirements; a
+        // missing or pseudo handle makes the second fail harmlessly.
+        unsafe {
+            let h = GetStdHandle(id);
+            if !h.is_null() && h != INVALID_HANDLE_VALUE {
+                SetHandleInformation(h, HANDLE_FLAG_INHERIT, 0);
+            }
+        }
+    }
 }
 
 /// Whether this runs under Wine (its ntdll exports `wine_get_version`): tests of what Wine does

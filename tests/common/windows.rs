@@ -178,12 +178,19 @@ impl Wine {
 /// that the variables Wine sets itself get the machine's values.
 pub fn machine_command(m: &super::Machine) -> Command {
     let wine = wine().expect("a Windows machine exists only where Wine does");
+    program_command(m, &wine.win(&wine.exe("ccsync.exe")))
+}
+
+/// The Windows program `program` (its Windows path) with the environment of Windows machine
+/// `m`, as Claude Code there would start it (a hook, in the exec form).
+pub fn program_command(m: &super::Machine, program: &str) -> Command {
+    let wine = wine().expect("a Windows machine exists only where Wine does");
     let w = |p: &Path| wine.win(p);
     let base = m.home.parent().expect("a machine's home has a parent");
     let temp = base.join("temp");
     std::fs::create_dir_all(&temp).expect("create the machine's temp folder");
     let mut c = wine.command(&wine.exe("envrun.exe"));
-    c.arg(w(&wine.exe("ccsync.exe")))
+    c.arg(program)
         .env("WINTEST_SET_USERPROFILE", w(&m.home))
         .env("WINTEST_SET_APPDATA", w(&m.home.join("AppData/Roaming")))
         .env("WINTEST_SET_LOCALAPPDATA", w(&m.home.join("AppData/Local")))
