@@ -132,12 +132,27 @@ impl Machine {
 /// Seconds and peak resident memory of one ccsync process: its own, as it reports it in its
 /// debug log (git's processes are not counted), else what the kernel reports for it and the
 /// children it waited for.
-fn run_measured(mut cmd: Command, ok: &[i32]) -> (f64, u64) {
+fn run_measured(cmd: Command, ok: &[i32]) -> (f64, u64) {
+    measure(cmd, ok, None).unwrap_or_else(|e| panic!("ccsync failed: {e}"))
+}
+
+/// [`run_measured`] for any program: `input` is written to its standard input, and an exit
+/// status outside `ok` is an error carrying the end of what it wrote to its standard error.
+fn measure(mut cmd: Command, ok: &[i32], input: Option<&str>) -> Result<(f64, u64), String> {
     use std::io::Read;
     cmd.env("CCSYNC_LOG", "ccsync=debug")
         .stderr(std::process::Stdio::piped());
+    if input.is_some() {
+        cmd.stdin(std::process::Stdio::piped());
+    }
     let start = Instant::now();
-    let mut child = cmd.spawn().expect("cannot start ccsync");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if let (Some(text), Some(mut i)) = (input, child.stdin.take()) {
+        // A program that stops reading early closes the pipe: that is its own business.
+        let _ = i.write_all(text.as_bytes());
+    }
     let mut log = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut log);
@@ -154,12 +169,21 @@ fn run_measured(mut cmd: Command, ok: &[i32]) -> (f64, u64) {
     // SAFETY: pid is our child; status and usage are valid for writes.
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let secs = start.elapsed().as_secs_f64();
-    assert!(
-        rc == pid && libc::WIFEXITED(status) && ok.contains(&libc::WEXITSTATUS(status)),
-        "ccsync failed"
-    );
     std::mem::forget(child);
-    (secs, own_kb.unwrap_or(usage.ru_maxrss as u64))
+    if !(rc == pid && libc::WIFEXITED(status) && ok.contains(&libc::WEXITSTATUS(status))) {
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!(
+            "exit status {}: {}",
+            if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -1
+            },
+            tail.join(" / ")
+        ));
+    }
+    Ok((secs, own_kb.unwrap_or(usage.ru_maxrss as u64)))
 }
 
 fn median(mut v: Vec<(f64, u64)>) -> (f64, u64) {
