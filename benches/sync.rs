@@ -418,6 +418,7 @@ fn small_cases(opts: &Opts, c: &Corpus, encrypt: bool) {
     let (mut first, mut append, mut nothing, mut pull_init, mut pull, mut list) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut search_none, mut search_common) = (vec![], vec![]);
+    let mut first_unscanned = vec![];
     let mut remote_size = 0;
     for r in 0..opts.runs {
         let remote = fresh_remote(&base.join("remote.git"));
@@ -473,9 +474,18 @@ fn small_cases(opts: &Opts, c: &Corpus, encrypt: bool) {
         let (tp, mp) = b.timed(&["pull"]);
         pull_init.push((start.elapsed().as_secs_f64(), mi.max(mp)));
         pull.push((tp, mp));
+        if !encrypt {
+            first_unscanned.push(first_push_unscanned(&base, c));
+        }
     }
     let n = 300;
     row(&format!("first push, {n} sessions / 150 MB"), median(first));
+    if !encrypt {
+        row(
+            "  the same with secret_scan = off (no redaction)",
+            median(first_unscanned),
+        );
+    }
     row(
         "push after appending one line (7 MB transcript)",
         median(append),
@@ -504,6 +514,20 @@ fn small_cases(opts: &Opts, c: &Corpus, encrypt: bool) {
         "  remote size after the first push",
         format!("{} MB", remote_size / 1_000_000)
     );
+}
+
+/// The first push of [`small_cases`] on its own remote, with `secret_scan = off`: what secret
+/// redaction (the default) costs.
+fn first_push_unscanned(base: &Path, c: &Corpus) -> (f64, u64) {
+    let remote = fresh_remote(&base.join("remote-unscanned.git"));
+    let a = Machine::new(&base.join("a-unscanned"));
+    install(c, &a);
+    init(&a, &remote, "a", &c.root);
+    a.ok(&["config", "set", "secret_scan", "off"]);
+    let r = a.timed(&["push"]);
+    let _ = std::fs::remove_dir_all(base.join("a-unscanned"));
+    let _ = std::fs::remove_dir_all(base.join("remote-unscanned.git"));
+    r
 }
 
 fn big_cases(opts: &Opts, c: &Corpus) {
