@@ -7,6 +7,8 @@
 //!                                          # and a 2 GB transcript
 //! cargo bench --bench sync -- --huge       # only the 300 MB session and 2 GB transcript cases
 //! cargo bench --bench sync -- --runs 5 --data /tmp/bench
+//! cargo bench --bench sync -- --peers /work/peers   # also clync, claude-code-sync and the
+//!                                                    # Python original, side by side
 //! ```
 //!
 //! Corpora come from `gen-claude-home` (`$CCSYNC_GEN`, else `../shared/tools/gen-claude-home`)
@@ -18,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "sync/peers.rs"]
+mod peers;
+
 struct Opts {
     runs: usize,
     big: bool,
@@ -25,6 +30,8 @@ struct Opts {
     /// Also run the 150 MB rows on an encrypted repository.
     encrypt: bool,
     data: PathBuf,
+    /// Also run the small cases with the peers installed in this folder (`peers.rs`).
+    peers: Option<PathBuf>,
 }
 
 fn main() {
@@ -34,6 +41,7 @@ fn main() {
         only_huge: false,
         encrypt: false,
         data: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"),
+        peers: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -43,6 +51,7 @@ fn main() {
             "--encrypt" => opts.encrypt = true,
             "--runs" => opts.runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(3),
             "--data" => opts.data = PathBuf::from(args.next().unwrap_or_default()),
+            "--peers" => opts.peers = args.next().map(PathBuf::from),
             "--bench" => {}
             other => eprintln!("ignoring argument {other}"),
         }
@@ -62,9 +71,12 @@ fn main() {
         return;
     }
     let small = corpus(&opts, 300, 150.0);
-    small_cases(&opts, &small, false);
+    let ours = small_cases(&opts, &small, false);
     if opts.encrypt {
         small_cases(&opts, &small, true);
+    }
+    if let Some(dir) = &opts.peers {
+        peers::compare(&opts, &small, dir, &ours);
     }
     if opts.big {
         let big = corpus(&opts, 3000, 1500.0);
@@ -132,12 +144,27 @@ impl Machine {
 /// Seconds and peak resident memory of one ccsync process: its own, as it reports it in its
 /// debug log (git's processes are not counted), else what the kernel reports for it and the
 /// children it waited for.
-fn run_measured(mut cmd: Command, ok: &[i32]) -> (f64, u64) {
+fn run_measured(cmd: Command, ok: &[i32]) -> (f64, u64) {
+    measure(cmd, ok, None).unwrap_or_else(|e| panic!("ccsync failed: {e}"))
+}
+
+/// [`run_measured`] for any program: `input` is written to its standard input, and an exit
+/// status outside `ok` is an error carrying the end of what it wrote to its standard error.
+fn measure(mut cmd: Command, ok: &[i32], input: Option<&str>) -> Result<(f64, u64), String> {
     use std::io::Read;
     cmd.env("CCSYNC_LOG", "ccsync=debug")
         .stderr(std::process::Stdio::piped());
+    if input.is_some() {
+        cmd.stdin(std::process::Stdio::piped());
+    }
     let start = Instant::now();
-    let mut child = cmd.spawn().expect("cannot start ccsync");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if let (Some(text), Some(mut i)) = (input, child.stdin.take()) {
+        // A program that stops reading early closes the pipe: that is its own business.
+        let _ = i.write_all(text.as_bytes());
+    }
     let mut log = String::new();
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut log);
@@ -154,12 +181,21 @@ fn run_measured(mut cmd: Command, ok: &[i32]) -> (f64, u64) {
     // SAFETY: pid is our child; status and usage are valid for writes.
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let secs = start.elapsed().as_secs_f64();
-    assert!(
-        rc == pid && libc::WIFEXITED(status) && ok.contains(&libc::WEXITSTATUS(status)),
-        "ccsync failed"
-    );
     std::mem::forget(child);
-    (secs, own_kb.unwrap_or(usage.ru_maxrss as u64))
+    if !(rc == pid && libc::WIFEXITED(status) && ok.contains(&libc::WEXITSTATUS(status))) {
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!(
+            "exit status {}: {}",
+            if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -1
+            },
+            tail.join(" / ")
+        ));
+    }
+    Ok((secs, own_kb.unwrap_or(usage.ru_maxrss as u64)))
 }
 
 fn median(mut v: Vec<(f64, u64)>) -> (f64, u64) {
@@ -377,7 +413,18 @@ fn init(m: &Machine, remote: &str, id: &str, projects: &str) {
     ]);
 }
 
-fn small_cases(opts: &Opts, c: &Corpus, encrypt: bool) {
+/// ccsync's medians on the small corpus, for the table beside the peers.
+struct Figures {
+    first: (f64, u64),
+    append: (f64, u64),
+    nothing: (f64, u64),
+    pull_init: (f64, u64),
+    remote_size: u64,
+    /// Transcripts on the new machine after its first pull.
+    pulled: usize,
+}
+
+fn small_cases(opts: &Opts, c: &Corpus, encrypt: bool) -> Figures {
     let base = opts.data.join(if encrypt {
         "run-small-enc"
     } else {
@@ -394,7 +441,9 @@ fn small_cases(opts: &Opts, c: &Corpus, encrypt: bool) {
     let (mut first, mut append, mut nothing, mut pull_init, mut pull, mut list) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut search_none, mut search_common) = (vec![], vec![]);
+    let mut first_unscanned = vec![];
     let mut remote_size = 0;
+    let mut pulled = 0;
     for r in 0..opts.runs {
         let remote = fresh_remote(&base.join("remote.git"));
         let a = Machine::new(&base.join("a"));
@@ -449,9 +498,27 @@ fn small_cases(opts: &Opts, c: &Corpus, encrypt: bool) {
         let (tp, mp) = b.timed(&["pull"]);
         pull_init.push((start.elapsed().as_secs_f64(), mi.max(mp)));
         pull.push((tp, mp));
+        pulled = transcripts(&b.claude);
+        if !encrypt {
+            first_unscanned.push(first_push_unscanned(&base, c));
+        }
     }
     let n = 300;
+    let ours = Figures {
+        first: median(first.clone()),
+        append: median(append.clone()),
+        nothing: median(nothing.clone()),
+        pull_init: median(pull_init.clone()),
+        remote_size,
+        pulled,
+    };
     row(&format!("first push, {n} sessions / 150 MB"), median(first));
+    if !encrypt {
+        row(
+            "  the same with secret_scan = off (no redaction)",
+            median(first_unscanned),
+        );
+    }
     row(
         "push after appending one line (7 MB transcript)",
         median(append),
@@ -480,6 +547,34 @@ fn small_cases(opts: &Opts, c: &Corpus, encrypt: bool) {
         "  remote size after the first push",
         format!("{} MB", remote_size / 1_000_000)
     );
+    ours
+}
+
+/// The first push of [`small_cases`] on its own remote, with `secret_scan = off`: what secret
+/// redaction (the default) costs.
+fn first_push_unscanned(base: &Path, c: &Corpus) -> (f64, u64) {
+    let remote = fresh_remote(&base.join("remote-unscanned.git"));
+    let a = Machine::new(&base.join("a-unscanned"));
+    install(c, &a);
+    init(&a, &remote, "a", &c.root);
+    a.ok(&["config", "set", "secret_scan", "off"]);
+    let r = a.timed(&["push"]);
+    let _ = std::fs::remove_dir_all(base.join("a-unscanned"));
+    let _ = std::fs::remove_dir_all(base.join("remote-unscanned.git"));
+    r
+}
+
+/// How many transcripts (not subagents') a Claude Code dir holds.
+fn transcripts(claude: &Path) -> usize {
+    let Ok(projects) = std::fs::read_dir(claude.join("projects")) else {
+        return 0;
+    };
+    projects
+        .flatten()
+        .filter_map(|d| std::fs::read_dir(d.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter(|f| f.path().extension().is_some_and(|e| e == "jsonl"))
+        .count()
 }
 
 fn big_cases(opts: &Opts, c: &Corpus) {
