@@ -26,12 +26,14 @@ win_die() {
     exit 1
 }
 
-# The Debian packages, installed with apt-get when missing (as root, or through sudo).
+# The Debian packages, installed with apt-get when missing (as root, or through sudo). With
+# `rust`, only the compiler and the library source (scripts/check-macos.sh).
 win_packages() {
     # wine64-preloader is only "suggested" by wine64, but /usr/lib/wine/wine64 cannot start a
     # program without it.
     local want=(rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix
         binutils-mingw-w64-x86-64 mingw-w64-x86-64-dev wine64 wine64-preloader)
+    [ "${1:-}" = rust ] && want=(rustc-web cargo-web rust-web-src)
     local need=() p
     for p in "${want[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
