@@ -1858,26 +1858,7 @@ impl Txn {
 
     fn finish(&mut self) -> Result<()> {
         drop(self.feed.take());
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        let st = self
-            .child
-            .wait()
-            .with_context(|| format!("git fast-import in {}", self.git.dir.display()))?;
-        if !st.success() {
-            if let Some(detail) = local_damage(&err) {
-                return Err(self.git.damaged(format!("git fast-import: {detail}")));
-            }
-            bail!(
-                "git fast-import in {} failed: {}{}",
-                self.git.dir.display(),
-                first_error_line(&err).unwrap_or_else(|| st.to_string()),
-                disk_advice(&self.git.dir, &err)
-            );
-        }
-        Ok(())
+        wait_fast_import(&self.git, &mut self.child)
     }
 }
 
@@ -1889,12 +1870,16 @@ fn finish_writer(git: &Git, a: &mut BlobWriter) -> Result<()> {
     if let Ok(mut w) = feed.close() {
         let _ = w.write_all(b"done\n").and_then(|()| w.flush());
     }
+    wait_fast_import(git, &mut a.child)
+}
+
+/// Wait for a `fast-import` process whose input is closed, and say why it failed if it did.
+fn wait_fast_import(git: &Git, child: &mut Child) -> Result<()> {
     let mut err = String::new();
-    if let Some(mut e) = a.child.stderr.take() {
+    if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
-    let st = a
-        .child
+    let st = child
         .wait()
         .with_context(|| format!("git fast-import in {}", git.dir.display()))?;
     if !st.success() {
