@@ -1386,6 +1386,44 @@ impl BlobReader {
     }
 }
 
+impl BlobReader {
+    /// Read the blob git names `rev` (`COMMIT:PATH`): `None` when there is none (no such path,
+    /// or not a file).
+    pub fn read_named(&mut self, rev: &str) -> Result<Option<Vec<u8>>> {
+        if rev.contains(['\n', '\r']) {
+            return Ok(None);
+        }
+        let stopped = || format!("cannot read {rev} (git cat-file stopped)");
+        writeln!(self.stdin, "{rev}")
+            .and_then(|()| self.stdin.flush())
+            .with_context(stopped)?;
+        let mut header = String::new();
+        self.stdout.read_line(&mut header).with_context(stopped)?;
+        // `<name> missing` (or `ambiguous`; the name may hold spaces), else
+        // `<oid> <type> <size>`.
+        let line = header.trim_end();
+        if line.ends_with(" missing") || line.ends_with(" ambiguous") {
+            return Ok(None);
+        }
+        let parts: Vec<&str> = line.split(' ').collect();
+        let [_, kind, size] = parts[..] else {
+            bail!("bad cat-file header: {line}");
+        };
+        let size: u64 = size
+            .parse()
+            .map_err(|_| anyhow!("bad cat-file header: {header}"))?;
+        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(1 << 20));
+        let copied =
+            std::io::copy(&mut (&mut self.stdout).take(size), &mut data).with_context(stopped)?;
+        if copied != size {
+            bail!("{rev} was cut short");
+        }
+        let mut nl = [0u8; 1];
+        self.stdout.read_exact(&mut nl).with_context(stopped)?;
+        Ok((kind == "blob").then_some(data))
+    }
+}
+
 impl Drop for BlobReader {
     fn drop(&mut self) {
         let _ = self.stdin.flush();

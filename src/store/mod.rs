@@ -90,9 +90,23 @@ pub struct Store {
     /// The stored paths of the files the last commit this store made set (encrypted
     /// repositories).
     written: Mutex<Option<(Oid, std::collections::HashMap<String, String>)>>,
+    /// Small files read, by commit, path and whether read as stored (commits do not change):
+    /// the marker and the root JSON files are read by several steps of one command.
+    small: Mutex<SmallFiles>,
+    /// A `cat-file --batch` reading files as stored by `COMMIT:PATH`, started on first use
+    /// (one process instead of one per file).
+    named: Mutex<Option<git::BlobReader>>,
+    /// The names at the root of the last commit asked about.
+    tops: Mutex<Option<(Oid, Vec<String>)>>,
+    /// The clone was just made from a remote on this machine, which set its tracking ref: the
+    /// first fetch has nothing to add.
+    cloned_fresh: std::sync::atomic::AtomicBool,
     /// Held for the life of the store: one process at a time works on the clone.
     _lock: File,
 }
+
+/// Small files read: (commit, path, read as stored) → content (`None`: no such file).
+type SmallFiles = std::collections::HashMap<(Oid, String, bool), Option<Vec<u8>>>;
 
 /// The files every ccsync repository has, as this machine writes them: the format marker,
 /// its record in `machines/`, and its placeholders in `shared_placeholders.json`.
@@ -188,13 +202,14 @@ impl Store {
             set_aside(home, &dir, &why)?;
         }
         let mut fresh = false;
+        let mut cloned = false;
         if !dir.exists() {
             let local = is_local_remote(remote)
                 .then(|| local_remote_path(remote))
                 .filter(|p| Git::new(p).is_valid());
             match local {
                 // A remote on this machine: clone it locally (hard links, no pack transfer).
-                Some(src) => clone_local(&src, &dir)?,
+                Some(src) => cloned = clone_local(&src, &dir, branch)?,
                 None => {
                     Git::init_bare(&dir)?;
                 }
@@ -222,6 +237,10 @@ impl Store {
             keys: keys::LocalKeys::new(&home.root),
             listings: Arc::default(),
             written: Mutex::new(None),
+            small: Mutex::default(),
+            named: Mutex::new(None),
+            tops: Mutex::new(None),
+            cloned_fresh: std::sync::atomic::AtomicBool::new(cloned),
             _lock: lock,
         };
         store.configure()?;
@@ -247,25 +266,15 @@ impl Store {
             } else {
                 self.git.run(["remote", "add", "origin", &self.remote])?;
             }
-            // Refs of another remote mean nothing here.
-            let _ = self.git.set_ref(&self.tracking_ref(), None);
+            // Refs of another remote mean nothing here (a clone just made from this one's
+            // folder names it by its path: its refs are this remote's).
+            if !self.cloned_fresh.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = self.git.set_ref(&self.tracking_ref(), None);
+            }
         }
-        let fetch = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
-        for (k, v) in [
-            ("remote.origin.fetch", fetch.as_str()),
-            ("core.compression", "1"),
-            ("pack.compression", "1"),
-            ("pack.window", "0"),
-            ("gc.auto", "0"),
-            ("fetch.unpackLimit", "1"),
-            ("core.bigFileThreshold", "1m"),
-        ]
-        .into_iter()
-        // Git for Windows: paths of more than 260 characters (a deep home folder).
-        .chain(crate::os::native_is_windows().then_some(("core.longpaths", "true")))
-        {
-            if have.get(&k.to_ascii_lowercase()).map(String::as_str) != Some(v) {
-                self.git.run(["config", k, v])?;
+        for (k, v) in clone_settings(&self.branch) {
+            if have.get(&k.to_ascii_lowercase()) != Some(&v) {
+                self.git.run(["config", k, &v])?;
             }
         }
         Ok(())
@@ -289,6 +298,13 @@ impl Store {
     /// A failure the local clone causes is a [`CloneDamaged`] error naming the clone; any
     /// other is the remote's.
     pub fn fetch(&self, timeout: Duration) -> Result<Option<Oid>> {
+        // A local clone made by this open fetched already: the same answer, milliseconds ago.
+        if self
+            .cloned_fresh
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return self.known_head();
+        }
         let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
         // `--progress` without `--quiet`: a long download then shows a sign of life at least
         // once a second ("Receiving objects"), which `--quiet` would silence; what fetch says
@@ -413,7 +429,8 @@ impl Store {
     /// machine with no key or the wrong one gets a [`StoreError`] saying so in one sentence.
     pub fn resolve_seal(&self, head: Option<&Oid>) -> Result<()> {
         let marker: Option<FormatMarker> = match head {
-            Some(h) => objects::read_file(&self.git, None, h, FORMAT_FILE, &self.listings)?
+            Some(h) => self
+                .read_clear(h, FORMAT_FILE)?
                 .and_then(|b| serde_json::from_slice(&b).ok()),
             None => None,
         };
@@ -473,7 +490,7 @@ impl Store {
         let me = self.keys.machine()?;
         let path = keys::machine_file(&me.to_public().to_string());
         let wrapped = match head {
-            Some(h) => objects::read_file(&self.git, None, h, &path, &self.listings)?,
+            Some(h) => self.read_clear(h, &path)?,
             None => None,
         };
         let Some(wrapped) = wrapped else {
@@ -544,7 +561,17 @@ impl Store {
 
     /// The names at the root of a commit.
     pub fn top_names(&self, commit: &Oid) -> Result<Vec<String>> {
-        objects::top_names(&self.git, self.seal()?.as_deref(), commit)
+        if let Ok(t) = self.tops.lock()
+            && let Some((c, names)) = t.as_ref()
+            && c == commit
+        {
+            return Ok(names.clone());
+        }
+        let names = objects::top_names(&self.git, self.seal()?.as_deref(), commit)?;
+        if let Ok(mut t) = self.tops.lock() {
+            *t = Some((commit.clone(), names.clone()));
+        }
+        Ok(names)
     }
 
     /// The files that changed between two commits (`A`, `M`, `D` and the path).
@@ -599,18 +626,61 @@ impl Store {
 
     /// One file of a commit, if present.
     pub fn read_file(&self, commit: &Oid, path: &str) -> Result<Option<Vec<u8>>> {
-        objects::read_file(
-            &self.git,
-            self.seal()?.as_ref(),
-            commit,
-            path,
-            &self.listings,
-        )
+        let seal = self.seal()?;
+        if seal.is_none() {
+            return self.read_clear(commit, path);
+        }
+        if let Some(hit) = self.cached(commit, path, false) {
+            return Ok(hit);
+        }
+        let got = objects::read_file(&self.git, seal.as_ref(), commit, path, &self.listings)?;
+        self.remember(commit, path, false, &got);
+        Ok(got)
     }
 
     /// One file of a commit as stored (the clear files of an encrypted repository).
     pub fn read_clear(&self, commit: &Oid, path: &str) -> Result<Option<Vec<u8>>> {
-        objects::read_file(&self.git, None, commit, path, &self.listings)
+        if let Some(hit) = self.cached(commit, path, true) {
+            return Ok(hit);
+        }
+        let got = self.read_named(&format!("{}:{path}", commit.0))?;
+        self.remember(commit, path, true, &got);
+        Ok(got)
+    }
+
+    /// The blob git names `rev`, through this store's long-lived `cat-file --batch`.
+    fn read_named(&self, rev: &str) -> Result<Option<Vec<u8>>> {
+        let mut slot = self
+            .named
+            .lock()
+            .map_err(|_| anyhow!("the reader of the local clone failed earlier"))?;
+        let reader = match slot.as_mut() {
+            Some(r) => r,
+            None => slot.insert(self.git.reader()?),
+        };
+        let got = reader.read_named(rev);
+        if got.is_err() {
+            // Start a new one next time.
+            *slot = None;
+        }
+        got
+    }
+
+    fn cached(&self, commit: &Oid, path: &str, clear: bool) -> Option<Option<Vec<u8>>> {
+        let small = self.small.lock().ok()?;
+        small
+            .get(&(commit.clone(), path.to_string(), clear))
+            .cloned()
+    }
+
+    fn remember(&self, commit: &Oid, path: &str, clear: bool, got: &Option<Vec<u8>>) {
+        /// Larger files are read once by whoever needs them.
+        const SMALL: usize = 256 << 10;
+        if got.as_ref().is_none_or(|b| b.len() <= SMALL)
+            && let Ok(mut small) = self.small.lock()
+        {
+            small.insert((commit.clone(), path.to_string(), clear), got.clone());
+        }
     }
 
     /// One JSON file of a commit, parsed; a file that does not parse is an error naming it.
@@ -775,7 +845,7 @@ impl Store {
             let mine = self.keys.recipient()?;
             let path = keys::machine_file(&mine);
             let has = match head {
-                Some(h) => objects::read_file(&self.git, None, h, &path, &self.listings)?.is_some(),
+                Some(h) => self.read_clear(h, &path)?.is_some(),
                 None => false,
             };
             if !has && !txn.touches(&path) {
@@ -936,9 +1006,37 @@ pub fn with_clone_repair<T>(mut op: impl FnMut() -> Result<T>) -> Result<T> {
     }
 }
 
-fn clone_local(src: &Path, dir: &Path) -> Result<()> {
-    let out = std::process::Command::new(git::git_exe())
-        .args(["clone", "--bare", "--local", "--quiet", "--no-tags"])
+/// The settings of the local clone (`git config` keys and values).
+fn clone_settings(branch: &str) -> Vec<(&'static str, String)> {
+    let mut v = vec![
+        (
+            "remote.origin.fetch",
+            format!("+refs/heads/{branch}:refs/remotes/origin/{branch}"),
+        ),
+        ("core.compression", "1".into()),
+        ("pack.compression", "1".into()),
+        ("pack.window", "0".into()),
+        ("gc.auto", "0".into()),
+        ("fetch.unpackLimit", "1".into()),
+        ("core.bigFileThreshold", "1m".into()),
+    ];
+    // Git for Windows: paths of more than 260 characters (a deep home folder).
+    if crate::os::native_is_windows() {
+        v.push(("core.longpaths", "true".into()));
+    }
+    v
+}
+
+/// Clone a remote on this machine (hard links, no pack transfer) with the clone's settings, so
+/// that its tracking ref is set as by a fetch; returns whether it did (else `dir` is a new empty
+/// repository).
+fn clone_local(src: &Path, dir: &Path, branch: &str) -> Result<bool> {
+    let mut cmd = std::process::Command::new(git::git_exe());
+    cmd.args(["clone", "--bare", "--local", "--quiet", "--no-tags"]);
+    for (k, v) in clone_settings(branch) {
+        cmd.arg("--config").arg(format!("{k}={v}"));
+    }
+    let out = cmd
         .arg(src)
         .arg(dir)
         .stdin(std::process::Stdio::null())
@@ -947,8 +1045,9 @@ fn clone_local(src: &Path, dir: &Path) -> Result<()> {
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(dir);
         Git::init_bare(dir)?;
+        return Ok(false);
     }
-    Ok(())
+    Ok(true)
 }
 
 fn backoff(attempt: u32) {
