@@ -432,3 +432,97 @@ fn a_file_in_the_way_is_named_with_what_to_do() {
         "{err}"
     );
 }
+
+/// What a system crash right after a pull leaves in `state/unsynced.json`: the same record,
+/// from another boot.
+#[cfg(target_os = "linux")]
+fn as_after_a_crash(m: &Machine) -> serde_json::Value {
+    let p = m.tool.join("state/unsynced.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&p).expect("a pull of new sessions records them"))
+            .unwrap();
+    v["boot"] = "another-boot".into();
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    v
+}
+
+/// A pull writes sessions this machine did not have without a flush per file; after a system
+/// crash a torn copy is moved aside (never deleted) and the next pull writes it again, and a
+/// push sends nothing from it.
+#[cfg(target_os = "linux")]
+#[test]
+fn sessions_torn_by_a_crash_after_a_pull_are_set_aside_and_pulled_again() {
+    let w = World::new();
+    let remote = w.path().join("sync.git");
+    let (a, pa) = posix(&w, "a", &remote);
+    let (b, pb) = posix(&w, "b", &remote);
+    let cwd = format!("{pa}/app");
+    let cwd_b = format!("{pb}/app");
+    let torn = "7e000000-0000-4000-8000-000000000001";
+    let whole = "7e000000-0000-4000-8000-000000000002";
+    for (i, sid) in [torn, whole].into_iter().enumerate() {
+        let i = i as u32;
+        let file = format!("{cwd}/src/main.rs");
+        let text = user_line(sid, &cwd, "u1", None, &ts_at(i), "first")
+            + "\n"
+            + &assistant_line(sid, &cwd, "a1", "u1", &ts_at(i + 1), &file)
+            + "\n";
+        a.write_transcript(&cwd, sid, text.as_bytes());
+    }
+    a.ok(&["push"]);
+    b.ok(&["pull"]);
+    let pending = as_after_a_crash(&b);
+    let ids: Vec<&str> = pending["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(ids.contains(&torn) && ids.contains(&whole), "{pending}");
+    let tp = b.transcript_path(&cwd_b, torn);
+    let want = std::fs::read(&tp).unwrap();
+    // The crash cut the file in the middle of its second line.
+    std::fs::write(&tp, &want[..want.len() - 20]).unwrap();
+    let whole_before = std::fs::read(b.transcript_path(&cwd_b, whole)).unwrap();
+
+    // A push first: nothing of the torn copy is sent (it is moved aside before anything is
+    // read), and the pull after brings the session back whole.
+    let out = b.ok(&["push"]);
+    assert!(!out.contains("+1 lines"), "{out}");
+    assert!(!b.tool.join("state/unsynced.json").exists());
+    let aside: Vec<_> = walk(&b.tool.join("recovered"));
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), &want[..want.len() - 20]);
+    assert!(!tp.exists());
+    b.ok(&["pull"]);
+    assert_eq!(std::fs::read(&tp).unwrap(), want);
+    assert_eq!(
+        std::fs::read(b.transcript_path(&cwd_b, whole)).unwrap(),
+        whole_before,
+        "a whole session stays as it is"
+    );
+    // And the repository holds each line once.
+    let out = b.ok(&["push"]);
+    assert!(out.contains("up to date"), "{out}");
+    a.ok(&["pull"]);
+    assert_eq!(
+        std::fs::read_to_string(a.transcript_path(&cwd, torn)).unwrap(),
+        String::from_utf8(want).unwrap().replace(&pb, &pa)
+    );
+}
+
+#[cfg(target_os = "linux")]
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

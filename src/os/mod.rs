@@ -629,6 +629,67 @@ pub fn stderr_is_tty() -> bool {
     io::stderr().is_terminal()
 }
 
+thread_local! {
+    /// See [`deferring_sync`].
+    static DEFER_SYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` with the files it writes atomically on this thread not flushed to the disk one by
+/// one (renamed into place once written, the kernel writing them out later). Only for files
+/// whose loss or tearing in a system crash loses nothing: a pull's new sessions, which the
+/// repository holds and [`crate::sync::unsynced`] checks after a crash.
+pub fn deferring_sync<T>(f: impl FnOnce() -> T) -> T {
+    let before = DEFER_SYNC.with(|d| d.replace(true));
+    let out = f();
+    DEFER_SYNC.with(|d| d.set(before));
+    out
+}
+
+/// Flush a file's data to the disk before it is renamed into place (unless deferred, see
+/// [`deferring_sync`]).
+pub fn sync_before_rename(f: &File) -> io::Result<()> {
+    if DEFER_SYNC.with(std::cell::Cell::get) {
+        return Ok(());
+    }
+    f.sync_data()
+}
+
+/// This boot of the system (Linux), to tell whether it crashed or restarted since something
+/// was written without waiting for the disk; `None` where it is not known (then nothing is
+/// written that way).
+pub fn boot_id() -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// Write out everything written to the file system holding `path` (`syncfs`, Linux).
+pub fn sync_file_system(path: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let f = File::open(path)?;
+        // SAFETY: `syncfs` takes a file descriptor this function holds open.
+        if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
 /// Write `data` to `path` atomically: a temporary file in the same directory, flushed, then
 /// renamed over the target. A crash leaves either the old file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> io::Result<()> {
@@ -646,7 +707,7 @@ pub fn write_atomic_with(
         make_private(tmp.path())?;
     }
     fill(tmp.as_file_mut()).at("write", path)?;
-    tmp.as_file_mut().sync_data().at("write", path)?;
+    sync_before_rename(tmp.as_file()).at("write", path)?;
     persist(tmp, path).at("replace", path)
 }
 

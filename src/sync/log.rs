@@ -787,9 +787,7 @@ pub fn merge_into_local(
     if same && local_file.is_some() && written_len == local_size {
         return Ok(res);
     }
-    tmp.as_file_mut()
-        .sync_data()
-        .at("write a new copy of", local)?;
+    crate::os::sync_before_rename(tmp.as_file()).at("write a new copy of", local)?;
     // Our own handle on the file to replace is closed first (Windows refuses the replace).
     drop(local_file);
     crate::os::persist(tmp, local)
@@ -827,9 +825,7 @@ pub fn append_to_local(
     })?;
     out.out.flush().at("write a new copy of", local)?;
     drop(out);
-    tmp.as_file_mut()
-        .sync_data()
-        .at("write a new copy of", local)?;
+    crate::os::sync_before_rename(tmp.as_file()).at("write a new copy of", local)?;
     crate::os::persist(tmp, local)
         .with_context(|| format!("cannot replace {}", local.display()))?;
     Ok(added)

@@ -23,6 +23,7 @@ pub mod remote;
 pub mod restore;
 pub mod snapshot;
 pub mod state;
+pub mod unsynced;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -113,6 +113,14 @@ fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         store.fetch(timeout)?
     };
     let mut index = Index::load(engine.home, &cfg.remote);
+    if !opts.dry_run {
+        super::unsynced::settle(
+            engine.home,
+            &engine.claude.root,
+            &mut index,
+            crate::clock::now().timestamp(),
+        )?;
+    }
     let checked = super::state::check_history(&store, head.as_ref(), &mut index)?;
     report.remote_lost = checked.lost;
     match shared::classify(&store, head.as_ref())? {
@@ -244,6 +252,15 @@ fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
     engine.progress_begin("pull", total);
     // Sessions are independent: pull them in parallel, each worker with a git reader of its
     // own, taken from a pool (one per thread at most: starting a reader costs a process).
+    // Sessions this machine does not have at all are written without a flush per file (see
+    // `unsynced`): the repository holds them.
+    let new_ids: Vec<String> = ids
+        .iter()
+        .filter(|sid| !local.contains_key(sid.as_str()))
+        .map(|sid| (*sid).clone())
+        .collect();
+    let defer = !opts.dry_run
+        && super::unsynced::begin(engine.home, &new_ids, crate::clock::now().timestamp())?;
     let readers: std::sync::Mutex<Vec<BlobReader>> = std::sync::Mutex::new(Vec::new());
     let deltas: Vec<Result<Delta>> = ids
         .par_iter()
@@ -256,17 +273,24 @@ fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
             let mut d = Delta::default();
             let rs = &snap.sessions[*sid];
             let loc = local.get(sid.as_str()).copied();
-            pull_session(
-                engine,
-                opts,
-                rs,
-                loc,
-                &live,
-                &cutoff,
-                &index,
-                &mut reader,
-                &mut d,
-            )?;
+            let mut one = || {
+                pull_session(
+                    engine,
+                    opts,
+                    rs,
+                    loc,
+                    &live,
+                    &cutoff,
+                    &index,
+                    &mut reader,
+                    &mut d,
+                )
+            };
+            if defer && loc.is_none() {
+                crate::os::deferring_sync(one)?;
+            } else {
+                one()?;
+            }
             if let Ok(mut p) = readers.lock() {
                 p.push(reader);
             }

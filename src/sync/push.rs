@@ -289,6 +289,14 @@ fn push_once(
     let started = Instant::now();
     let cfg = engine.config;
     let mut index = Index::load(engine.home, &cfg.remote);
+    if !opts.dry_run {
+        super::unsynced::settle(
+            engine.home,
+            &engine.claude.root,
+            &mut index,
+            crate::clock::now().timestamp(),
+        )?;
+    }
     // Whether the remote still holds what the index says it does; if not, the records are gone
     // and everything below counts as changed.
     let verified = super::state::verify_remote(
