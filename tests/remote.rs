@@ -604,8 +604,8 @@ fn corrupt_objects_and_a_missing_pack_in_the_clone_are_repaired() {
     let remote = w.path().join("sync.git");
     let (a, b) = two_machines(&w, &remote);
     let clone = clone_of(&b);
-    // A transcript segment of A's session, read by a full pull.
-    let seg = repo_paths(&remote)
+    // A transcript segment of A's session, read by a full pull (its stored name).
+    let seg = repo_stored_paths(&remote)
         .into_iter()
         .find(|p| p.contains(SA) && p.contains("/transcript/"))
         .unwrap();
