@@ -53,11 +53,6 @@ impl Codec {
             _ => None,
         }
     }
-
-    /// The codec of `seal` (plain, version 1, without one).
-    pub fn of_seal(seal: Option<Arc<Seal>>) -> Codec {
-        seal.map_or(Codec::Plain, Codec::Sealed)
-    }
 }
 
 /// Blobs this process saw named as compressed segments (object ids are content hashes, so
@@ -558,7 +553,8 @@ impl Txn {
 /// zlib level of the objects of a version-3 repository's transactions. Its large blobs are
 /// zstd output, which zlib does not shrink: level 0 stores them as they are, so git spends no
 /// time deflating them on the way in or inflating them on the way out (its small files —
-/// `meta.json`, trees — cost a few kB more).
+/// `meta.json`, trees — cost a few kB more). Measured on 300 sessions (157 MB): a first push
+/// takes 1.28 s of CPU at level 0 and 1.98 s at level 1, for a remote of 19.7 MB either way.
 const PACKED_ZLIB_LEVEL: u8 = 0;
 
 /// The stored path of a logical path (`size`: the plaintext size of the file it names; `None`
