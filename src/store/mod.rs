@@ -455,11 +455,24 @@ impl Store {
             }
             // A plain repository: version 3 compresses its segments; a new one (no commit
             // yet) is made version 3. One without a marker that holds files (damaged, or the
-            // Python tool's) stays as it is: the marker written back says version 1.
+            // Python tool's) stays as it is: version 3 if it holds compressed segments (it lost
+            // a version-3 marker), else version 1 — the marker written back says which.
             (None, None) => match (&marker, head) {
-                (Some(m), _) if m.packs_segments() => SealState::Packed,
+                (Some(m), _) => match m.packs_segments() {
+                    true => SealState::Packed,
+                    false => SealState::Plain,
+                },
                 (None, None) => SealState::Packed,
-                _ => SealState::Plain,
+                (None, Some(h)) => {
+                    let packed = self.git.ls_tree(h, None)?.iter().any(|e| {
+                        e.path_str()
+                            .is_some_and(|p| objects::unpacked_path(p).is_some())
+                    });
+                    match packed {
+                        true => SealState::Packed,
+                        false => SealState::Plain,
+                    }
+                }
             },
         };
         if let Ok(mut s) = self.seal.lock() {
