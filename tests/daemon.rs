@@ -79,14 +79,10 @@ fn append(m: &Machine, sid: &str, uuid: &str) {
 
 /// Whether the remote holds a line with this uuid (in any transcript segment).
 fn remote_has(remote: &Path, uuid: &str) -> bool {
-    let out = std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(remote)
-        .args(["grep", "-c", uuid, "main", "--", "projects"])
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .unwrap();
-    out.status.success()
+    common::repo_paths(remote)
+        .iter()
+        .filter(|p| p.starts_with("projects/"))
+        .any(|p| common::repo_file(remote, p).is_some_and(|t| t.contains(uuid)))
 }
 
 const SID: &str = "dae00000-0000-4000-8000-000000000001";

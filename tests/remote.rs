@@ -455,7 +455,14 @@ fn a_repository_left_with_only_history_is_repaired_not_refused() {
     says_repaired(&se);
     assert!(se.contains("lost its format marker ccsync.json"), "{se}");
     assert!(!so.contains("up to date"), "{so}");
-    assert!(repo_file(&remote, "ccsync.json").is_some());
+    // What was left holds compressed segments: the marker written back says version 3.
+    let marker: serde_json::Value =
+        serde_json::from_str(&repo_file(&remote, "ccsync.json").unwrap()).unwrap();
+    assert_eq!(
+        (marker["version"].as_u64(), marker["segments"].as_str()),
+        (Some(3), Some("zstd")),
+        "{marker}"
+    );
     assert!(missing_on_remote(&remote, &b).is_empty());
     let (_, se) = run(&a, &remote, &["sync"]);
     assert!(!se.contains("not a ccsync repository"), "{se}");
@@ -604,8 +611,8 @@ fn corrupt_objects_and_a_missing_pack_in_the_clone_are_repaired() {
     let remote = w.path().join("sync.git");
     let (a, b) = two_machines(&w, &remote);
     let clone = clone_of(&b);
-    // A transcript segment of A's session, read by a full pull.
-    let seg = repo_paths(&remote)
+    // A transcript segment of A's session, read by a full pull (its stored name).
+    let seg = repo_stored_paths(&remote)
         .into_iter()
         .find(|p| p.contains(SA) && p.contains("/transcript/"))
         .unwrap();

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use serde_json::json;
@@ -122,17 +121,10 @@ impl Secrets {
     }
 }
 
-/// Every object of a bare repository, raw (blobs, trees, commits with their messages).
+/// Every object of a bare repository, raw (blobs, trees, commits with their messages), and
+/// the content of its compressed segments.
 fn remote_bytes(remote: &Path) -> String {
-    let out = Command::new("git")
-        .arg("--git-dir")
-        .arg(remote)
-        .args(["cat-file", "--batch-all-objects", "--batch"])
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&common::repo_all_objects(remote)).into_owned()
 }
 
 fn assert_clean(what: &str, text: &str, s: &Secrets) {

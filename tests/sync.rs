@@ -1128,3 +1128,160 @@ fn a_branch_made_after_a_late_merge_is_surfaced_by_the_push() {
         Some("b-1")
     );
 }
+
+/// The marker of `remote` at `main`.
+fn marker_of(remote: &Path) -> serde_json::Value {
+    serde_json::from_str(&repo_file(remote, "ccsync.json").expect("no ccsync.json")).unwrap()
+}
+
+/// The stored paths of session `sid`'s transcript segments, in order.
+fn stored_segments(remote: &Path, sid: &str) -> Vec<String> {
+    let part = format!("/sessions/{sid}/transcript/");
+    let mut v: Vec<String> = repo_stored_paths(remote)
+        .into_iter()
+        .filter(|p| p.contains(&part))
+        .collect();
+    v.sort();
+    v
+}
+
+const ZSID: &str = "5e1f0c2a-0000-4000-8000-0000000000a3";
+
+/// Two more turns of [`conversation`]`(sid, cwd, "/", turns, 0)`, continuing its last turn.
+fn two_more_turns(sid: &str, cwd: &str, turns: usize) -> String {
+    let mut out = String::new();
+    let mut parent = format!("{sid}-a{}", turns - 1);
+    for t in 0..2 {
+        let ts = ts_at(100 + t);
+        let (u, a) = (format!("{sid}-more-u{t}"), format!("{sid}-more-a{t}"));
+        out += &user_line(sid, cwd, &u, Some(&parent), &ts, &format!("and then {t}"));
+        out.push('\n');
+        out += &assistant_line(sid, cwd, &a, &u, &ts, &format!("{cwd}/README.md"));
+        out.push('\n');
+        parent = a;
+    }
+    out
+}
+
+#[test]
+fn a_new_repository_is_version_3_and_stores_its_segments_zstd_compressed() {
+    let w = World::new();
+    let remote = w.path().join("remote.git");
+    let a = ProjectMachine::new(&w, "a", &remote);
+    let cwd = a.cwd();
+    let text = conversation(ZSID, &cwd, "/", 30, 0);
+    a.m.write_transcript(&cwd, ZSID, text.as_bytes());
+    a.m.ok(&["push"]);
+    let marker = marker_of(&remote);
+    assert_eq!(marker["version"], 3, "{marker}");
+    assert_eq!(marker["segments"], "zstd", "{marker}");
+    // The transcript is stored compressed under `NNNNNN.<size>.jsonl.zst`; standard zstd opens
+    // it to exactly the portable bytes, and the name carries their size.
+    let portable = text.replace(&a.projects, "{{PROJECTS}}");
+    let segs = stored_segments(&remote, ZSID);
+    assert!(!segs.is_empty());
+    let mut got = Vec::new();
+    for s in &segs {
+        let name = s.rsplit('/').next().unwrap();
+        let size: usize = name.split('.').nth(1).unwrap().parse().unwrap();
+        assert!(name.ends_with(".jsonl.zst"), "{s}");
+        let blob = repo_blob(&remote, s).unwrap();
+        assert!(blob.len() < size, "{s}: not smaller than its plaintext");
+        let plain = zstd::stream::decode_all(blob.as_slice()).unwrap();
+        assert_eq!(plain.len(), size, "{s}");
+        got.extend(plain);
+    }
+    assert_eq!(String::from_utf8(got).unwrap(), portable);
+    // Everything else is stored as it is.
+    let meta = repo_stored_paths(&remote)
+        .into_iter()
+        .find(|p| p.ends_with(&format!("{ZSID}/meta.json")))
+        .unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&repo_blob(&remote, &meta).unwrap()).unwrap();
+    assert_eq!(meta["size"], portable.len());
+    // Another machine reads it back byte for byte, and an append (a new segment, the tail
+    // compacted into a new stored name) goes both ways.
+    let b = ProjectMachine::new(&w, "b", &remote);
+    b.m.ok(&["pull"]);
+    let b_path = b.m.transcript_path(&b.cwd(), ZSID);
+    let b_text = std::fs::read_to_string(&b_path).unwrap();
+    assert_eq!(b_text, portable.replace("{{PROJECTS}}", &b.projects));
+    let more = two_more_turns(ZSID, &b.cwd(), 30);
+    std::fs::write(&b_path, format!("{b_text}{more}")).unwrap();
+    b.m.ok(&["push"]);
+    a.m.ok(&["pull"]);
+    let a_text = std::fs::read_to_string(a.m.transcript_path(&cwd, ZSID)).unwrap();
+    assert_eq!(
+        a_text,
+        format!("{b_text}{more}").replace(&b.projects, &a.projects)
+    );
+    let segs = stored_segments(&remote, ZSID);
+    assert!(segs.iter().all(|s| s.ends_with(".jsonl.zst")), "{segs:?}");
+    let names: Vec<&str> = segs
+        .iter()
+        .map(|s| s.rsplit('/').next().unwrap().split('.').next().unwrap())
+        .collect();
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(names, unique, "one stored name per segment: {segs:?}");
+    assert_eq!(marker_of(&remote)["version"], 3);
+}
+
+#[test]
+fn a_version_1_repository_stays_version_1_with_its_segments_as_they_are() {
+    let w = World::new();
+    let remote = w.path().join("remote.git");
+    let out = std::process::Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(&remote)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // What ccsync 0.1 made of a new repository.
+    fast_import_commit(
+        &remote,
+        &[(
+            "100644",
+            "ccsync.json",
+            br#"{"format":"ccsync","version":1,"created_by":"old","created_at":"2026-11-25T10:00:00Z"}
+"#,
+        )],
+        false,
+    );
+    let a = ProjectMachine::new(&w, "a", &remote);
+    let cwd = a.cwd();
+    let text = conversation(ZSID, &cwd, "/", 10, 0);
+    a.m.write_transcript(&cwd, ZSID, text.as_bytes());
+    a.m.ok(&["push"]);
+    let check = |want: &str| {
+        let marker = marker_of(&remote);
+        assert_eq!(marker["version"], 1, "{marker}");
+        assert!(marker.get("segments").is_none(), "{marker}");
+        let segs = stored_segments(&remote, ZSID);
+        assert!(!segs.is_empty());
+        assert!(segs.iter().all(|s| s.ends_with(".jsonl")), "{segs:?}");
+        let stored: Vec<u8> = segs
+            .iter()
+            .flat_map(|s| repo_blob(&remote, s).unwrap())
+            .collect();
+        assert_eq!(String::from_utf8(stored).unwrap(), want);
+    };
+    let portable = text.replace(&a.projects, "{{PROJECTS}}");
+    check(&portable);
+    let b = ProjectMachine::new(&w, "b", &remote);
+    b.m.ok(&["pull"]);
+    let b_path = b.m.transcript_path(&b.cwd(), ZSID);
+    let b_text = std::fs::read_to_string(&b_path).unwrap();
+    assert_eq!(b_text, portable.replace("{{PROJECTS}}", &b.projects));
+    let more = two_more_turns(ZSID, &b.cwd(), 10);
+    std::fs::write(&b_path, format!("{b_text}{more}")).unwrap();
+    b.m.ok(&["push"]);
+    a.m.ok(&["pull"]);
+    let all = format!("{b_text}{more}");
+    assert_eq!(
+        std::fs::read_to_string(a.m.transcript_path(&cwd, ZSID)).unwrap(),
+        all.replace(&b.projects, &a.projects)
+    );
+    check(&all.replace(&b.projects, "{{PROJECTS}}"));
+}

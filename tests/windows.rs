@@ -335,13 +335,10 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 /// Whether the remote holds a line with this text (in any transcript segment).
 fn remote_has(remote: &Path, text: &str) -> bool {
-    std::process::Command::new("git")
-        .arg("--git-dir")
-        .arg(remote)
-        .args(["grep", "-q", "-F", text, "main", "--", "projects"])
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .status()
-        .is_ok_and(|s| s.success())
+    common::repo_paths(remote)
+        .iter()
+        .filter(|p| p.starts_with("projects/"))
+        .any(|p| common::repo_file(remote, p).is_some_and(|t| t.contains(text)))
 }
 
 #[test]

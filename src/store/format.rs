@@ -14,11 +14,18 @@ use crate::paths::PathStyle;
 
 /// The format marker at the root of the repository.
 pub const FORMAT_FILE: &str = "ccsync.json";
-/// The version this build writes for a plain repository. Repositories with a higher version
-/// than this build reads are refused.
+/// The version of a plain repository whose segments are stored as they are (every repository
+/// ccsync 0.1 made; this build keeps such a repository at version 1).
 pub const FORMAT_VERSION: u32 = 1;
 /// The version of an encrypted repository (a ccsync that reads only version 1 refuses it).
 pub const ENCRYPTED_VERSION: u32 = 2;
+/// The version of a plain repository whose log segments are stored zstd-compressed (what this
+/// build makes of a new plain repository; a ccsync that reads only up to 2 refuses it).
+pub const PACKED_VERSION: u32 = 3;
+/// The highest version this build reads.
+pub const MAX_VERSION: u32 = PACKED_VERSION;
+/// The marker's `segments` value of a version-3 repository.
+pub const SEGMENTS_ZSTD: &str = "zstd";
 pub const SHARED_PLACEHOLDERS: &str = "shared_placeholders.json";
 pub const MACHINES_DIR: &str = "machines";
 pub const LOCKS_DIR: &str = "locks";
@@ -41,9 +48,13 @@ pub struct FormatMarker {
     /// How the repository is encrypted (absent: it is not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<super::keys::Encryption>,
+    /// How log segments are stored (version 3: `"zstd"`; absent: as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<String>,
 }
 
 impl FormatMarker {
+    /// The marker of a version-1 plain repository (segments stored as they are).
     pub fn new(machine: &str) -> Self {
         FormatMarker {
             format: "ccsync".to_string(),
@@ -51,7 +62,22 @@ impl FormatMarker {
             created_by: machine.to_string(),
             created_at: Some(Utc::now()),
             encryption: None,
+            segments: None,
         }
+    }
+
+    /// The marker of a version-3 plain repository (log segments zstd-compressed).
+    pub fn packed(machine: &str) -> Self {
+        FormatMarker {
+            version: PACKED_VERSION,
+            segments: Some(SEGMENTS_ZSTD.to_string()),
+            ..FormatMarker::new(machine)
+        }
+    }
+
+    /// Whether the repository's log segments are stored zstd-compressed (version 3).
+    pub fn packs_segments(&self) -> bool {
+        self.encryption.is_none() && self.segments.as_deref() == Some(SEGMENTS_ZSTD)
     }
 
     /// The marker of an encrypted repository (it names no machine).
@@ -62,6 +88,7 @@ impl FormatMarker {
             created_by: String::new(),
             created_at: Some(Utc::now()),
             encryption: Some(enc),
+            segments: None,
         }
     }
 
@@ -73,9 +100,9 @@ impl FormatMarker {
                 self.format
             ));
         }
-        if self.version > ENCRYPTED_VERSION {
+        if self.version > MAX_VERSION {
             return Err(anyhow!(
-                "the sync repository uses format version {} and this ccsync reads up to {ENCRYPTED_VERSION}: upgrade ccsync",
+                "the sync repository uses format version {} and this ccsync reads up to {MAX_VERSION}: upgrade ccsync",
                 self.version
             ));
         }
@@ -83,6 +110,21 @@ impl FormatMarker {
             return Err(anyhow!(
                 "{FORMAT_FILE} says the sync repository is encrypted but not how: it is damaged"
             ));
+        }
+        if self.version == PACKED_VERSION {
+            match self.segments.as_deref() {
+                Some(SEGMENTS_ZSTD) => {}
+                Some(other) => {
+                    return Err(anyhow!(
+                        "{FORMAT_FILE} says the log segments are stored as {other:?}, which this ccsync does not read: upgrade ccsync"
+                    ));
+                }
+                None => {
+                    return Err(anyhow!(
+                        "{FORMAT_FILE} says format version {PACKED_VERSION} but not how segments are stored: it is damaged"
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -276,7 +318,7 @@ mod tests {
             serde_json::from_str(r#"{"format":"ccsync","version":2}"#).unwrap();
         assert!(damaged.check().unwrap_err().to_string().contains("damaged"));
         let newer: FormatMarker =
-            serde_json::from_str(r#"{"format":"ccsync","version":3}"#).unwrap();
+            serde_json::from_str(r#"{"format":"ccsync","version":4}"#).unwrap();
         assert!(
             newer
                 .check()
@@ -286,8 +328,38 @@ mod tests {
         );
         let plain = serde_json::to_value(FormatMarker::new("a")).unwrap();
         assert!(
-            plain.get("encryption").is_none(),
+            plain.get("encryption").is_none() && plain.get("segments").is_none(),
             "plain markers stay as 0.1 wrote them"
+        );
+    }
+
+    #[test]
+    fn version_3_markers_say_segments_are_zstd() {
+        let m = FormatMarker::packed("a");
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["version"], 3);
+        assert_eq!(v["segments"], "zstd");
+        assert!(v.get("encryption").is_none());
+        assert!(m.check().is_ok() && m.packs_segments());
+        assert!(!FormatMarker::new("a").packs_segments());
+        // What a reader of versions up to 2 does with it: `version > 2` is refused.
+        assert!(m.version > ENCRYPTED_VERSION);
+        let read: FormatMarker = serde_json::from_str(
+            r#"{"format":"ccsync","version":3,"created_by":"a","segments":"zstd"}"#,
+        )
+        .unwrap();
+        assert!(read.check().is_ok() && read.packs_segments());
+        let damaged: FormatMarker =
+            serde_json::from_str(r#"{"format":"ccsync","version":3}"#).unwrap();
+        assert!(damaged.check().unwrap_err().to_string().contains("damaged"));
+        let other: FormatMarker =
+            serde_json::from_str(r#"{"format":"ccsync","version":3,"segments":"brotli"}"#).unwrap();
+        assert!(
+            other
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("upgrade ccsync")
         );
     }
 

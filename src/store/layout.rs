@@ -96,6 +96,62 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Whether a repository path names a segment of a log: a segment name (`NNNNNN.jsonl`) in a
+/// log folder — `history/`, a session's `transcript/`, or a `*.jsonl` folder under a session's
+/// `files/` or `legacy/`. In a version-3 repository these are the files stored compressed.
+pub fn is_segment_path(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    let Some((name, folders)) = parts.split_last() else {
+        return false;
+    };
+    if parse_segment_name(name).is_none() {
+        return false;
+    }
+    match folders {
+        [HISTORY_DIR] => true,
+        [PROJECTS_DIR, _, "sessions", _, TRANSCRIPT_LOG] => true,
+        [
+            PROJECTS_DIR,
+            _,
+            "sessions",
+            _,
+            "files" | LEGACY_DIR,
+            ..,
+            log,
+        ] => log.ends_with(".jsonl"),
+        _ => false,
+    }
+}
+
+/// The suffix of the stored name of a compressed segment.
+const PACKED_SUFFIX: &str = ".jsonl.zst";
+
+/// The stored name of a compressed segment: `000001.jsonl` of `size` plaintext bytes is
+/// `000001.<size>.jsonl.zst` (`None` for a name that is not a segment name).
+pub fn packed_segment_name(name: &str, size: u64) -> Option<String> {
+    parse_segment_name(name)?;
+    let digits = name.strip_suffix(".jsonl")?;
+    Some(format!("{digits}.{size}{PACKED_SUFFIX}"))
+}
+
+/// A stored compressed segment's name back: the segment name and its plaintext size. Only the
+/// exact shape [`packed_segment_name`] writes opens (a size in decimal without leading zeros).
+pub fn unpack_segment_name(stored: &str) -> Option<(String, u64)> {
+    let stem = stored.strip_suffix(PACKED_SUFFIX)?;
+    let (digits, size) = stem.split_once('.')?;
+    if size.is_empty()
+        || size.len() > 20
+        || !size.bytes().all(|b| b.is_ascii_digit())
+        || (size.len() > 1 && size.starts_with('0'))
+    {
+        return None;
+    }
+    let size: u64 = size.parse().ok()?;
+    let name = format!("{digits}.jsonl");
+    parse_segment_name(&name)?;
+    Some((name, size))
+}
+
 /// The rule of [`valid_session_id`], for messages.
 pub const SESSION_ID_RULE: &str = "letters, digits, - and _, at most 128 characters";
 
@@ -234,6 +290,76 @@ mod tests {
         assert!(valid_session_id("b30a37a1-f12d-44db-8d99-50e415d59f66"));
         for bad in ["", "../x", "a.b", "a/b", "a b", "日本", &"x".repeat(129)] {
             assert!(!valid_session_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn segment_paths_are_the_segments_of_log_folders() {
+        for yes in [
+            "history/000001.jsonl",
+            "projects/p/sessions/s/transcript/000002.jsonl",
+            "projects/p/sessions/s/files/subagents/agent-1.jsonl/000001.jsonl",
+            "projects/p/sessions/s/legacy/agent-x.jsonl/1234567.jsonl",
+        ] {
+            assert!(is_segment_path(yes), "{yes}");
+        }
+        for no in [
+            "history/x.jsonl",
+            "history/a/000001.jsonl",
+            "000001.jsonl",
+            "projects/p/sessions/s/meta.json",
+            "projects/p/sessions/s/000001.jsonl",
+            "projects/p/memory/000001.jsonl",
+            "projects/p/sessions/s/files/tool-results/000001.jsonl",
+            "projects/p/sessions/s/file-history/x.jsonl/000001.jsonl",
+            "global/plans/000001.jsonl",
+        ] {
+            assert!(!is_segment_path(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn malformed_packed_names_do_not_open() {
+        for bad in [
+            "000001.jsonl",
+            "000001.jsonl.zst",
+            "000001..jsonl.zst",
+            "000001.012.jsonl.zst",
+            "000001.-1.jsonl.zst",
+            "000001.1x.jsonl.zst",
+            "000001.99999999999999999999.jsonl.zst",
+            "000001.123456789012345678901.jsonl.zst",
+            "1.5.jsonl.zst",
+            "00000a.5.jsonl.zst",
+            "000001.5.jsonl.zst/x",
+            "../000001.5.jsonl.zst",
+            "000001.5.json.zst",
+            "000001.5.jsonl.zstd",
+        ] {
+            assert_eq!(unpack_segment_name(bad), None, "{bad}");
+        }
+        assert_eq!(
+            unpack_segment_name("000001.0.jsonl.zst"),
+            Some(("000001.jsonl".into(), 0))
+        );
+        assert_eq!(packed_segment_name("notes.md", 3), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn packed_names_round_trip(n in 0u64..100_000_000, size in proptest::num::u64::ANY) {
+            let name = segment_name(n);
+            let stored = packed_segment_name(&name, size).unwrap();
+            proptest::prop_assert!(check_rel_path(&stored).is_ok());
+            proptest::prop_assert_eq!(unpack_segment_name(&stored), Some((name, size)));
+        }
+
+        #[test]
+        fn any_name_unpacks_to_nothing_or_a_segment(name in "[0-9a-z.]{0,40}") {
+            if let Some((seg, size)) = unpack_segment_name(&name) {
+                proptest::prop_assert!(parse_segment_name(&seg).is_some());
+                proptest::prop_assert_eq!(packed_segment_name(&seg, size), Some(name));
+            }
         }
     }
 

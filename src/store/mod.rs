@@ -37,7 +37,7 @@ use serde::de::DeserializeOwned;
 use crate::config::Home;
 use format::{FORMAT_FILE, FormatMarker, MachineRecord, SHARED_PLACEHOLDERS, SharedPlaceholders};
 pub use git::{CloneDamaged, Git, Oid, PushOutcome, TreeEntry, is_clone_damage};
-pub use objects::{BlobReader, StoreError, Txn, store_error};
+pub use objects::{BlobReader, Codec, StoreError, Txn, store_error};
 use seal::Seal;
 
 /// The file in the clone naming its generation: a new one for every clone made, so that what
@@ -128,11 +128,14 @@ pub enum Sealing {
     ClearOnly,
 }
 
-/// Whether a store's repository is encrypted, once found out.
+/// Whether a store's repository is encrypted (or plain, of which version), once found out.
 #[derive(Clone)]
 enum SealState {
     Unresolved,
+    /// Plain, version 1: segments stored as they are.
     Plain,
+    /// Plain, version 3: segments compressed.
+    Packed,
     Sealed(Arc<Seal>, keys::Encryption),
 }
 
@@ -386,9 +389,19 @@ impl Store {
                     _ => Ok(None),
                 }
             }
-            SealState::Plain => Ok(None),
+            SealState::Plain | SealState::Packed => Ok(None),
             SealState::Sealed(s, _) => Ok(Some(s)),
         }
+    }
+
+    /// How the repository's files are stored (found out like [`Store::seal`]).
+    pub fn codec(&self) -> Result<Codec> {
+        let seal = self.seal()?;
+        Ok(match (seal, self.seal.lock().map(|s| s.clone())) {
+            (Some(s), _) => Codec::Sealed(s),
+            (None, Ok(SealState::Packed)) => Codec::Packed,
+            (None, _) => Codec::Plain,
+        })
     }
 
     /// Whether the repository is encrypted (an error when this machine cannot tell because it
@@ -455,7 +468,27 @@ impl Store {
                     self.remote
                 ))));
             }
-            (None, None) => SealState::Plain,
+            // A plain repository: version 3 compresses its segments; a new one (no commit
+            // yet) is made version 3. One without a marker that holds files (damaged, or the
+            // Python tool's) stays as it is: version 3 if it holds compressed segments (it lost
+            // a version-3 marker), else version 1 — the marker written back says which.
+            (None, None) => match (&marker, head) {
+                (Some(m), _) => match m.packs_segments() {
+                    true => SealState::Packed,
+                    false => SealState::Plain,
+                },
+                (None, None) => SealState::Packed,
+                (None, Some(h)) => {
+                    let packed = self.git.ls_tree(h, None)?.iter().any(|e| {
+                        e.path_str()
+                            .is_some_and(|p| objects::unpacked_path(p).is_some())
+                    });
+                    match packed {
+                        true => SealState::Packed,
+                        false => SealState::Plain,
+                    }
+                }
+            },
         };
         if let Ok(mut s) = self.seal.lock() {
             *s = state;
@@ -524,22 +557,27 @@ impl Store {
         Ok(seal)
     }
 
-    /// The format marker this machine writes: an encrypted repository's, or a plain one.
+    /// The format marker this machine writes: an encrypted repository's, or a plain one of
+    /// the version the repository has (3 for a new one).
     pub fn new_marker(&self, machine: &str) -> Result<FormatMarker> {
-        Ok(match self.encryption()? {
-            Some(e) => FormatMarker::encrypted(e),
-            None => FormatMarker::new(machine),
+        Ok(match self.codec()? {
+            Codec::Sealed(_) => match self.encryption()? {
+                Some(e) => FormatMarker::encrypted(e),
+                None => FormatMarker::new(machine),
+            },
+            Codec::Packed => FormatMarker::packed(machine),
+            Codec::Plain => FormatMarker::new(machine),
         })
     }
 
     /// A reader of stored files (their plaintext).
     pub fn reader(&self) -> Result<BlobReader> {
-        Ok(BlobReader::new(self.git.reader()?, self.seal()?))
+        Ok(BlobReader::new(self.git.reader()?, self.codec()?))
     }
 
     /// A transaction building on `base`.
     pub fn transaction(&self, base: Option<&Oid>) -> Result<Txn> {
-        Txn::new(&self.git, self.seal()?, base, self.listings.clone())
+        Txn::new(&self.git, self.codec()?, base, self.listings.clone())
     }
 
     /// All files of a commit.
@@ -550,13 +588,7 @@ impl Store {
     /// The files of a commit under `prefix` (a folder, or one file), with their repository
     /// paths and plaintext sizes.
     pub fn ls_tree(&self, commit: &Oid, prefix: Option<&str>) -> Result<Vec<TreeEntry>> {
-        objects::ls_tree(
-            &self.git,
-            self.seal()?.as_deref(),
-            commit,
-            prefix,
-            &self.listings,
-        )
+        objects::ls_tree(&self.git, &self.codec()?, commit, prefix, &self.listings)
     }
 
     /// The names at the root of a commit.
@@ -590,7 +622,7 @@ impl Store {
 
     /// The plaintext sizes of stored files.
     pub fn blob_sizes(&self, oids: &[Oid]) -> Result<std::collections::HashMap<Oid, u64>> {
-        objects::blob_sizes(&self.git, self.seal()?.as_ref(), oids)
+        objects::blob_sizes(&self.git, &self.codec()?, oids)
     }
 
     /// The blobs at `paths` of `commit`.
@@ -626,14 +658,20 @@ impl Store {
 
     /// One file of a commit, if present.
     pub fn read_file(&self, commit: &Oid, path: &str) -> Result<Option<Vec<u8>>> {
-        let seal = self.seal()?;
-        if seal.is_none() {
+        let codec = self.codec()?;
+        // Files stored as they are: read by name through the clone's one reader.
+        let as_stored = match &codec {
+            Codec::Plain => true,
+            Codec::Packed => !layout::is_segment_path(path),
+            Codec::Sealed(_) => false,
+        };
+        if as_stored {
             return self.read_clear(commit, path);
         }
         if let Some(hit) = self.cached(commit, path, false) {
             return Ok(hit);
         }
-        let got = objects::read_file(&self.git, seal.as_ref(), commit, path, &self.listings)?;
+        let got = objects::read_file(&self.git, &codec, commit, path, &self.listings)?;
         self.remember(commit, path, false, &got);
         Ok(got)
     }
@@ -738,9 +776,12 @@ impl Store {
                     self.transaction(head.as_ref())?
                 }
                 Sealing::Current => self.transaction(head.as_ref())?,
-                Sealing::ClearOnly => {
-                    Txn::new(&self.git, None, head.as_ref(), self.listings.clone())?
-                }
+                Sealing::ClearOnly => Txn::new(
+                    &self.git,
+                    Codec::Plain,
+                    head.as_ref(),
+                    self.listings.clone(),
+                )?,
             };
             let local_remote =
                 is_local_remote(&self.remote).then(|| local_remote_path(&self.remote));

@@ -28,7 +28,7 @@ pub const MAX_PLAINTEXT: u64 = 1 << 30;
 
 /// zstd level of stored files: level 1 compresses transcripts about 6× at several hundred
 /// MB/s, which keeps a first push within its budget.
-const ZSTD_LEVEL: i32 = 1;
+pub(crate) const ZSTD_LEVEL: i32 = 1;
 
 /// Why sealed bytes or a sealed name did not open.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

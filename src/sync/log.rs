@@ -442,8 +442,8 @@ impl SegmentWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let mark = txn.blob(&self.buf)?;
         let name = segment_name(self.next);
+        let mark = txn.blob_for(&format!("{}/{name}", self.log.dir), &self.buf)?;
         self.next += 1;
         self.flushed.push((name, mark, self.buf.len() as u64));
         self.buf.clear();
@@ -531,8 +531,9 @@ impl SegmentWriter {
             match p.content {
                 Content::Stored(o) => out.push((p.name, Some(o), p.size)),
                 Content::New(d) => {
-                    let m = txn.blob(&d)?;
-                    txn.put(&format!("{}/{}", self.log.dir, p.name), m)?;
+                    let path = format!("{}/{}", self.log.dir, p.name);
+                    let m = txn.blob_for(&path, &d)?;
+                    txn.put(&path, m)?;
                     out.push((p.name, None, p.size));
                 }
             }
@@ -881,31 +882,31 @@ mod tests {
         assert_ne!(identity(b"junk"), identity(b"junk2"));
     }
 
-    type SealArc = Option<std::sync::Arc<crate::store::seal::Seal>>;
+    use crate::store::Codec as Stored;
 
-    /// The log stored under `t/` at a commit.
-    fn stored(git: &crate::store::Git, seal: &SealArc, head: Option<&Oid>) -> StoredLog {
+    /// The log stored under `history/` at a commit.
+    fn stored(git: &crate::store::Git, codec: &Stored, head: Option<&Oid>) -> StoredLog {
         let mut segs: Vec<Seg> = match head {
-            Some(h) => crate::store::objects::ls_tree(
-                git,
-                seal.as_deref(),
-                h,
-                Some("t"),
-                &Default::default(),
-            )
-            .unwrap()
-            .into_iter()
-            .map(|e| Seg {
-                name: e.path_str().unwrap().trim_start_matches("t/").to_string(),
-                oid: e.oid,
-                size: e.size.unwrap(),
-            })
-            .collect(),
+            Some(h) => {
+                crate::store::objects::ls_tree(git, codec, h, Some("history"), &Default::default())
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| Seg {
+                        name: e
+                            .path_str()
+                            .unwrap()
+                            .trim_start_matches("history/")
+                            .to_string(),
+                        oid: e.oid,
+                        size: e.size.unwrap(),
+                    })
+                    .collect()
+            }
             None => Vec::new(),
         };
         segs.sort_by(|a, b| a.name.cmp(&b.name));
         StoredLog {
-            dir: "t".into(),
+            dir: "history".into(),
             segs,
         }
     }
@@ -913,36 +914,41 @@ mod tests {
     /// Append to a stored log through the writer, commit, and read the log back.
     fn append(
         git: &crate::store::Git,
-        seal: &SealArc,
+        codec: &Stored,
         head: Option<&Oid>,
         data: &[u8],
     ) -> (Oid, StoredLog) {
-        let mut reader = BlobReader::new(git.reader().unwrap(), seal.clone());
-        let mut txn = Txn::new(git, seal.clone(), head, Default::default()).unwrap();
-        let mut w = SegmentWriter::new(stored(git, seal, head));
+        let mut reader = BlobReader::new(git.reader().unwrap(), codec.clone());
+        let mut txn = Txn::new(git, codec.clone(), head, Default::default()).unwrap();
+        let mut w = SegmentWriter::new(stored(git, codec, head));
         for line in data.split_inclusive(|b| *b == b'\n') {
             w.push(line, &mut txn).unwrap();
             w.maybe_cut(&mut txn).unwrap();
         }
         w.finish(&mut txn, &mut reader).unwrap();
         let c = txn.commit(head, "t <t@t>", "x").unwrap();
-        let log = stored(git, seal, Some(&c));
+        let log = stored(git, codec, Some(&c));
         (c, log)
     }
 
     #[test]
     fn segments_stay_few_and_bounded_and_concatenate_to_the_log() {
-        segments_of(None);
+        segments_of(Stored::Plain);
+    }
+
+    #[test]
+    fn packed_segments_stay_few_and_bounded_and_concatenate_to_the_log() {
+        segments_of(Stored::Packed);
     }
 
     #[test]
     fn sealed_segments_stay_few_and_bounded_and_concatenate_to_the_log() {
-        segments_of(Some(std::sync::Arc::new(
+        segments_of(Stored::Sealed(std::sync::Arc::new(
             crate::store::seal::Seal::generate(),
         )));
     }
 
-    fn segments_of(seal: SealArc) {
+    fn segments_of(codec: Stored) {
         let dir = tempfile::tempdir().unwrap();
         let git = crate::store::Git::init_bare(&dir.path().join("r.git")).unwrap();
         let mut head = None;
@@ -951,7 +957,7 @@ mod tests {
         for i in 0..64 {
             let line = format!("{{\"uuid\":\"{i}\",\"pad\":\"{}\"}}\n", "x".repeat(100));
             want.extend_from_slice(line.as_bytes());
-            let (c, l) = append(&git, &seal, head.as_ref(), line.as_bytes());
+            let (c, l) = append(&git, &codec, head.as_ref(), line.as_bytes());
             head = Some(c);
             log = l;
             assert!(
@@ -961,7 +967,7 @@ mod tests {
                 log.segs.len()
             );
         }
-        let mut reader = BlobReader::new(git.reader().unwrap(), seal.clone());
+        let mut reader = BlobReader::new(git.reader().unwrap(), codec.clone());
         let mut got = Vec::new();
         for_each_repo_line(&mut reader, &log.segs, |l| {
             got.extend_from_slice(l);
@@ -973,12 +979,31 @@ mod tests {
         // A large append is cut into segments no larger than SEGMENT_MAX.
         let big_line = format!("{{\"uuid\":\"big\",\"pad\":\"{}\"}}\n", "y".repeat(1 << 20));
         let big: Vec<u8> = big_line.as_bytes().repeat(40);
-        let (c, log) = append(&git, &seal, head.as_ref(), &big);
+        let (c, log) = append(&git, &codec, head.as_ref(), &big);
         assert!(log.segs.iter().all(|s| s.size <= SEGMENT_MAX as u64));
         assert_eq!(log.size(), (want.len() + big.len()) as u64);
-        if seal.is_some() {
+        let raw = git.ls_tree(&c, None).unwrap();
+        if let Stored::Packed = codec {
+            // Every segment is stored compressed, under a name carrying its plaintext size.
+            let mut r = git.reader().unwrap();
+            assert!(!raw.is_empty());
+            for e in &raw {
+                let p = e.path_str().unwrap();
+                let (logical, size) = crate::store::objects::unpacked_path(p).unwrap();
+                let seg = log
+                    .segs
+                    .iter()
+                    .find(|s| format!("history/{}", s.name) == logical);
+                assert_eq!(seg.map(|s| s.size), Some(size), "{p}");
+                let b = r.read(&e.oid).unwrap();
+                assert_eq!(
+                    crate::store::objects::unpack(&b).unwrap().len() as u64,
+                    size
+                );
+            }
+        }
+        if codec.seal().is_some() {
             // Nothing of the content or the names is in the clear.
-            let raw = git.ls_tree(&c, None).unwrap();
             assert!(raw.iter().all(|e| !e.path_str().unwrap().contains("jsonl")));
             let mut r = git.reader().unwrap();
             assert!(raw.iter().all(|e| {
@@ -1012,11 +1037,11 @@ mod tests {
     fn a_merge_replaces_the_local_file_it_read_with_the_union() {
         let dir = tempfile::tempdir().unwrap();
         let git = crate::store::Git::init_bare(&dir.path().join("r.git")).unwrap();
-        let seal: SealArc = None;
-        let (_, log) = append(&git, &seal, None, b"{\"uuid\":\"a\"}\n{\"uuid\":\"b\"}\n");
+        let codec = Stored::Packed;
+        let (_, log) = append(&git, &codec, None, b"{\"uuid\":\"a\"}\n{\"uuid\":\"b\"}\n");
         let local = dir.path().join("s.jsonl");
         std::fs::write(&local, b"{\"uuid\":\"a\"}\n{\"uuid\":\"mine\"}\n").unwrap();
-        let mut reader = BlobReader::new(git.reader().unwrap(), seal.clone());
+        let mut reader = BlobReader::new(git.reader().unwrap(), codec.clone());
         let res = merge_into_local(&local, &mut reader, &log.segs, &mut Plain).unwrap();
         assert!(res.written);
         assert_eq!((res.added_lines, res.local_only), (1, 1));

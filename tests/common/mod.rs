@@ -299,22 +299,73 @@ impl Machine {
     }
 }
 
-/// The text of a file on the branch `main` of a bare repository.
-pub fn repo_file(repo: &Path, path: &str) -> Option<String> {
+/// The bytes of a stored file on the branch `main` of a bare repository, by its stored path
+/// (as git has it: a compressed segment's blob is its zstd frame).
+pub fn repo_blob(repo: &Path, stored: &str) -> Option<Vec<u8>> {
     let out = Command::new("git")
         .arg("--git-dir")
         .arg(repo)
-        .args(["show", &format!("main:{path}")])
+        .args(["show", &format!("main:{stored}")])
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .output()
         .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8(out.stdout).unwrap())
+    out.status.success().then_some(out.stdout)
 }
 
-/// Every file path on `main` of a bare repository.
-pub fn repo_paths(repo: &Path) -> Vec<String> {
+/// The text of a file on the branch `main` of a bare repository, by its logical path: a log
+/// segment of a version-3 repository, stored compressed as `NNNNNN.<size>.jsonl.zst`, is found
+/// under that name and decompressed.
+pub fn repo_file(repo: &Path, path: &str) -> Option<String> {
+    let stored = ccsync::store::layout::is_segment_path(path)
+        .then(|| {
+            repo_stored_paths(repo)
+                .into_iter()
+                .find(|s| ccsync::store::objects::unpacked_path(s).is_some_and(|(l, _)| l == path))
+        })
+        .flatten()
+        .unwrap_or_else(|| path.to_string());
+    let bytes = repo_blob(repo, &stored)?;
+    let bytes = match ccsync::store::objects::unpacked_path(&stored) {
+        Some(_) => ccsync::store::objects::unpack(&bytes).unwrap(),
+        None => bytes,
+    };
+    Some(String::from_utf8(bytes).unwrap())
+}
+
+/// Every object of a bare repository as `git cat-file --batch-all-objects --batch` gives it
+/// (blobs, trees, commits), and after it the content of every blob that is a zstd frame (a
+/// compressed segment of a version-3 repository), decompressed: what the host holds, readable.
+pub fn repo_all_objects(repo: &Path) -> Vec<u8> {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(repo)
+        .args(["cat-file", "--batch-all-objects", "--batch"])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let raw = out.stdout;
+    let mut unpacked = Vec::new();
+    let mut at = 0;
+    while at < raw.len() {
+        let nl = at + raw[at..].iter().position(|b| *b == b'\n').unwrap();
+        let header = String::from_utf8_lossy(&raw[at..nl]).into_owned();
+        let mut f = header.split_whitespace();
+        let (_, kind, size) = (f.next(), f.next(), f.next());
+        let size: usize = size.unwrap().parse().unwrap();
+        let body = &raw[nl + 1..nl + 1 + size];
+        if kind == Some("blob") && body.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            unpacked.extend(ccsync::store::objects::unpack(body).unwrap());
+        }
+        at = nl + 1 + size + 1;
+    }
+    let mut all = raw;
+    all.extend(unpacked);
+    all
+}
+
+/// Every file path on `main` of a bare repository, as stored.
+pub fn repo_stored_paths(repo: &Path) -> Vec<String> {
     let out = Command::new("git")
         .arg("--git-dir")
         .arg(repo)
@@ -327,6 +378,20 @@ pub fn repo_paths(repo: &Path) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// Every file path on `main` of a bare repository, logical (a compressed segment by its
+/// segment name), sorted.
+pub fn repo_paths(repo: &Path) -> Vec<String> {
+    let mut paths: Vec<String> = repo_stored_paths(repo)
+        .into_iter()
+        .map(|s| match ccsync::store::objects::unpacked_path(&s) {
+            Some((l, _)) => l,
+            None => s,
+        })
+        .collect();
+    paths.sort();
+    paths
 }
 
 pub fn stderr(o: &Output) -> String {
