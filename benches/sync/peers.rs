@@ -243,7 +243,7 @@ impl PeerMachine {
 }
 
 fn fresh_remote(path: &Path) -> String {
-    let _ = std::fs::remove_dir_all(path);
+    super::set_aside(path);
     let st = Command::new("git")
         .args(["init", "-q", "--bare", "-b", "main"])
         .arg(path)

@@ -278,6 +278,10 @@ pub struct Mapper {
 
 const ESCAPED_OPEN: &[u8] = b"{{{{";
 
+/// Finds `{{`, how every placeholder (and escaped brace) starts.
+static OPEN: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"{{"));
+
 impl Mapper {
     /// Build a mapper from `(NAME, PATH)` pairs valid for `style`.
     pub fn new<I, N, P>(style: PathStyle, placeholders: I) -> Result<Mapper, MapError>
@@ -568,7 +572,9 @@ impl Mapper {
         out.reserve(until.saturating_sub(from));
         let mut copied = from;
         let mut i = from;
-        while let Some(rel) = memchr::memchr(b'{', &input[i..]) {
+        // Every placeholder and escape starts with `{{`, rare in JSON otherwise (a lone `{`
+        // opens every object).
+        while let Some(rel) = OPEN.find(&input[i..]) {
             let at = i + rel;
             if at >= until {
                 break;
@@ -605,8 +611,14 @@ impl Mapper {
                 out.extend_from_slice(e.canonical(ctx));
                 // The rest of the path takes this machine's separator.
                 let any_sep = spelling.is_some();
-                let rest = scan_rest(input, tok.end, ctx, any_sep);
                 let native = native_sep(self.style, ctx);
+                if !any_sep && native == b"/" {
+                    // Its `/` stay as they are; the rest holds no `{` to look at.
+                    i = tok.end;
+                    copied = i;
+                    continue;
+                }
+                let rest = scan_rest(input, tok.end, ctx, any_sep);
                 let mut last = tok.end;
                 for &(pos, len) in &rest.seps {
                     out.extend_from_slice(&input[last..pos]);
@@ -811,11 +823,52 @@ fn parse_token(hay: &[u8], at: usize) -> Option<Token> {
 /// Bytes that end a path: whitespace and control characters, quotes, and characters that
 /// delimit paths in commands and prose.
 pub fn is_terminator(b: u8) -> bool {
-    b < 0x20 || b == 0x7f || b" \"'`:;,|<>()[]{}*?=&!^".contains(&b)
+    BYTE_CLASS[b as usize] & TERMINATOR != 0
 }
 
 fn is_path_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"_-.~/\\$%+@".contains(&b) || b >= 0x80
+    BYTE_CLASS[b as usize] & PATH_BYTE != 0
+}
+
+/// A byte that ends a path ([`is_terminator`]).
+const TERMINATOR: u8 = 1;
+/// A byte a path may hold ([`is_path_byte`]).
+const PATH_BYTE: u8 = 2;
+/// A byte that ends a path's rest: a terminator or a separator of either style.
+const REST_END: u8 = 4;
+
+/// What each byte is to a path, looked up rather than searched for: the mappers ask for every
+/// byte of a path's rest.
+static BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut class = 0;
+        if c < 0x20 || c == 0x7f || contains(b" \"'`:;,|<>()[]{}*?=&!^", c) {
+            class |= TERMINATOR | REST_END;
+        }
+        if c.is_ascii_alphanumeric() || contains(b"_-.~/\\$%+@", c) || c >= 0x80 {
+            class |= PATH_BYTE;
+        }
+        if c == b'/' || c == b'\\' {
+            class |= REST_END;
+        }
+        t[b] = class;
+        b += 1;
+    }
+    t
+};
+
+const fn contains(set: &[u8], c: u8) -> bool {
+    let mut i = 0;
+    while i < set.len() {
+        if set[i] == c {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 fn left_boundary(hay: &[u8], at: usize, ctx: Context) -> bool {
@@ -901,12 +954,10 @@ fn scan_rest(hay: &[u8], from: usize, ctx: Context, any_sep: bool) -> Rest {
         }
         seps.push((k, sep_len));
         k += sep_len;
-        while let Some(&b) = hay.get(k) {
-            if is_terminator(b) || b == b'/' || b == b'\\' {
-                break;
-            }
-            k += 1;
-        }
+        k += hay[k..]
+            .iter()
+            .position(|&b| BYTE_CLASS[b as usize] & REST_END != 0)
+            .unwrap_or(hay.len() - k);
     }
     Rest { seps, end: k }
 }

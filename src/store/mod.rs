@@ -1058,6 +1058,8 @@ fn clone_settings(branch: &str) -> Vec<(&'static str, String)> {
         ("pack.compression", "1".into()),
         ("pack.window", "0".into()),
         ("gc.auto", "0".into()),
+        // With gc.auto at 0 the upkeep a fetch starts does nothing: not even start it.
+        ("maintenance.auto", "false".into()),
         ("fetch.unpackLimit", "1".into()),
         ("core.bigFileThreshold", "1m".into()),
     ];

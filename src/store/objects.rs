@@ -89,7 +89,22 @@ pub fn unpack(packed: &[u8]) -> std::result::Result<Vec<u8>, String> {
             ));
         }
         Ok(Some(n)) => {
-            return zstd::bulk::decompress(packed, n as usize).map_err(|e| format!("zstd: {e}"));
+            // One decompression context per thread, reused: making one allocates and faults in
+            // more than a small segment takes to decompress.
+            thread_local! {
+                static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            return DCTX.with(|cell| {
+                let mut slot = cell.try_borrow_mut().map_err(|e| format!("zstd: {e}"))?;
+                let dctx = match slot.as_mut() {
+                    Some(d) => d,
+                    None => slot
+                        .insert(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?),
+                };
+                dctx.decompress(packed, n as usize)
+                    .map_err(|e| format!("zstd: {e}"))
+            });
         }
         Ok(None) => {}
         Err(_) => return Err("zstd: not a zstd frame".into()),

@@ -196,8 +196,8 @@ fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         .with_context(|| format!("cannot list {}", engine.claude.projects().display()))?;
     let live = crate::claude::live::live_ids(engine.claude);
     // Every session in the one folder Claude Code looks in: move what is elsewhere first.
+    let mut reader = store.reader()?;
     {
-        let mut reader = store.reader()?;
         let all = index.placement < PLACEMENT_VERSION || opts.force;
         let moves = plan_moves(engine, &snap, &disc, &index, all, &mut reader)?;
         for m in &moves {
@@ -261,7 +261,8 @@ fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         .collect();
     let defer = !opts.dry_run
         && super::unsynced::begin(engine.home, &new_ids, crate::clock::now().timestamp())?;
-    let readers: std::sync::Mutex<Vec<BlobReader>> = std::sync::Mutex::new(Vec::new());
+    // The reader the moves used is the pool's first (starting one costs a process).
+    let readers: std::sync::Mutex<Vec<BlobReader>> = std::sync::Mutex::new(vec![reader]);
     let deltas: Vec<Result<Delta>> = ids
         .par_iter()
         .map(|sid| {
@@ -316,7 +317,11 @@ fn pull_once(engine: &Engine, opts: &PullOptions) -> Result<PullReport> {
         }
         report.branches.extend(s.forks);
     }
-    let mut reader = store.reader()?;
+    let pooled = readers.into_inner().ok().and_then(|mut p| p.pop());
+    let mut reader = match pooled {
+        Some(r) => r,
+        None => store.reader()?,
+    };
     if opts.only.is_none() {
         let mut d = Delta::default();
         pull_memory(engine, opts, &snap, &index, &mut reader, &mut d)?;
